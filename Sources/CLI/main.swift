@@ -1,0 +1,2 @@
+import MaasBackupCore
+print("maas-snapshot-backup")

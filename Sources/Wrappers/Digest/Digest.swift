@@ -1,0 +1,1 @@
+// Digest: thin typed wrapper, one Swift function per C call.

@@ -1,0 +1,1 @@
+// LibArchive: thin typed wrapper, one Swift function per C call.

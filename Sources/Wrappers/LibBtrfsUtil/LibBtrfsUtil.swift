@@ -1,0 +1,1 @@
+// LibBtrfsUtil: thin typed wrapper, one Swift function per C call.

@@ -1,0 +1,1 @@
+// LibLVM2Cmd: thin typed wrapper, one Swift function per C call.

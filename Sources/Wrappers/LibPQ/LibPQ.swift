@@ -1,0 +1,1 @@
+// LibPQ: thin typed wrapper, one Swift function per C call.
