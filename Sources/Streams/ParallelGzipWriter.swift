@@ -1,0 +1,449 @@
+import CZlib
+
+/// A gzip filter compressing on several threads, by pigz's method.
+///
+/// The input is cut into independent blocks of `blockSize` bytes. Each block is compressed by
+/// a worker thread as raw deflate, primed with the previous 32 KiB of input as its dictionary
+/// (`deflateSetDictionary`) so the ratio stays close to single-threaded gzip, and ends with
+/// `Z_SYNC_FLUSH` (the last block with `Z_FINISH`), so the compressed blocks simply concatenate
+/// into one deflate stream. The output is one gzip member: a 10-byte header, the blocks in
+/// input order, then the CRC-32 (per-block CRCs joined with `crc32_combine`) and ISIZE.
+///
+/// Threads and memory: `threadCount` worker threads (pthreads) take blocks from a queue.
+/// At most `maxBlocksInFlight` blocks exist at once (the one being filled plus those queued,
+/// being compressed, or compressed and waiting to be written); when all are in use, `write`
+/// waits for the oldest block, writes it downstream and reuses it (back-pressure).
+/// Memory is about `maxBlocksInFlight * (blockSize + 32 KiB + deflateBound(blockSize))` plus
+/// ~270 KiB of zlib state per thread.
+///
+/// Only the calling thread touches `downstream`: completed blocks are written out, in order, by
+/// `write` and `finish`. So `downstream` need not be thread-safe, and its errors are thrown
+/// straight from the `write`/`finish` that hit them.
+///
+/// Errors: a worker's zlib error is thrown by the next `write` or `finish`. After any error the
+/// writer is failed: its workers are stopped, every later call throws the same error, and
+/// `downstream` is not finished.
+///
+/// The writer itself is not thread-safe: use it from one thread at a time.
+public final class ParallelGzipWriter: ByteSink {
+    public static let defaultBlockSize = 128 * 1024
+    /// Deflate's window: the dictionary each block is primed with.
+    public static let dictionarySize = 32 * 1024
+
+    public let downstream: any ByteSink
+    public let level: Int
+    public let threadCount: Int
+    public let blockSize: Int
+    public let maxBlocksInFlight: Int
+    /// Uncompressed bytes written so far.
+    public private(set) var bytesIn: UInt64 = 0
+    /// Compressed bytes passed to `downstream` so far (header and trailer included).
+    public private(set) var bytesOut: UInt64 = 0
+
+    private let pool: DeflatePool
+    /// Submitted blocks not yet written downstream, in input order.
+    private var inFlight: [DeflateBlock] = []
+    /// Blocks written out and ready for reuse.
+    private var spare: [DeflateBlock] = []
+    private var allocatedBlocks = 0
+    private var nextSequence = 0
+    /// The block being filled.
+    private var current: DeflateBlock?
+    /// The last (up to) 32 KiB of input submitted so far: the next block's dictionary.
+    private let history: UnsafeMutablePointer<UInt8>
+    private var historyLength = 0
+    private var crc: UInt = 0
+    private var headerWritten = false
+    private var failure: (any Error)?
+    private var finished = false
+
+    /// Test hook: the worker compressing the block with this sequence number (0-based) reports
+    /// a zlib error instead of compressing it.
+    var injectedFailureBlock: Int?
+
+    /// - Parameters:
+    ///   - level: zlib level 0...9 (6 is gzip's default).
+    ///   - threadCount: worker threads; nil means the number of online CPUs.
+    ///   - blockSize: bytes per independent block, at least 32 KiB (pigz's minimum).
+    ///   - maxBlocksInFlight: memory bound in blocks, at least 2; nil means `2 * threadCount + 2`.
+    public init(
+        downstream: any ByteSink,
+        level: Int = 6,
+        threadCount: Int? = nil,
+        blockSize: Int = ParallelGzipWriter.defaultBlockSize,
+        maxBlocksInFlight: Int? = nil
+    ) throws {
+        let threads = threadCount ?? onlineProcessorCount()
+        let inFlightLimit = maxBlocksInFlight ?? (2 * threads + 2)
+        try Deflate.checkLevel(level)
+        guard threads >= 1 else { throw StreamError.invalidArgument("thread count \(threads) is below 1") }
+        guard blockSize >= Self.dictionarySize, blockSize <= 1 << 30 else {
+            throw StreamError.invalidArgument("block size \(blockSize) is not in 32 KiB...1 GiB")
+        }
+        guard inFlightLimit >= 2 else {
+            throw StreamError.invalidArgument("max blocks in flight \(inFlightLimit) is below 2")
+        }
+        self.downstream = downstream
+        self.level = level
+        self.threadCount = threads
+        self.blockSize = blockSize
+        self.maxBlocksInFlight = inFlightLimit
+        self.pool = try DeflatePool(threadCount: threads, level: level, blockSize: blockSize)
+        self.history = .allocate(capacity: Self.dictionarySize)
+        do {
+            try pool.start()
+        } catch {
+            pool.stop()
+            history.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        pool.stop()
+        history.deallocate()
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try checkUsable()
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        do {
+            if let workerError = pool.failure { throw workerError }
+            var offset = 0
+            while offset < bytes.count {
+                // A full block is submitted only once more input arrives, so that the last
+                // block of the stream is always the one `finish` ends with Z_FINISH.
+                if let block = current, block.length == blockSize {
+                    submit(block, isLast: false)
+                    current = nil
+                }
+                let block: DeflateBlock
+                if let current {
+                    block = current
+                } else {
+                    block = try acquireBlock()
+                    current = block
+                }
+                let n = min(bytes.count - offset, blockSize - block.length)
+                (block.data + block.length).update(from: (base + offset).assumingMemoryBound(to: UInt8.self), count: n)
+                block.length += n
+                offset += n
+            }
+            bytesIn += UInt64(bytes.count)
+            try writeCompletedBlocks()
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    public func finish() throws {
+        try checkUsable()
+        do {
+            if let workerError = pool.failure { throw workerError }
+            let last: DeflateBlock
+            if let current {
+                last = current
+            } else {
+                last = try acquireBlock()
+            }
+            current = nil
+            submit(last, isLast: true)
+            while let oldest = inFlight.first {
+                pool.waitUntilDone(oldest)
+                try writeOut(oldest)
+            }
+            var trailer = [UInt8](repeating: 0, count: 8)
+            for i in 0..<4 {
+                trailer[i] = UInt8(truncatingIfNeeded: crc >> (8 * i))
+                trailer[4 + i] = UInt8(truncatingIfNeeded: bytesIn >> (8 * i)) // ISIZE: length mod 2^32
+            }
+            try writeDownstream(trailer)
+            finished = true
+            pool.stop()
+            try downstream.finish()
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    // MARK: - Producer side (the caller's thread)
+
+    private func checkUsable() throws {
+        if let failure { throw failure }
+        if finished { throw StreamError.alreadyFinished }
+    }
+
+    private func fail(_ error: any Error) -> any Error {
+        failure = error
+        pool.stop()
+        return error
+    }
+
+    /// A free block primed with the current history as its dictionary. When `maxBlocksInFlight`
+    /// blocks exist, waits for the oldest one and writes it out first (back-pressure).
+    private func acquireBlock() throws -> DeflateBlock {
+        let block: DeflateBlock
+        if let reused = spare.popLast() {
+            block = reused
+        } else if allocatedBlocks < maxBlocksInFlight {
+            allocatedBlocks += 1
+            block = DeflateBlock(blockSize: blockSize, outputCapacity: pool.outputCapacity)
+        } else {
+            let oldest = inFlight[0]
+            pool.waitUntilDone(oldest)
+            try writeOut(oldest)
+            block = spare.removeLast()
+        }
+        block.reset(sequence: nextSequence)
+        nextSequence += 1
+        block.dictionaryLength = historyLength
+        (block.data - historyLength).update(from: history, count: historyLength)
+        return block
+    }
+
+    private func submit(_ block: DeflateBlock, isLast: Bool) {
+        block.isLast = isLast
+        block.injectFailure = injectedFailureBlock == block.sequence
+        if !isLast {
+            // Non-last blocks are full and blockSize >= 32 KiB: the new history is their tail.
+            historyLength = Self.dictionarySize
+            history.update(from: block.data + block.length - historyLength, count: historyLength)
+        }
+        inFlight.append(block)
+        pool.submit(block)
+    }
+
+    /// Writes out the leading blocks that are already compressed, without waiting.
+    private func writeCompletedBlocks() throws {
+        while let oldest = inFlight.first, pool.isDone(oldest) {
+            try writeOut(oldest)
+        }
+    }
+
+    /// Writes the oldest in-flight block (which must be done) downstream and recycles it.
+    private func writeOut(_ block: DeflateBlock) throws {
+        precondition(inFlight.first === block)
+        if let error = block.error { throw error }
+        if !headerWritten {
+            // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=3 (Unix), as gzip -n / pigz -n write it.
+            try writeDownstream([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, Deflate.extraFlags(level: level), 3])
+            headerWritten = true
+        }
+        try downstream.write(UnsafeRawBufferPointer(start: block.output, count: block.outputLength))
+        bytesOut += UInt64(block.outputLength)
+        crc = crc32_combine(crc, block.crc, Int(block.length))
+        inFlight.removeFirst()
+        spare.append(block)
+    }
+
+    private func writeDownstream(_ bytes: [UInt8]) throws {
+        try downstream.write(bytes)
+        bytesOut += UInt64(bytes.count)
+    }
+}
+
+/// One block of input and its compressed form.
+///
+/// `@unchecked Sendable`: a block is handed between the producer thread and one worker, never
+/// used by both at once. The producer fills it, then `DeflatePool.submit` queues it under the
+/// pool's lock; a worker dequeues it under that lock, compresses it without the lock, and sets
+/// `isDone` under the lock; the producer reads the results only after seeing `isDone` under the
+/// lock. Each hand-over goes through the mutex, which orders the memory accesses.
+final class DeflateBlock: @unchecked Sendable {
+    /// Dictionary area (32 KiB) followed by the data area (blockSize).
+    private let storage: UnsafeMutablePointer<UInt8>
+    let capacity: Int
+    var data: UnsafeMutablePointer<UInt8> { storage + ParallelGzipWriter.dictionarySize }
+    /// The dictionary is the `dictionaryLength` bytes just before `data`.
+    var dictionaryLength = 0
+    var length = 0
+    var isLast = false
+    var sequence = 0
+    var injectFailure = false
+
+    // Set by the worker.
+    var output: UnsafeMutablePointer<UInt8>
+    var outputCapacity: Int
+    var outputLength = 0
+    var crc: UInt = 0
+    var error: StreamError?
+    /// Guarded by the pool's lock.
+    var isDone = false
+
+    init(blockSize: Int, outputCapacity: Int) {
+        capacity = blockSize
+        storage = .allocate(capacity: ParallelGzipWriter.dictionarySize + blockSize)
+        output = .allocate(capacity: outputCapacity)
+        self.outputCapacity = outputCapacity
+    }
+
+    deinit {
+        storage.deallocate()
+        output.deallocate()
+    }
+
+    func reset(sequence: Int) {
+        self.sequence = sequence
+        dictionaryLength = 0
+        length = 0
+        isLast = false
+        injectFailure = false
+        outputLength = 0
+        crc = 0
+        error = nil
+        isDone = false
+    }
+
+    /// Makes room for at least `extra` more output bytes.
+    func growOutput(atLeast extra: Int) {
+        let newCapacity = max(outputCapacity * 2, outputLength + extra)
+        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        bigger.update(from: output, count: outputLength)
+        output.deallocate()
+        output = bigger
+        outputCapacity = newCapacity
+    }
+}
+
+/// The worker threads, their zlib streams and the queue of blocks to compress.
+///
+/// `@unchecked Sendable`: shared by the producer and the workers. `pending`, `stopping`,
+/// `failure` and every block's `isDone` are only touched with `monitor` locked. `streams[i]` is
+/// only used by worker `i` while it runs, and freed by `stop()` after the workers are joined.
+/// `threads` is only touched by the producer (in `start` and `stop`).
+final class DeflatePool: @unchecked Sendable {
+    let outputCapacity: Int
+    private let monitor = Monitor()
+    private var pending: [DeflateBlock] = []
+    private var stopping = false
+    private var firstFailure: StreamError?
+    private var streams: [UnsafeMutablePointer<z_stream>] = []
+    private var threads: [JoinableThread] = []
+    private var stopped = false
+
+    init(threadCount: Int, level: Int, blockSize: Int) throws {
+        do {
+            for _ in 0..<threadCount {
+                streams.append(try Deflate.makeStream(level: level, windowBits: -15))
+            }
+        } catch {
+            streams.forEach(Deflate.end)
+            throw error
+        }
+        // deflateBound covers Z_FINISH; a sync flush adds at most a few bytes (an empty stored
+        // block), and growOutput covers anything beyond.
+        outputCapacity = Int(deflateBound(streams[0], uLong(blockSize))) + 64
+    }
+
+    deinit {
+        stop()
+    }
+
+    /// Starts one thread per stream.
+    func start() throws {
+        for index in streams.indices {
+            // The worker reads `streams[index]` itself: `streams` is complete before any thread
+            // starts (pthread_create orders it) and only changes in `stop()` after the joins.
+            threads.append(try JoinableThread { [self] in self.work(stream: self.streams[index]) })
+        }
+    }
+
+    /// The first error a worker hit, if any.
+    var failure: StreamError? {
+        monitor.withLock { firstFailure }
+    }
+
+    func submit(_ block: DeflateBlock) {
+        monitor.withLock {
+            pending.append(block)
+            monitor.signal(Monitor.work)
+        }
+    }
+
+    func isDone(_ block: DeflateBlock) -> Bool {
+        monitor.withLock { block.isDone }
+    }
+
+    /// Blocks until a worker has finished `block` (which must have been submitted).
+    func waitUntilDone(_ block: DeflateBlock) {
+        monitor.withLock {
+            while !block.isDone { monitor.wait(Monitor.done) }
+        }
+    }
+
+    /// Stops the workers (abandoning queued blocks), joins them and frees the zlib streams.
+    /// Idempotent; producer thread only.
+    func stop() {
+        guard !stopped else { return }
+        stopped = true
+        monitor.withLock {
+            stopping = true
+            monitor.broadcast(Monitor.work)
+        }
+        threads.forEach { $0.join() }
+        threads.removeAll()
+        streams.forEach(Deflate.end)
+        streams.removeAll()
+    }
+
+    private func work(stream: UnsafeMutablePointer<z_stream>) {
+        while true {
+            let next: DeflateBlock? = monitor.withLock {
+                while pending.isEmpty && !stopping { monitor.wait(Monitor.work) }
+                return stopping ? nil : pending.removeFirst()
+            }
+            guard let block = next else { return }
+            compress(block, with: stream)
+            monitor.withLock {
+                block.isDone = true
+                if firstFailure == nil, let error = block.error { firstFailure = error }
+                // Only the producer waits on `done`.
+                monitor.signal(Monitor.done)
+            }
+        }
+    }
+
+    private func compress(_ block: DeflateBlock, with stream: UnsafeMutablePointer<z_stream>) {
+        do {
+            if block.injectFailure {
+                throw StreamError.zlib(operation: "deflate", code: Z_STREAM_ERROR, message: "injected failure (test)")
+            }
+            var rc = deflateReset(stream)
+            guard rc == Z_OK else { throw Deflate.error("deflateReset", rc, stream) }
+            if block.dictionaryLength > 0 {
+                rc = deflateSetDictionary(stream, block.data - block.dictionaryLength, uInt(block.dictionaryLength))
+                guard rc == Z_OK else { throw Deflate.error("deflateSetDictionary", rc, stream) }
+            }
+            block.crc = crc32_z(0, block.data, z_size_t(block.length))
+            stream.pointee.next_in = block.data
+            stream.pointee.avail_in = uInt(block.length)
+            let flush = block.isLast ? Z_FINISH : Z_SYNC_FLUSH
+            block.outputLength = 0
+            while true {
+                if block.outputCapacity - block.outputLength < 64 {
+                    block.growOutput(atLeast: 64 * 1024)
+                }
+                stream.pointee.next_out = block.output + block.outputLength
+                stream.pointee.avail_out = uInt(block.outputCapacity - block.outputLength)
+                rc = CZlib.deflate(stream, flush)
+                guard rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR else {
+                    throw Deflate.error("deflate", rc, stream)
+                }
+                block.outputLength = block.outputCapacity - Int(stream.pointee.avail_out)
+                if block.isLast {
+                    if rc == Z_STREAM_END { break }
+                } else if stream.pointee.avail_in == 0 && stream.pointee.avail_out != 0 {
+                    break
+                }
+            }
+        } catch let error as StreamError {
+            block.error = error
+        } catch {
+            block.error = .zlib(operation: "deflate", code: Z_STREAM_ERROR, message: "\(error)")
+        }
+        stream.pointee.next_in = nil
+        stream.pointee.avail_in = 0
+        stream.pointee.next_out = nil
+        stream.pointee.avail_out = 0
+    }
+}
