@@ -18,8 +18,8 @@ struct AptHookFakeInspector: DpkgPackageInspector {
 let aptHookDpkgEntry = ProcessEntry(pid: 4000, parentPID: 3000, command: "dpkg", startTime: 900)
 let aptHookAptEntry = ProcessEntry(pid: 3000, parentPID: 1, command: "apt-get", startTime: 800)
 
-func aptHookDpkgContext(_ action: String, _ args: [String], cwd: String = "/root", apt: ProcessEntry? = nil, root: String = "") -> DpkgHook.Context {
-    DpkgHook.Context(action: action, invocation: DpkgInvocation.parse(arguments: args), workingDirectory: cwd, dpkg: aptHookDpkgEntry,
+func aptHookDpkgContext(_ action: String, _ args: [String], cwd: String = "/root", apt: ProcessEntry? = nil, root: String = "") -> DpkgHookPlanner.Context {
+    DpkgHookPlanner.Context(action: action, invocation: DpkgInvocation.parse(arguments: args), workingDirectory: cwd, dpkg: aptHookDpkgEntry,
                      coveringAptRun: apt, dpkgRoot: root)
 }
 
@@ -100,7 +100,7 @@ struct AptHookDpkgTests {
         defer { try? FileManager.default.removeItem(atPath: root) }
         #expect(table.ancestors(of: 500).map(\.pid) == [450, 400, 300, 1])
 
-        var ctx = try DpkgHook.context(environment: ["DPKG_HOOK_ACTION": "unpack", "DPKG_ROOT": ""], pid: 500, table: table, markers: [:])
+        var ctx = try DpkgHookPlanner.context(environment: ["DPKG_HOOK_ACTION": "unpack", "DPKG_ROOT": ""], pid: 500, table: table, markers: [:])
         #expect(ctx.action == "unpack")
         #expect(ctx.dpkg?.pid == 400)
         #expect(ctx.invocation.operands == ["a.deb"])
@@ -108,11 +108,11 @@ struct AptHookDpkgTests {
         #expect(ctx.coveringAptRun == nil)
 
         // The apt hook's marker for apt-get 300 (same start time) covers this dpkg run ...
-        ctx = try DpkgHook.context(environment: ["DPKG_HOOK_ACTION": "unpack"], pid: 500, table: table,
+        ctx = try DpkgHookPlanner.context(environment: ["DPKG_HOOK_ACTION": "unpack"], pid: 500, table: table,
                                    markers: ["apt-run-300": "300 1000\n"])
         #expect(ctx.coveringAptRun?.pid == 300)
         // ... a marker of an earlier process with the same pid does not.
-        ctx = try DpkgHook.context(environment: ["DPKG_HOOK_ACTION": "unpack"], pid: 500, table: table,
+        ctx = try DpkgHookPlanner.context(environment: ["DPKG_HOOK_ACTION": "unpack"], pid: 500, table: table,
                                    markers: ["apt-run-300": "300 999\n"])
         #expect(ctx.coveringAptRun == nil)
 
@@ -122,7 +122,7 @@ struct AptHookDpkgTests {
         #expect(hookAncestors.map(\.pid) == [299, 300, 1])
         #expect(AptRunMarker.frontEnd(in: hookAncestors)?.pid == 300)
 
-        #expect(throws: BackupError.self) { try DpkgHook.context(environment: [:], pid: 500, table: table, markers: [:]) }
+        #expect(throws: BackupError.self) { try DpkgHookPlanner.context(environment: [:], pid: 500, table: table, markers: [:]) }
     }
 
     @Test func markerFilesAndStaleCleanup() throws {
@@ -153,33 +153,34 @@ struct AptHookDpkgTests {
             ],
             db: [aptHookRegion34])
 
-        var d = try await DpkgHook.decide(aptHookDpkgContext("install", ["-i", "maas-region-controller_3.5.0_amd64.deb", "maas-cli_3.5.0_all.deb", "/tmp/vim.deb"]), inspector: inspector)
+        var d = try await DpkgHookPlanner.decide(aptHookDpkgContext("install", ["-i", "maas-region-controller_3.5.0_amd64.deb", "maas-cli_3.5.0_all.deb", "/tmp/vim.deb"]), inspector: inspector)
         #expect(d.backupNeeded)
         #expect(d.reason == "pre-upgrade maas-region-controller 1:3.4.0-1 -> 1:3.5.0-1")
         #expect(d.packages.map(\.kind) == [.upgrade, .install])
+        #expect(d.packages.map(\.archivePath) == ["/root/maas-region-controller_3.5.0_amd64.deb", "/root/maas-cli_3.5.0_all.deb"])
 
-        d = try await DpkgHook.decide(aptHookDpkgContext("unpack", ["--unpack", "old.deb"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("unpack", ["--unpack", "old.deb"]), inspector: inspector)
         #expect(d.backupNeeded && d.packages.first?.kind == .downgrade)
 
-        d = try await DpkgHook.decide(aptHookDpkgContext("install", ["-i", "same.deb"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("install", ["-i", "same.deb"]), inspector: inspector)
         #expect(!d.backupNeeded && d.packages.first?.kind == .reinstall)
 
         // Only a fresh install: nothing to lose.
-        d = try await DpkgHook.decide(aptHookDpkgContext("install", ["-i", "maas-cli_3.5.0_all.deb"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("install", ["-i", "maas-cli_3.5.0_all.deb"]), inspector: inspector)
         #expect(!d.backupNeeded && d.packages.first?.kind == .install)
 
         // An unreadable file is left to dpkg, with a warning.
-        d = try await DpkgHook.decide(aptHookDpkgContext("install", ["-i", "missing.deb"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("install", ["-i", "missing.deb"]), inspector: inspector)
         #expect(!d.backupNeeded && d.warnings.count == 1 && d.warnings[0].contains("/root/missing.deb"))
 
         // Skips: apt already handled it, another root, --no-act, an action that changes no version.
-        d = try await DpkgHook.decide(aptHookDpkgContext("install", ["-i", "old.deb"], apt: aptHookAptEntry), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("install", ["-i", "old.deb"], apt: aptHookAptEntry), inspector: inspector)
         #expect(!d.backupNeeded && d.explanation.contains("apt (pid 3000)"))
-        d = try await DpkgHook.decide(aptHookDpkgContext("install", ["--root=/srv/x", "-i", "old.deb"], root: "/srv/x"), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("install", ["--root=/srv/x", "-i", "old.deb"], root: "/srv/x"), inspector: inspector)
         #expect(!d.backupNeeded && d.explanation.contains("another root"))
-        d = try await DpkgHook.decide(aptHookDpkgContext("install", ["--no-act", "-i", "old.deb"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("install", ["--no-act", "-i", "old.deb"]), inspector: inspector)
         #expect(!d.backupNeeded && d.explanation.contains("--no-act"))
-        d = try await DpkgHook.decide(aptHookDpkgContext("configure", ["--configure", "-a"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("configure", ["--configure", "-a"]), inspector: inspector)
         #expect(!d.backupNeeded)
     }
 
@@ -190,23 +191,23 @@ struct AptHookDpkgTests {
             InstalledPackage(name: "maas-common", architecture: "all", version: "1:3.4.0-1", want: "purge", status: "installed"),
             InstalledPackage(name: "vim", architecture: "amd64", version: "2:9.0", want: "deinstall", status: "installed"),
         ])
-        var d = try await DpkgHook.decide(aptHookDpkgContext("remove", ["-r", "maas-region-controller", "vim"]), inspector: inspector)
+        var d = try await DpkgHookPlanner.decide(aptHookDpkgContext("remove", ["-r", "maas-region-controller", "vim"]), inspector: inspector)
         #expect(d.reason == "pre-upgrade maas-region-controller 1:3.4.0-1 -> removed")
 
         // Removing a package that only has configuration files left changes nothing ...
-        d = try await DpkgHook.decide(aptHookDpkgContext("remove", ["-r", "maas-cli"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("remove", ["-r", "maas-cli"]), inspector: inspector)
         #expect(!d.backupNeeded)
         // ... purging it deletes them.
-        d = try await DpkgHook.decide(aptHookDpkgContext("purge", ["-P", "maas-cli"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("purge", ["-P", "maas-cli"]), inspector: inspector)
         #expect(d.reason == "pre-upgrade maas-cli 1:3.4.0-1 -> purged")
 
-        d = try await DpkgHook.decide(aptHookDpkgContext("remove", ["-r", "maas-region-controller:arm64"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("remove", ["-r", "maas-region-controller:arm64"]), inspector: inspector)
         #expect(!d.backupNeeded)
 
         // --pending: the packages selected for removal.
-        d = try await DpkgHook.decide(aptHookDpkgContext("remove", ["--remove", "--pending"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("remove", ["--remove", "--pending"]), inspector: inspector)
         #expect(d.reason == "pre-upgrade maas-common 1:3.4.0-1 -> removed")
-        d = try await DpkgHook.decide(aptHookDpkgContext("purge", ["--purge", "-a"]), inspector: inspector)
+        d = try await DpkgHookPlanner.decide(aptHookDpkgContext("purge", ["--purge", "-a"]), inspector: inspector)
         #expect(d.reason == "pre-upgrade maas-common 1:3.4.0-1 -> purged")
     }
 
@@ -215,9 +216,9 @@ struct AptHookDpkgTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
         for f in ["b.deb", "sub/a.deb", "notes.txt"] { FileManager.default.createFile(atPath: dir + "/" + f, contents: Data()) }
-        let paths = DpkgHook.archivePaths(DpkgInvocation.parse(arguments: ["-R", "-i", dir]), cwd: "/")
+        let paths = DpkgHookPlanner.archivePaths(DpkgInvocation.parse(arguments: ["-R", "-i", dir]), cwd: "/")
         #expect(paths == [dir + "/b.deb", dir + "/sub/a.deb"])
-        #expect(DpkgHook.archivePaths(DpkgInvocation.parse(arguments: ["-i", "x.deb", "/abs.deb"]), cwd: "/work/") == ["/work/x.deb", "/abs.deb"])
+        #expect(DpkgHookPlanner.archivePaths(DpkgInvocation.parse(arguments: ["-i", "x.deb", "/abs.deb"]), cwd: "/work/") == ["/work/x.deb", "/abs.deb"])
     }
 
     @Test func debianVersionOrderMatchesDpkg() async throws {
@@ -284,8 +285,9 @@ struct AptHookDpkgTests {
         #expect(try await tools.allPackages().contains { $0.name == "dpkg" })
 
         // The whole path with real tools: this host has no MAAS, so installing it needs no backup.
-        let d = try await DpkgHook.decide(aptHookDpkgContext("install", ["-i", "m.deb"], cwd: dir), inspector: tools)
+        let d = try await DpkgHookPlanner.decide(aptHookDpkgContext("install", ["-i", "m.deb"], cwd: dir), inspector: tools)
         #expect(!d.backupNeeded && d.packages == [PackageChange(name: "maas-region-controller", architecture: "all",
-                                                                oldVersion: nil, newVersion: "1:3.5.0-1", kind: .install)])
+                                                                oldVersion: nil, newVersion: "1:3.5.0-1", kind: .install,
+                                                                archivePath: dir + "/m.deb")])
     }
 }

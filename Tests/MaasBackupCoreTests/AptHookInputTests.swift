@@ -84,6 +84,8 @@ struct AptHookInputTests {
         // Install and configure lines of one package are merged; libfoo1 is not MAAS.
         #expect(d.packages.map(\.name) == ["maas-common", "maas-region-controller", "maas-rack-controller"])
         #expect(d.packages.map(\.kind) == [.upgrade, .upgrade, .remove])
+        #expect(d.packages[1].archivePath == "/var/cache/apt/archives/maas-region-controller_1%3a3.5.0_amd64.deb")
+        #expect(d.packages[2].archivePath == nil)
     }
 
     @Test func freshInstallOfMaasNeedsNoBackup() throws {

@@ -72,6 +72,12 @@ public struct AptHookInput: Sendable, Equatable {
             self.operation = operation
         }
 
+        /// The .deb path of an install line.
+        public var debPath: String? {
+            if case .install(let path) = operation { return path }
+            return nil
+        }
+
         /// The change this line describes.
         public var change: PackageChange {
             let arch = newArchitecture ?? currentArchitecture
@@ -79,7 +85,8 @@ public struct AptHookInput: Sendable, Equatable {
                 return PackageChange(name: name, architecture: arch, oldVersion: currentVersion, newVersion: nil, kind: .remove)
             }
             guard let current = currentVersion else {
-                return PackageChange(name: name, architecture: arch, oldVersion: nil, newVersion: newVersion, kind: .install)
+                return PackageChange(name: name, architecture: arch, oldVersion: nil, newVersion: newVersion, kind: .install,
+                                     archivePath: debPath)
             }
             let kind: PackageChangeKind
             switch comparison {
@@ -87,7 +94,8 @@ public struct AptHookInput: Sendable, Equatable {
             case .older: kind = .downgrade
             case .same: kind = operation == .configure ? .configure : .reinstall
             }
-            return PackageChange(name: name, architecture: arch, oldVersion: current, newVersion: newVersion, kind: kind)
+            return PackageChange(name: name, architecture: arch, oldVersion: current, newVersion: newVersion, kind: kind,
+                                 archivePath: debPath)
         }
     }
 

@@ -61,17 +61,22 @@ public struct PackageChange: Sendable, Hashable, Codable {
     /// The version the transaction installs; nil for a removal.
     public var newVersion: String?
     public var kind: PackageChangeKind
+    /// The .deb file that installs `newVersion`, when known (apt's archive cache, dpkg's argument).
+    public var archivePath: String?
 
-    public init(name: String, architecture: String? = nil, oldVersion: String?, newVersion: String?, kind: PackageChangeKind) {
+    public init(name: String, architecture: String? = nil, oldVersion: String?, newVersion: String?, kind: PackageChangeKind,
+                archivePath: String? = nil) {
         self.name = name
         self.architecture = architecture
         self.oldVersion = oldVersion
         self.newVersion = newVersion
         self.kind = kind
+        self.archivePath = archivePath
     }
 
     /// Classifies a change from the two versions alone (nil = not installed / removed).
-    public static func classify(name: String, architecture: String? = nil, old: String?, new: String?) -> PackageChange {
+    public static func classify(name: String, architecture: String? = nil, old: String?, new: String?,
+                                archivePath: String? = nil) -> PackageChange {
         let kind: PackageChangeKind
         switch (old, new) {
         case (nil, _): kind = .install
@@ -80,7 +85,8 @@ public struct PackageChange: Sendable, Hashable, Codable {
             let c = DebianVersion.compare(DebianVersion(n), DebianVersion(o))
             kind = c > 0 ? .upgrade : (c < 0 ? .downgrade : .reinstall)
         }
-        return PackageChange(name: name, architecture: architecture, oldVersion: old, newVersion: new, kind: kind)
+        return PackageChange(name: name, architecture: architecture, oldVersion: old, newVersion: new, kind: kind,
+                             archivePath: archivePath)
     }
 
     /// `maas-region-controller 1:3.4.0-1 -> 1:3.5.0-1`, `maas-rack-controller 1:3.4.0-1 -> removed`.
@@ -136,6 +142,7 @@ public struct HookDecision: Sendable, Equatable, Codable {
                 best.oldVersion = best.oldVersion ?? existing.oldVersion ?? change.oldVersion
                 if best.kind != .remove && best.kind != .purge {
                     best.newVersion = best.newVersion ?? existing.newVersion ?? change.newVersion
+                    best.archivePath = best.archivePath ?? existing.archivePath ?? change.archivePath
                 }
                 merged[key] = best
             } else {

@@ -4,7 +4,7 @@ import Foundation
 /// nothing else about the transaction, so the hook finds its dpkg process among its ancestors,
 /// reads dpkg's command line and working directory from /proc, reads the .deb control fields and
 /// dpkg's database, and decides like the apt hook.
-public enum DpkgHook {
+public enum DpkgHookPlanner {
     public static let actionVariable = "DPKG_HOOK_ACTION"
     /// dpkg's actions that run invoke hooks; only the first five can change a package's version.
     public static let hookActions: Set<String> = [
@@ -120,7 +120,7 @@ public enum DpkgHook {
                 $0.isPresent && ($0.architecture == control.architecture || $0.architecture == "all" || control.architecture == "all")
             }
             changes.append(PackageChange.classify(name: control.package, architecture: control.architecture,
-                                                  old: same?.version, new: control.version))
+                                                  old: same?.version, new: control.version, archivePath: path))
         }
         return HookDecision.decide(changes, warnings: warnings)
     }
