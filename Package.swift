@@ -22,6 +22,7 @@ let package = Package(
         .systemLibrary(name: "CLVM2Cmd", providers: [.apt(["liblvm2-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CLinux"),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // Thin typed wrappers: one Swift function per C call, errors carry errno or the library's message.
@@ -37,7 +38,7 @@ let package = Package(
         .target(
             name: "MaasBackupCore",
             dependencies: [
-                "LibPQ", "LibBtrfsUtil", "LibLVM2Cmd", "LibArchive", "Digest", "Streams",
+                "LibPQ", "LibBtrfsUtil", "LibLVM2Cmd", "LibArchive", "Digest", "Streams", "CLinux",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),

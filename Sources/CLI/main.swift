@@ -1,2 +1,0 @@
-import MaasBackupCore
-print("maas-snapshot-backup")

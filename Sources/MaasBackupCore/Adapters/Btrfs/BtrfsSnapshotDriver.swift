@@ -1,0 +1,149 @@
+import Foundation
+import LibBtrfsUtil
+import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Btrfs: a read-only snapshot of the subvolume holding a path, through libbtrfsutil.
+/// Snapshots go in a hidden folder at the subvolume's root, `.maas-snapshot-backup/`, which the
+/// archive never includes; they need no mount.
+public struct BtrfsSnapshotDriver: SnapshotDriver {
+    public static let snapshotFolder = ".maas-snapshot-backup"
+    public var method: SnapshotMethod { .btrfs }
+
+    public init() {}
+
+    public func probe(path: String) throws -> Volume? {
+        guard FileSystem.type(of: path) == "btrfs" else { return nil }
+        // Walk up to the subvolume root holding `path` (each subvolume has its own st_dev).
+        var cur = (path as NSString).standardizingPath
+        while true {
+            do {
+                if try BtrfsUtil.isSubvolume(cur) {
+                    return Volume(method: .btrfs, livePath: cur, identity: cur, fsType: "btrfs",
+                                  detail: "subvolume \(cur)")
+                }
+            } catch let e as BtrfsUtilError {
+                throw BackupError.unavailable("cannot inspect \(cur) on Btrfs: \(e)")
+            }
+            if cur == "/" { return nil }
+            cur = (cur as NSString).deletingLastPathComponent
+        }
+    }
+
+    public func checkCapacity(_ volumes: [Volume]) throws {
+        for v in volumes {
+            let folder = v.livePath + "/" + Self.snapshotFolder
+            var st = stat()
+            if lstat(folder, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR {
+                throw BackupError.unavailable("\(folder) exists and is not a folder", hint: "move it away; the tool keeps its Btrfs snapshots there")
+            }
+            guard access(v.livePath, W_OK) == 0 else {
+                throw BackupError.unavailable("cannot write in \(v.livePath) to make a snapshot there", hint: "run as root on a writable subvolume")
+            }
+        }
+    }
+
+    public func plannedSnapshot(of volume: Volume, runID: String) -> TakenSnapshot {
+        let name = "msb-\(runID)-" + String(volume.livePath.split(separator: "/").last ?? "root")
+        let path = volume.livePath + "/" + Self.snapshotFolder + "/" + name
+        return TakenSnapshot(volume: volume, identity: path, readablePath: path)
+    }
+
+    public func create(_ snapshot: TakenSnapshot) throws {
+        let folder = snapshot.volume.livePath + "/" + Self.snapshotFolder
+        if mkdir(folder, 0o700) != 0 && errno != EEXIST {
+            throw BackupError.failed("cannot create \(folder): \(String(cString: strerror(errno)))")
+        }
+        do {
+            try BtrfsUtil.createSnapshot(source: snapshot.volume.livePath, path: snapshot.identity, readOnly: true)
+        } catch let e as BtrfsUtilError {
+            throw BackupError.failed("cannot snapshot \(snapshot.volume.livePath): \(e)")
+        }
+    }
+
+    public func expose(_ snapshot: TakenSnapshot, privateDir: String) throws -> TakenSnapshot {
+        snapshot  // a Btrfs snapshot is readable where it was made
+    }
+
+    public func validate(_ snapshot: TakenSnapshot) throws {}
+
+    public func remove(_ snapshot: TakenSnapshot) throws {
+        var st = stat()
+        guard lstat(snapshot.identity, &st) == 0 else { return }  // never made, or already gone
+        do {
+            try BtrfsUtil.deleteSubvolume(snapshot.identity)
+        } catch let e as BtrfsUtilError {
+            throw BackupError.failed("cannot delete the snapshot \(snapshot.identity): \(e)")
+        }
+        // The hidden folder goes too when it is empty.
+        _ = rmdir(snapshot.volume.livePath + "/" + Self.snapshotFolder)
+    }
+}
+
+/// Filesystem facts from statfs and /proc/self/mountinfo.
+public enum FileSystem {
+    static let magic: [Int: String] = [0x9123683E: "btrfs", 0xEF53: "ext4", 0x58465342: "xfs", 0x01021994: "tmpfs",
+                                       0x794C7630: "overlay", 0x6969: "nfs"]
+
+    /// The filesystem type of `path` (statfs f_type), e.g. "btrfs", "ext4", "xfs".
+    public static func type(of path: String) -> String? {
+        var s = statfs()
+        guard statfs(path, &s) == 0 else { return nil }
+        return magic[Int(s.f_type)] ?? String(format: "0x%lx", Int(s.f_type))
+    }
+
+    /// Free bytes for an unprivileged writer... as root we count f_bavail too.
+    public static func freeBytes(_ path: String) -> Int64? {
+        var s = statvfs()
+        guard statvfs(path, &s) == 0 else { return nil }
+        return Int64(s.f_bavail) * Int64(s.f_frsize)
+    }
+
+    /// One line of /proc/self/mountinfo.
+    public struct Mount: Sendable {
+        public var majorMinor: String
+        public var root: String
+        public var mountPoint: String
+        public var fsType: String
+        public var source: String
+    }
+
+    public static func mounts() -> [Mount] {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ").map(String.init)
+            guard let dash = parts.firstIndex(of: "-"), parts.count > dash + 2, parts.count > 4 else { return nil }
+            return Mount(majorMinor: parts[2], root: unescape(parts[3]), mountPoint: unescape(parts[4]),
+                         fsType: parts[dash + 1], source: unescape(parts[dash + 2]))
+        }
+    }
+
+    /// The mount holding `path`: the longest mount point that is a prefix of it (the last one when stacked).
+    public static func mount(holding path: String) -> Mount? {
+        let p = (path as NSString).standardizingPath
+        var best: Mount?
+        for m in mounts() where m.mountPoint == "/" || p == m.mountPoint || p.hasPrefix(m.mountPoint + "/") {
+            if best == nil || m.mountPoint.count >= best!.mountPoint.count { best = m }
+        }
+        return best
+    }
+
+    static func unescape(_ s: String) -> String {
+        var out = ""
+        var it = Array(s.utf8)[...]
+        var bytes: [UInt8] = []
+        while let c = it.first {
+            if c == UInt8(ascii: "\\"), it.count >= 4, let v = UInt8(String(decoding: it.dropFirst().prefix(3), as: UTF8.self), radix: 8) {
+                bytes.append(v)
+                it = it.dropFirst(4)
+            } else {
+                bytes.append(c)
+                it = it.dropFirst()
+            }
+        }
+        out = String(decoding: bytes, as: UTF8.self)
+        return out
+    }
+}

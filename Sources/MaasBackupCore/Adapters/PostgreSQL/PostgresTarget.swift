@@ -1,0 +1,127 @@
+import Foundation
+import LibPQ
+import Yams
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the database is and how to reach it, resolved from the config and regiond.conf.
+/// The password is never put on a command line: libpq and pg_dump read it from a 0600 passfile.
+public struct PostgresTarget: Sendable {
+    public var host: String?
+    public var port: Int?
+    public var user: String
+    public var maasDatabase: String
+    public var scope: Config.Scope
+    /// A password (from regiond.conf or password_file); kept in memory and written only to a 0600 passfile.
+    var password: String?
+    /// OS user to connect as over a local socket (peer authentication), when there is no password.
+    public var osUser: (name: String, uid: uid_t, gid: gid_t)?
+    public var binDir: String?
+
+    /// Resolves the target: config keys first, then regiond.conf under the root, then the local socket
+    /// as the postgres user.
+    public static func resolve(_ config: Config) throws -> PostgresTarget {
+        let d = config.database
+        var regiond: [String: String] = [:]
+        let regiondPath = config.live("/etc/maas/regiond.conf")
+        if let text = try? String(contentsOfFile: regiondPath, encoding: .utf8) {
+            do {
+                if let node = try Yams.compose(yaml: text), case .mapping(let m) = node {
+                    for (k, v) in m { if let ks = k.string, let vs = v.string { regiond[ks] = vs } }
+                }
+            } catch {
+                throw BackupError.config("\(regiondPath) is not valid YAML", hint: "fix it, or set database.* in the config")
+            }
+        }
+        var password: String?
+        if let pf = d.passwordFile {
+            guard let s = try? String(contentsOfFile: pf, encoding: .utf8) else {
+                throw BackupError.config("database.password_file \(pf) cannot be read", hint: "create it (mode 0600) holding the password")
+            }
+            password = s.trimmingCharacters(in: .newlines)
+        } else if d.host == nil && d.user == nil, let p = regiond["database_pass"], !p.isEmpty {
+            password = p
+        }
+        let host = d.host ?? regiond["database_host"]
+        let port = d.port ?? regiond["database_port"].flatMap { Int($0) }
+        let user = d.user ?? regiond["database_user"] ?? "postgres"
+        let name = d.name ?? regiond["database_name"] ?? "maasdb"
+        var os: (String, uid_t, gid_t)?
+        let localSocket = host == nil || host!.hasPrefix("/")
+        if password == nil && localSocket {
+            let osName = d.osUser ?? (user == "postgres" ? "postgres" : "root")
+            guard let pw = getpwnam(osName) else {
+                throw BackupError.config("database.os_user '\(osName)' is not a user on this system", hint: "set database.os_user to the OS user that may connect (peer authentication)")
+            }
+            os = (osName, pw.pointee.pw_uid, pw.pointee.pw_gid)
+        }
+        return PostgresTarget(host: host, port: port, user: user, maasDatabase: name, scope: d.scope,
+                              password: password, osUser: os, binDir: d.binDir)
+    }
+
+    /// Human description without secrets.
+    public var display: String {
+        "\(user)@\(host ?? "local socket")\(port.map { ":\($0)" } ?? "")/\(maasDatabase)"
+    }
+
+    /// libpq keywords for `database`; the password goes through `passfile`.
+    func parameters(database: String, passfile: String?) -> [(String, String)] {
+        var p: [(String, String)] = [("dbname", database), ("user", user), ("application_name", "maas-snapshot-backup"),
+                                     ("connect_timeout", "10")]
+        if let host { p.append(("host", host)) }
+        if let port { p.append(("port", String(port))) }
+        if let passfile { p.append(("passfile", passfile)) }
+        return p
+    }
+
+    /// Environment for pg_dump/psql: connection settings and the passfile; no password itself.
+    func environment(passfile: String?) -> [String: String?] {
+        var e: [String: String?] = ["PGUSER": user, "PGPASSWORD": nil, "PGAPPNAME": "maas-snapshot-backup",
+                                    "PGHOST": host, "PGPORT": port.map(String.init)]
+        e["PGPASSFILE"] = passfile
+        return e
+    }
+
+    /// Writes a 0600 passfile in `dir` when there is a password; returns its path.
+    func writePassfile(in dir: String) throws -> String? {
+        guard let password else { return nil }
+        let path = dir + "/pgpass"
+        let esc = { (s: String) in s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:") }
+        let line = "*:*:*:\(esc(user)):\(esc(password))\n"
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw BackupError.failed("cannot create the passfile \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let ok = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) == $0.count - 1 }
+        guard ok else { throw BackupError.failed("cannot write the passfile \(path)") }
+        if let os = osUser { _ = fchown(fd, os.uid, os.gid) }
+        return path
+    }
+
+    /// Opens a connection, as the OS user when peer authentication needs it.
+    func connect(database: String, passfile: String?) throws -> PQConnection {
+        let params = parameters(database: database, passfile: passfile)
+        do {
+            if let os = osUser, os.uid != geteuid() {
+                // Peer authentication reads the socket's credentials at connect time.
+                return try PostgresTarget.asEffectiveUser(uid: os.uid, gid: os.gid) { try PQConnection(parameters: params) }
+            }
+            return try PQConnection(parameters: params)
+        } catch let e as PQError {
+            throw BackupError.unavailable("cannot connect to the database \(database) as \(display): \(e.message)",
+                                          hint: "check database.* in the config, or that PostgreSQL is running")
+        }
+    }
+
+    private static let euidLock = NSLock()
+    static func asEffectiveUser<T>(uid: uid_t, gid: gid_t, _ body: () throws -> T) throws -> T {
+        euidLock.lock()
+        defer { euidLock.unlock() }
+        guard setegid(gid) == 0, seteuid(uid) == 0 else {
+            _ = seteuid(0); _ = setegid(0)
+            throw BackupError.failed("cannot switch to uid \(uid) to connect: \(String(cString: strerror(errno)))")
+        }
+        defer { _ = seteuid(0); _ = setegid(0) }
+        return try body()
+    }
+}

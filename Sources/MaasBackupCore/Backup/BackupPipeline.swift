@@ -1,0 +1,227 @@
+import Foundation
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options of one backup run (from the command line).
+public struct BackupOptions: Sendable {
+    public var reason = "manual"
+    public var snapshot: Config.SnapshotChoice?
+    public var dryRun = false
+    public var lockTimeout: Double = 30
+    /// Our own executable, for the dead-man guard (nil: no guard process).
+    public var guardExecutable: String?
+    /// Human progress lines (stderr on a terminal).
+    public var log: (@Sendable (String) -> Void)?
+    /// Archive progress: bytes read so far, estimated total.
+    public var progress: (@Sendable (Int64, Int64) -> Void)?
+    /// .deb files to keep beside the archive (pre-upgrade backups): package -> path.
+    public var debsToSave: [String: String] = [:]
+    public init() {}
+}
+
+/// What a finished backup reports (`--json` prints it).
+public struct BackupResult: Sendable, Codable {
+    public var status: String
+    public var archive: String?
+    public var sizeBytes: Int64
+    public var snapshotMethod: String
+    public var servicesStopped: [String]
+    public var downtimeMs: Double
+    public var window: [Manifest.WindowStep]
+    public var durationMs: Double
+    public var reason: String
+    public var dryRun: Bool
+    public var plan: BackupPlan?
+}
+
+/// The backup pipeline: preflight, the freeze window, the archive while MAAS runs, finish.
+public struct BackupPipeline: Sendable {
+    public let config: Config
+    public let options: BackupOptions
+    let services: any ServiceManager
+
+    public init(config: Config, options: BackupOptions, services: (any ServiceManager)? = nil) throws {
+        self.config = config
+        self.options = options
+        self.services = try services ?? Systemctl()
+    }
+
+    func log(_ s: String) { options.log?(s) }
+
+    /// Test hook (documented in the README's developer notes): MSB_TEST_FAIL_AFTER=<step> fails the
+    /// run right after that step, to prove the cleanup on every path.
+    static func faultPoint(_ step: String) throws {
+        if let s = ProcessInfo.processInfo.environment["MSB_TEST_FAIL_AFTER"], s == step {
+            throw BackupError.failed("injected failure after step '\(step)' (MSB_TEST_FAIL_AFTER)")
+        }
+        if let s = ProcessInfo.processInfo.environment["MSB_TEST_PAUSE_AFTER"], s == step {
+            sleep(30)
+        }
+    }
+
+    var drivers: [any SnapshotDriver] {
+        [BtrfsSnapshotDriver()] + SnapshotDrivers.extra(config)
+    }
+
+    // MARK: - Preflight
+
+    /// Decides everything and changes nothing.
+    public func preflight(passfile: String?) async throws -> BackupPlan {
+        guard geteuid() == 0 else {
+            throw BackupError(.noPermission, "maas-snapshot-backup must run as root", hint: "run it with sudo")
+        }
+        let choice = options.snapshot ?? config.snapshot
+        let target = try PostgresTarget.resolve(config)
+        let pg = PostgresAdapter(target: target)
+        let db = try pg.preflight(passfile: passfile)
+
+        let skip = skipper(volumes: [])
+        var items: [BackupPlan.Item] = []
+        var volumes: [Volume] = []
+        for p in config.paths {
+            let live = config.live(p)
+            var st = stat()
+            guard lstat(live, &st) == 0 else {
+                throw BackupError.unavailable("\(live) does not exist", hint: "check paths and root in the config")
+            }
+            let size = treeSize(live, skip: { skip(member(of: $0)) })
+            var method: SnapshotMethod
+            var volume: Volume?
+            if choice == .none {
+                method = .none
+            } else {
+                let usable = drivers.filter { choice == .auto || $0.method.rawValue == choice.rawValue }
+                for d in usable {
+                    if let v = try d.probe(path: live) { volume = v; break }
+                }
+                if let v = volume {
+                    method = v.method
+                    if !volumes.contains(v) { volumes.append(v) }
+                } else if size <= config.copyInWindowMax {
+                    method = .copy
+                } else {
+                    throw BackupError.unavailable(
+                        "\(live) (\(formatBytes(size))) is not on a \(choice == .auto ? "Btrfs subvolume or LVM volume" : choice.rawValue + " volume") and is over copy_in_window_max (\(formatBytes(config.copyInWindowMax)))",
+                        hint: "put it on Btrfs or LVM, raise copy_in_window_max, or run with --snapshot none (services stay stopped for the whole run)")
+                }
+            }
+            items.append(.init(path: p, livePath: live, method: method, volume: volume, sizeBytes: size))
+        }
+        for d in drivers {
+            let vs = volumes.filter { $0.method == d.method }
+            if !vs.isEmpty { try d.checkCapacity(vs) }
+        }
+
+        // Destination: creatable, and room for the archive plus the dump's spool.
+        let dest = config.destination
+        var probe = dest
+        while !FileManager.default.fileExists(atPath: probe) { probe = (probe as NSString).deletingLastPathComponent }
+        guard access(probe, W_OK) == 0 else {
+            throw BackupError(.cantCreate, "the destination \(dest) is not writable", hint: "fix its permissions or set destination in the config")
+        }
+        for item in items where isUnder(config.live(dest), item.livePath) {
+            throw BackupError.config("the destination \(dest) is inside the backed-up path \(item.path)", hint: "choose a destination outside \(config.paths.joined(separator: ", "))")
+        }
+        let files = items.reduce(Int64(0)) { $0 + $1.sizeBytes }
+        let estimate = files + db.sizeBytes * 2
+        let free = FileSystem.freeBytes(probe) ?? Int64.max
+        guard free >= estimate else {
+            throw BackupError(.cantCreate, "not enough free space in \(dest): \(formatBytes(free)) free, about \(formatBytes(estimate)) needed",
+                              hint: "free some space, run prune, or set destination elsewhere")
+        }
+
+        let active = try await services.activeUnits(config.services)
+        let inactive = config.services.filter { !active.contains($0) }
+        return BackupPlan(items: items, volumes: volumes, servicesToStop: active, servicesInactive: inactive,
+                          database: db, databaseTarget: target.display, destination: dest, estimatedBytes: estimate,
+                          freeBytes: free, stopForWholeRun: choice == .none)
+    }
+
+    /// Archive member name of a live path: relative to root, without a leading slash.
+    func member(of live: String) -> String {
+        var r = config.root
+        if r.hasSuffix("/") { r.removeLast() }
+        var m = live.hasPrefix(r + "/") ? String(live.dropFirst(r.count)) : live
+        while m.hasPrefix("/") { m.removeFirst() }
+        return m
+    }
+
+    /// Members left out: the configured excludes, boot-resources, our own snapshot folders.
+    func skipper(volumes: [Volume]) -> @Sendable (String) -> Bool {
+        let excluded = config.exclude.map { p -> String in
+            var m = p
+            while m.hasPrefix("/") { m.removeFirst() }
+            return m
+        }
+        return { m in
+            if m.hasSuffix("/" + BtrfsSnapshotDriver.snapshotFolder) || m == BtrfsSnapshotDriver.snapshotFolder { return true }
+            return excluded.contains { isUnder(m, $0) }
+        }
+    }
+
+    // MARK: - Run
+
+    public func run() async throws -> BackupResult {
+        let clock = Stopwatch()
+        let lock = try RunLock(path: config.lockFile, timeout: options.lockTimeout)
+        defer { lock.release() }
+
+        if options.dryRun {
+            let plan = try await preflight(passfile: nil)
+            return BackupResult(status: "dry-run", archive: nil, sizeBytes: 0, snapshotMethod: plan.methodSummary,
+                                servicesStopped: [], downtimeMs: 0, window: [], durationMs: clock.elapsedMs.ms2,
+                                reason: options.reason, dryRun: true, plan: plan)
+        }
+        // Preflight with a passfile in memory only: the private folder is made once preflight passes.
+        let target = try PostgresTarget.resolve(config)
+        let plan: BackupPlan
+        do {
+            // A passfile is needed to connect when there is a password; make it in a private temp folder.
+            let tmp = try PrivateDir.makeTemporary()
+            defer { tmp.remove() }
+            plan = try await preflight(passfile: try target.writePassfile(in: tmp.path))
+        }
+        log("preflight passed: \(plan.items.map { "\($0.path) by \($0.method.rawValue)" }.joined(separator: ", ")); stopping \(plan.servicesToStop.isEmpty ? "nothing" : plan.servicesToStop.joined(separator: " "))")
+
+        let runID = ArchiveName.timestamp(Date()) + "-\(getpid())"
+        let journal = try RunJournal(stateDir: config.stateDir, runID: runID, command: "backup")
+        var run = RunState(pipeline: self, plan: plan, runID: runID, journal: journal, target: target)
+        do {
+            let result = try await run.execute(clock: clock)
+            journal.close()
+            return result
+        } catch {
+            await run.cleanupAfterFailure()
+            journal.close()
+            throw error
+        }
+    }
+}
+
+/// A private 0700 folder for one run (staging copies, the passfile, the dump's spool).
+public struct PrivateDir: Sendable {
+    public let path: String
+
+    public static func make(in parent: String, name: String) throws -> PrivateDir {
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let p = parent + "/" + name
+        guard mkdir(p, 0o700) == 0 else {
+            throw BackupError(.cantCreate, "cannot create \(p): \(String(cString: strerror(errno)))")
+        }
+        return PrivateDir(path: p)
+    }
+
+    public static func makeTemporary() throws -> PrivateDir {
+        var template = Array((NSTemporaryDirectory() + "/msb-XXXXXX").utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw BackupError.failed("cannot create a temporary folder: \(String(cString: strerror(errno)))")
+        }
+        return PrivateDir(path: String(cString: template))
+    }
+
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}

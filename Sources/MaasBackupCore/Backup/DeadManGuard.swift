@@ -1,0 +1,75 @@
+import Foundation
+import SystemPackage
+import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts the stopped services again if this process dies inside the window, or if the window
+/// overruns its timeout. It is a child process of ours in its own session (`maas-snapshot-backup
+/// guard`), holding the read end of a pipe: EOF without "disarm" means we died. On a systemd host
+/// a transient timer (systemd-run) backs it up, since a killed service's cgroup takes the child too.
+public final class DeadManGuard: @unchecked Sendable {
+    private var writeFD: Int32 = -1
+    private var task: Task<Void, Never>?
+    private var timerUnit: String?
+
+    /// Arms the guard; call before stopping anything.
+    public static func arm(executable: String, services: [String], timeoutSeconds: Int, runID: String) async throws -> DeadManGuard {
+        let g = DeadManGuard()
+        var fds: [Int32] = [0, 0]
+        guard pipe2(&fds, O_CLOEXEC) == 0 else {
+            throw BackupError.failed("cannot create the guard's pipe: \(String(cString: strerror(errno)))")
+        }
+        g.writeFD = fds[1]
+        let readFD = FileDescriptor(rawValue: fds[0])
+        let args = ["guard", "--timeout", String(timeoutSeconds), "--"] + services
+        g.task = Task.detached {
+            _ = try? await Command.runDetachedChild(executable, args, stdin: readFD)
+        }
+        // Backup for a cgroup kill: a transient systemd timer, where systemd runs.
+        if FileManager.default.fileExists(atPath: "/run/systemd/system"), let run = Command.find("systemd-run"),
+           let ctl = Command.find("systemctl") {
+            let unit = "maas-snapshot-backup-guard-\(runID)"
+            let r = try await Command.run(run, ["--quiet", "--on-active=\(timeoutSeconds + 30)", "--unit=\(unit)",
+                                                "--description=maas-snapshot-backup dead-man guard", ctl, "start", "--"] + services)
+            if r.succeeded { g.timerUnit = unit }
+        }
+        return g
+    }
+
+    /// The services are running again: stand down.
+    public func disarm() async {
+        if writeFD >= 0 {
+            _ = "disarm\n".withCString { write(writeFD, $0, 7) }
+            close(writeFD)
+            writeFD = -1
+        }
+        await task?.value
+        if let unit = timerUnit, let ctl = Command.find("systemctl") {
+            _ = try? await Command.run(ctl, ["stop", "--", unit + ".timer"])
+            timerUnit = nil
+        }
+    }
+
+    /// The guard process's own loop: wait for "disarm", EOF, or the timeout.
+    public static func runGuard(services: [String], timeoutSeconds: Int) async -> Int32 {
+        var pfd = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+        let deadline = Date().addingTimeInterval(Double(timeoutSeconds))
+        var got = [UInt8]()
+        while true {
+            let left = Int32(max(0, deadline.timeIntervalSinceNow * 1000))
+            let r = poll(&pfd, 1, left)
+            if r == 0 { break }  // timeout: the window overran
+            if r < 0 { if errno == EINTR { continue }; break }
+            var buf = [UInt8](repeating: 0, count: 64)
+            let n = read(0, &buf, 64)
+            if n > 0 { got += buf[0..<n]; if String(decoding: got, as: UTF8.self).contains("disarm") { return 0 } ; continue }
+            break  // EOF: the run died
+        }
+        FileHandle.standardError.write(Data("maas-snapshot-backup guard: the run died or overran its window; starting \(services.joined(separator: " "))\n".utf8))
+        guard let ctl = Command.find("systemctl") else { return 1 }
+        let r = try? await Command.run(ctl, ["start", "--"] + services)
+        return r?.succeeded == true ? 0 : 1
+    }
+}

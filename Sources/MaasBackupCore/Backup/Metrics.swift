@@ -1,0 +1,27 @@
+import Foundation
+
+/// A node_exporter textfile with the last backup's figures, written atomically.
+enum Metrics {
+    static func write(path: String, result: BackupResult) {
+        let now = Int(Date().timeIntervalSince1970)
+        let text = """
+            # HELP maas_snapshot_backup_last_success_timestamp_seconds Time of the last successful backup.
+            # TYPE maas_snapshot_backup_last_success_timestamp_seconds gauge
+            maas_snapshot_backup_last_success_timestamp_seconds \(now)
+            # HELP maas_snapshot_backup_downtime_milliseconds MAAS downtime of the last backup.
+            # TYPE maas_snapshot_backup_downtime_milliseconds gauge
+            maas_snapshot_backup_downtime_milliseconds \(result.downtimeMs)
+            # HELP maas_snapshot_backup_archive_bytes Size of the last backup archive.
+            # TYPE maas_snapshot_backup_archive_bytes gauge
+            maas_snapshot_backup_archive_bytes \(result.sizeBytes)
+            # HELP maas_snapshot_backup_duration_milliseconds Duration of the last backup.
+            # TYPE maas_snapshot_backup_duration_milliseconds gauge
+            maas_snapshot_backup_duration_milliseconds \(result.durationMs)
+
+            """
+        let tmp = path + ".tmp"
+        if FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644]) {
+            _ = rename(tmp, path)
+        }
+    }
+}

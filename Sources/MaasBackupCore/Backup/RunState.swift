@@ -1,0 +1,374 @@
+import Foundation
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One backup run after preflight: everything it made, so that any failure can undo it.
+struct RunState {
+    let pipeline: BackupPipeline
+    let plan: BackupPlan
+    let runID: String
+    let journal: RunJournal
+    let target: PostgresTarget
+
+    var config: Config { pipeline.config }
+    var services: any ServiceManager { pipeline.services }
+
+    var privateDir: PrivateDir?
+    var passfile: String?
+    var pins: [PinnedSnapshot] = []
+    var snapshots: [TakenSnapshot] = []
+    var stopped: [String] = []
+    var servicesDown = false
+    var guardian: DeadManGuard?
+    var partialPath: String?
+    var steps: [Manifest.WindowStep] = []
+    var downtimeMs: Double = 0
+
+    init(pipeline: BackupPipeline, plan: BackupPlan, runID: String, journal: RunJournal, target: PostgresTarget) {
+        self.pipeline = pipeline
+        self.plan = plan
+        self.runID = runID
+        self.journal = journal
+        self.target = target
+    }
+
+    func driver(for m: SnapshotMethod) -> (any SnapshotDriver)? { pipeline.drivers.first { $0.method == m } }
+
+    mutating func execute(clock: Stopwatch) async throws -> BackupResult {
+        let pg = PostgresAdapter(target: target)
+        let dir = try PrivateDir.make(in: config.destination, name: ".msb-\(runID)")
+        chmod(config.destination, 0o700)
+        privateDir = dir
+        try journal.update { $0.privateDir = dir.path; $0.phase = "prepare" }
+        passfile = try target.writePassfile(in: dir.path)
+        if plan.items.contains(where: { $0.method == .copy }) {
+            try FileManager.default.createDirectory(atPath: dir.path + "/staging", withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+        }
+        // Connect before the window: only BEGIN and pg_export_snapshot() run inside it.
+        pins = try pg.openConnections(plan.database, passfile: passfile)
+        let planned = plan.volumes.map { v in driver(for: v.method)!.plannedSnapshot(of: v, runID: runID) }
+
+        // ---- The freeze window ----
+        if !plan.servicesToStop.isEmpty, let exe = pipeline.options.guardExecutable {
+            guardian = try await DeadManGuard.arm(executable: exe, services: plan.servicesToStop,
+                                                  timeoutSeconds: config.windowTimeout, runID: runID)
+        }
+        try journal.update { $0.stoppedServices = plan.servicesToStop; $0.snapshots = planned; $0.phase = "window" }
+        let window = Stopwatch()
+        func step(_ name: String, _ t: Stopwatch) { steps.append(.init(step: name, ms: t.elapsedMs.ms2)) }
+        do {
+            var t = Stopwatch()
+            stopped = plan.servicesToStop
+            servicesDown = true
+            try await services.stop(plan.servicesToStop)
+            step("stop_services", t)
+            try BackupPipeline.faultPoint("stop")
+
+            for s in planned {
+                t = Stopwatch()
+                snapshots.append(s)
+                try driver(for: s.volume.method)!.create(s)
+                step("snapshot \(s.volume.livePath)", t)
+            }
+            try BackupPipeline.faultPoint("snapshot")
+
+            for item in plan.items where item.method == .copy {
+                t = Stopwatch()
+                try await copyIntoStaging(item)
+                step("copy \(item.path)", t)
+            }
+            try BackupPipeline.faultPoint("copy")
+
+            t = Stopwatch()
+            try pg.pinAll(pins)
+            step("pin_database_snapshot", t)
+            try BackupPipeline.faultPoint("pin")
+            try checkWindowTimeout(window)
+
+            if !plan.stopForWholeRun {
+                t = Stopwatch()
+                try await startServices()
+                step("start_services", t)
+                downtimeMs = window.elapsedMs.ms2
+            }
+        } catch {
+            // Services first, whatever failed.
+            try? await startServices()
+            if downtimeMs == 0 { downtimeMs = window.elapsedMs.ms2 }
+            throw error
+        }
+        try BackupPipeline.faultPoint("start")
+        log("window closed: MAAS was stopped \(String(format: "%.0f", downtimeMs)) ms; archiving from the frozen data")
+
+        // ---- The archive, while MAAS runs ----
+        try journal.update { $0.phase = "archive" }
+        for i in snapshots.indices {
+            snapshots[i] = try driver(for: snapshots[i].volume.method)!.expose(snapshots[i], privateDir: dir.path)
+        }
+        let snapshotsNow = snapshots
+        try journal.update { $0.snapshots = snapshotsNow }
+
+        let host = Self.hostName()
+        let name = uniqueArchiveName(host: host)
+        let final = config.destination + "/" + name
+        let partial = final + ".partial"
+        partialPath = partial
+        try journal.update { $0.partialArchive = partial }
+
+        // The dump spools while the files are archived.
+        let spoolPath = dir.path + "/dump.sql.spool"
+        let spool = try FileDescriptor.open(FilePath(spoolPath), .readWrite, options: [.create, .exclusiveCreate, .closeOnExec],
+                                            permissions: [.ownerReadWrite])
+        defer { try? spool.close() }
+        if let os = target.osUser { _ = fchown(spool.rawValue, os.uid, os.gid) }
+        let pinsNow = pins
+        let dbPlan = plan.database
+        let pass = passfile
+        let dumpTask = Task { try await pg.dump(dbPlan, pins: pinsNow, to: spool, passfile: pass) }
+
+        let sources = plan.items.map { item -> (String, String) in (sourcePath(item, stagingRoot: dir.path + "/staging"), pipeline.member(of: item.livePath)) }
+        let skip = pipeline.skipper(volumes: plan.volumes)
+        let level = config.compressionLevel, threads = config.compressionThreads
+        let progress = pipeline.options.progress
+        let total = plan.items.reduce(Int64(0)) { $0 + $1.sizeBytes } + plan.database.sizeBytes
+        let builderBox = try await Blocking.run { () throws -> (ArchiveBuilderBox, [FileRecord]) in
+            let b = try ArchiveBuilder(path: partial, level: level, threads: threads)
+            b.checkInterrupted = { try Interruption.check() }
+            if let progress { b.onProgress = { progress(Int64($0), total) } }
+            var records: [FileRecord] = []
+            for (src, member) in sources { records += try b.addTree(source: src, member: member, skip: skip) }
+            return (ArchiveBuilderBox(b), records)
+        }
+        let builder = builderBox.0.builder
+        var files = builderBox.1
+        try BackupPipeline.faultPoint("archive")
+
+        // Counts and schema head in the same pinned snapshot as the dump.
+        var counts: [String: [String: Int64]] = [:]
+        var head = SchemaHead()
+        var ids: [String: String] = [:]
+        for p in pins {
+            ids[p.database] = p.snapshotID
+            counts[p.database] = try pg.rowCounts(p)
+            if p.database == target.maasDatabase { head = try pg.schemaHead(p) }
+        }
+        do {
+            try await dumpTask.value
+        } catch {
+            throw error
+        }
+        pins.forEach { $0.release() }
+        pins = []
+        try BackupPipeline.faultPoint("dump")
+
+        // Any snapshot that became invalid while we read it (LVM COW overflow) spoils the archive.
+        for s in snapshots { try driver(for: s.volume.method)!.validate(s) }
+
+        let dumpSize = Int64(try spool.seek(offset: 0, from: .end))
+        let now = Date()
+        let dumpHeader = EntryHeaderFactory.file("dump.sql", size: dumpSize, mtime: Int64(now.timeIntervalSince1970))
+        let dumpRecord = try await Blocking.run { try builder.addFile(fd: spool.rawValue, header: dumpHeader, what: "dump.sql") }
+
+        let packages = await InstalledPackages.installed(root: config.root)
+        var saved: [String: String]?
+        if !pipeline.options.debsToSave.isEmpty {
+            saved = try saveDebs(pipeline.options.debsToSave, archiveName: name)
+        }
+        let manifest = Manifest(
+            host: host, createdAt: ArchiveName.iso8601(now), reason: pipeline.options.reason,
+            snapshotMethod: plan.methodSummary, root: config.root,
+            paths: plan.items.map { .init(path: $0.path, method: $0.method, volume: $0.volume?.identity) },
+            exclude: config.exclude, maasPackages: packages,
+            maasVersion: packages["maas-region-controller"] ?? packages["maas"] ?? packages["maas-rack-controller"],
+            database: .init(serverVersion: plan.database.serverVersion, scope: target.scope.rawValue,
+                            databases: plan.database.databases, maasDatabase: target.maasDatabase,
+                            snapshotIDs: ids, schemaHead: head, rowCounts: counts),
+            window: .init(servicesStopped: stopped, downtimeMs: downtimeMs, steps: steps),
+            files: files, dump: dumpRecord, savedDebs: saved)
+        files = []
+        let manifestBytes = try manifest.encoded()
+        try await Blocking.run {
+            try builder.addBytes(manifestBytes, header: EntryHeaderFactory.file("manifest.json", size: 0, mtime: Int64(now.timeIntervalSince1970)))
+            try builder.finish()
+        }
+        try BackupPipeline.faultPoint("manifest")
+        try Interruption.check()
+
+        if plan.stopForWholeRun {
+            let t = Stopwatch()
+            try await startServices()
+            steps.append(.init(step: "start_services", ms: t.elapsedMs.ms2))
+            downtimeMs = Stopwatch.since(window)
+        }
+
+        // Finish: the sidecar manifest, then the rename that makes the archive complete.
+        let sidecar = final + ".manifest.json"
+        guard FileManager.default.createFile(atPath: sidecar, contents: Data(manifestBytes), attributes: [.posixPermissions: 0o600]) else {
+            throw BackupError(.cantCreate, "cannot write \(sidecar)")
+        }
+        guard rename(partial, final) == 0 else {
+            let e = String(cString: strerror(errno))
+            unlink(sidecar)
+            throw BackupError(.cantCreate, "cannot rename \(partial): \(e)")
+        }
+        partialPath = nil
+        chmod(final, 0o600)
+        Self.fsyncDir(config.destination)
+
+        await cleanup()
+        let size = Int64((try? FileManager.default.attributesOfItem(atPath: final)[.size] as? Int64) ?? 0)
+        let result = BackupResult(status: "ok", archive: final, sizeBytes: size, snapshotMethod: plan.methodSummary,
+                                  servicesStopped: stopped, downtimeMs: downtimeMs, window: steps,
+                                  durationMs: clock.elapsedMs.ms2, reason: pipeline.options.reason, dryRun: false, plan: nil)
+        if let metrics = config.metricsTextfile {
+            Metrics.write(path: metrics, result: result)
+        }
+        return result
+    }
+
+    func log(_ s: String) { pipeline.log(s) }
+
+    func checkWindowTimeout(_ w: Stopwatch) throws {
+        if w.elapsedMs > Double(config.windowTimeout) * 1000 {
+            throw BackupError.failed("the freeze window overran window_timeout (\(config.windowTimeout) s); services started again")
+        }
+    }
+
+    mutating func startServices() async throws {
+        guard servicesDown else { return }
+        try await services.start(Array(stopped.reversed()))
+        servicesDown = false
+        try? journal.update { $0.servicesRestarted = true }
+        await guardian?.disarm()
+        guardian = nil
+    }
+
+    func sourcePath(_ item: BackupPlan.Item, stagingRoot: String) -> String {
+        switch item.method {
+        case .copy: return stagingRoot + "/" + pipeline.member(of: item.livePath)
+        case .none: return item.livePath
+        case .btrfs, .lvm:
+            guard let v = item.volume, let s = snapshots.first(where: { $0.volume == v }), let root = s.readablePath else {
+                return item.livePath
+            }
+            let rel = String(item.livePath.dropFirst(v.livePath == "/" ? 0 : v.livePath.count))
+            return root + (rel.hasPrefix("/") || rel.isEmpty ? rel : "/" + rel)
+        }
+    }
+
+    func copyIntoStaging(_ item: BackupPlan.Item) async throws {
+        guard let dir = privateDir else { return }
+        let dest = dir.path + "/staging/" + pipeline.member(of: item.livePath)
+        try FileManager.default.createDirectory(atPath: (dest as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        guard let cp = Command.find("cp") else { throw BackupError.unavailable("cp was not found") }
+        let r = try await Command.run(cp, ["-a", "--no-target-directory", "--", item.livePath, dest])
+        guard r.succeeded else { throw BackupError.failed("copying \(item.livePath) in the window failed: \(r.lastErrorLine)") }
+    }
+
+    func uniqueArchiveName(host: String) -> String {
+        var d = Date()
+        while true {
+            let n = ArchiveName.make(host: host, date: d)
+            let p = config.destination + "/" + n
+            if !FileManager.default.fileExists(atPath: p) && !FileManager.default.fileExists(atPath: p + ".partial") { return n }
+            d = d.addingTimeInterval(1)
+        }
+    }
+
+    func saveDebs(_ debs: [String: String], archiveName: String) throws -> [String: String] {
+        let folder = config.destination + "/" + archiveName.replacingOccurrences(of: ArchiveName.suffix, with: ".debs")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var out: [String: String] = [:]
+        for (pkg, src) in debs.sorted(by: { $0.key < $1.key }) {
+            let dst = folder + "/" + (src as NSString).lastPathComponent
+            _ = unlink(dst)
+            try FileManager.default.copyItem(atPath: src, toPath: dst)
+            chmod(dst, 0o600)
+            out[pkg] = (folder as NSString).lastPathComponent + "/" + (src as NSString).lastPathComponent
+        }
+        return out
+    }
+
+    /// Removes what the run made; on success nothing but the archive is left.
+    mutating func cleanup() async {
+        pins.forEach { $0.release() }
+        pins = []
+        for s in snapshots.reversed() {
+            do { try driver(for: s.volume.method)?.remove(s) } catch { log("warning: \(error)") }
+        }
+        snapshots = []
+        privateDir?.remove()
+        privateDir = nil
+    }
+
+    /// After a failure anywhere: services up, snapshots and mounts gone, no partial archive.
+    mutating func cleanupAfterFailure() async {
+        if servicesDown { try? await startServices() }
+        if servicesDown {
+            // One more try; report loudly if it still fails.
+            do { try await startServices() } catch { log("CRITICAL: could not start \(stopped.joined(separator: " ")): \(error); start them by hand") }
+        }
+        await guardian?.disarm()
+        if let p = partialPath { _ = unlink(p); partialPath = nil }
+        await cleanup()
+    }
+
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count - 1)
+        let h = String(cString: buf).split(separator: ".").first.map(String.init) ?? "localhost"
+        return h.isEmpty ? "localhost" : h
+    }
+
+    static func fsyncDir(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+}
+
+extension Stopwatch {
+    static func since(_ w: Stopwatch) -> Double { w.elapsedMs.ms2 }
+}
+
+/// Box so an ArchiveBuilder can cross from its worker thread back to the task.
+final class ArchiveBuilderBox: @unchecked Sendable {
+    let builder: ArchiveBuilder
+    init(_ b: ArchiveBuilder) { builder = b }
+}
+
+import LibArchive
+
+enum EntryHeaderFactory {
+    static func file(_ path: String, size: Int64, mtime: Int64) -> EntryHeader {
+        EntryHeader(path: path, kind: .file, permissions: 0o600, uid: 0, gid: 0, uname: "root", gname: "root",
+                    size: size, mtime: mtime)
+    }
+}
+
+/// Runs blocking work (file IO, compression) on its own thread, off the cooperative pool.
+enum Blocking {
+    final class Box<T>: @unchecked Sendable {
+        let body: () throws -> T
+        init(_ b: @escaping () throws -> T) { body = b }
+    }
+
+    static func run<T>(_ body: @escaping () throws -> T) async throws -> T {
+        let box = Box(body)
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<UncheckedSendable<T>, any Error>) in
+            let t = Thread {
+                do { c.resume(returning: UncheckedSendable(try box.body())) } catch { c.resume(throwing: error) }
+            }
+            t.stackSize = 8 << 20
+            t.start()
+        }.value
+    }
+}
+
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ v: T) { value = v }
+}

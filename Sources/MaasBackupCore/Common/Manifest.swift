@@ -1,0 +1,131 @@
+import Foundation
+import LibArchive
+
+/// manifest.json: the archive's last member, and a copy beside the archive.
+public struct Manifest: Sendable, Codable, Equatable {
+    public static let currentFormat = 1
+
+    public struct WindowStep: Sendable, Codable, Equatable {
+        public var step: String
+        public var ms: Double
+        public init(step: String, ms: Double) { self.step = step; self.ms = ms }
+    }
+
+    public struct Window: Sendable, Codable, Equatable {
+        public var servicesStopped: [String]
+        /// From the stop command's start to the start command's return.
+        public var downtimeMs: Double
+        public var steps: [WindowStep]
+    }
+
+    public struct Database: Sendable, Codable, Equatable {
+        public var serverVersion: String
+        public var scope: String
+        public var databases: [String]
+        public var maasDatabase: String
+        public var snapshotIDs: [String: String]
+        public var schemaHead: SchemaHead
+        /// database -> "schema.table" -> rows, counted in the pinned snapshot.
+        public var rowCounts: [String: [String: Int64]]
+    }
+
+    public struct PathRecord: Sendable, Codable, Equatable {
+        public var path: String
+        public var method: SnapshotMethod
+        public var volume: String?
+    }
+
+    public var formatVersion = Manifest.currentFormat
+    public var tool = "maas-snapshot-backup"
+    public var toolVersion = ToolInfo.version
+    public var host: String
+    public var createdAt: String
+    public var reason: String
+    public var snapshotMethod: String
+    public var root: String
+    public var paths: [PathRecord]
+    public var exclude: [String]
+    public var maasPackages: [String: String]
+    public var maasVersion: String?
+    public var database: Database
+    public var window: Window
+    public var files: [FileRecord]
+    public var dump: FileRecord
+    /// .deb files saved beside the archive (pre-upgrade backups), by package name.
+    public var savedDebs: [String: String]?
+
+    public static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return d
+    }
+
+    public func encoded() throws -> [UInt8] { Array(try Manifest.encoder().encode(self)) + [0x0A] }
+
+    public static func decode(_ bytes: [UInt8]) throws -> Manifest {
+        do {
+            let m = try decoder().decode(Manifest.self, from: Data(bytes))
+            guard m.formatVersion == currentFormat else {
+                throw BackupError.data("manifest format \(m.formatVersion) is not supported (this tool reads format \(currentFormat))",
+                                       hint: "use the maas-snapshot-backup version that wrote it")
+            }
+            return m
+        } catch let e as BackupError {
+            throw e
+        } catch {
+            throw BackupError.data("manifest.json is not a valid manifest: \(error)")
+        }
+    }
+
+    /// The MAAS major.minor, e.g. "3.4", from the version of maas-region-controller (or maas).
+    public var maasMajorMinor: String? { maasVersion.flatMap(Manifest.majorMinor) }
+
+    public static func majorMinor(_ debVersion: String) -> String? {
+        var v = Substring(debVersion)
+        if let colon = v.firstIndex(of: ":") { v = v[v.index(after: colon)...] }
+        let parts = v.split(whereSeparator: { !$0.isNumber }).prefix(2)
+        guard parts.count == 2 else { return nil }
+        return "\(parts[0]).\(parts[1])"
+    }
+}
+
+public enum ToolInfo {
+    public static let version = "0.1.0"
+}
+
+/// Archive names: maas-backup-<host>-<UTC yyyymmddTHHMMSSZ>.tar.gz
+public enum ArchiveName {
+    public static let suffix = ".tar.gz"
+    public static let partialSuffix = ".tar.gz.partial"
+    public static let manifestSuffix = ".tar.gz.manifest.json"
+
+    public static func make(host: String, date: Date) -> String {
+        "maas-backup-\(host)-\(timestamp(date))\(suffix)"
+    }
+
+    public static func timestamp(_ d: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return f.string(from: d)
+    }
+
+    public static func iso8601(_ d: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: d)
+    }
+
+    /// True for a complete archive's file name (never a .partial).
+    public static func isArchive(_ name: String) -> Bool {
+        name.hasPrefix("maas-backup-") && name.hasSuffix(suffix)
+    }
+}

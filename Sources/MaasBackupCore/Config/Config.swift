@@ -1,0 +1,301 @@
+import Foundation
+import Yams
+
+/// The configuration (README "Configuration"). Every key is optional; defaults suit a deb-installed MAAS.
+public struct Config: Sendable, Codable, Equatable {
+    public enum SnapshotChoice: String, Sendable, Codable, CaseIterable { case auto, btrfs, lvm, none }
+    public enum Scope: String, Sendable, Codable, CaseIterable { case all, maas }
+    public enum OnFailure: String, Sendable, Codable, CaseIterable { case block, warn }
+
+    public struct Database: Sendable, Codable, Equatable {
+        /// Host name, or the folder holding the server's unix socket. nil: from regiond.conf, else libpq's default socket.
+        public var host: String?
+        public var port: Int?
+        public var user: String?
+        /// The MAAS database (from regiond.conf, else "maasdb").
+        public var name: String?
+        public var scope: Scope = .maas
+        /// A file holding the password (mode 0600); else regiond.conf's database_pass, else none.
+        public var passwordFile: String?
+        /// OS user to connect as over a local socket (peer authentication) when there is no password.
+        public var osUser: String?
+        /// Folder with pg_dump; default /usr/lib/postgresql/<server major>/bin.
+        public var binDir: String?
+        public init() {}
+    }
+
+    public struct LVM: Sendable, Codable, Equatable {
+        public var snapshotSize = "20%ORIGIN"
+        public init() {}
+    }
+
+    public struct Retention: Sendable, Codable, Equatable {
+        public var keep = 7
+        public var keepPreUpgrade = 3
+        public var maxAgeDays = 90
+        public init() {}
+    }
+
+    public struct Hook: Sendable, Codable, Equatable {
+        public var onFailure: OnFailure = .block
+        public init() {}
+    }
+
+    public var root = "/"
+    public var destination = "/var/backups/maas-snapshot-backup"
+    public var paths = ["/etc/maas", "/var/lib/maas"]
+    public var exclude = ["/var/lib/maas/boot-resources"]
+    public var services = Config.defaultServices
+    public var snapshot: SnapshotChoice = .auto
+    public var database = Database()
+    public var copyInWindowMax: Int64 = 64 << 20
+    public var compressionLevel = 6
+    /// 0: one per online CPU.
+    public var compressionThreads = 0
+    /// Seconds the services may stay stopped before the run gives up and starts them again.
+    public var windowTimeout = 120
+    public var lvm = LVM()
+    public var retention = Retention()
+    public var hook = Hook()
+    public var metricsTextfile: String?
+    public var lockFile = "/run/lock/maas-snapshot-backup.lock"
+    public var stateDir = "/var/lib/maas-snapshot-backup"
+
+    public static let defaultPath = "/etc/maas-snapshot-backup/config.yaml"
+    /// In dependency order: stopped in this order, started in reverse.
+    public static let defaultServices = [
+        "maas-regiond", "maas-rackd", "maas-dhcpd", "maas-dhcpd6", "maas-apiserver",
+        "maas-temporal", "maas-temporal-worker", "maas-agent",
+    ]
+
+    public init() {}
+
+    /// A path of the MAAS host as seen from here (under `root`).
+    public func live(_ path: String) -> String {
+        Config.join(root, path)
+    }
+
+    static func join(_ root: String, _ path: String) -> String {
+        if root == "/" || root.isEmpty { return path }
+        let r = root.hasSuffix("/") ? String(root.dropLast()) : root
+        return r + (path.hasPrefix("/") ? path : "/" + path)
+    }
+}
+
+// MARK: - Loading
+
+extension Config {
+    /// Loads `path`; when `path` is nil, the default file if it exists, else the defaults.
+    public static func load(path: String?) throws -> Config {
+        let file = path ?? defaultPath
+        guard FileManager.default.fileExists(atPath: file) else {
+            if path != nil {
+                throw BackupError.config("config file \(file) does not exist", hint: "give an existing file with --config, or leave --config out to use the defaults")
+            }
+            return Config()
+        }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw BackupError.config("config file \(file) cannot be read", hint: "check its permissions")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw BackupError.config("config file \(file) is not UTF-8 text")
+        }
+        return try parse(yaml: text, source: file)
+    }
+
+    public static func parse(yaml: String, source: String = "config") throws -> Config {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: yaml)
+        } catch {
+            let first = "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
+            throw BackupError.config("\(source): not valid YAML: \(first)", hint: "fix the syntax")
+        }
+        var c = Config()
+        guard let node else { return c }
+        if case .scalar(let s) = node, s.string.isEmpty || s.string == "~" { return c }
+        let r = Reader(source: source)
+        let top = try r.mapping(node, key: "(top level)")
+        for (k, v) in top {
+            switch k {
+            case "root": c.root = try r.absolutePath(v, key: k)
+            case "destination": c.destination = try r.absolutePath(v, key: k)
+            case "paths": c.paths = try r.pathList(v, key: k, allowEmpty: false)
+            case "exclude": c.exclude = try r.pathList(v, key: k, allowEmpty: true)
+            case "services": c.services = try r.serviceList(v, key: k)
+            case "snapshot": c.snapshot = try r.choice(v, key: k)
+            case "database": c.database = try r.database(v)
+            case "copy_in_window_max": c.copyInWindowMax = try r.size(v, key: k)
+            case "compression_level": c.compressionLevel = try r.int(v, key: k, range: 1...9)
+            case "compression_threads": c.compressionThreads = try r.int(v, key: k, range: 0...256)
+            case "window_timeout": c.windowTimeout = try r.int(v, key: k, range: 5...3600)
+            case "lvm":
+                for (lk, lv) in try r.mapping(v, key: k) {
+                    switch lk {
+                    case "snapshot_size": c.lvm.snapshotSize = try r.lvmSize(lv, key: "lvm.snapshot_size")
+                    default: throw r.unknown("lvm.\(lk)", lv, allowed: ["snapshot_size"])
+                    }
+                }
+            case "retention":
+                for (rk, rv) in try r.mapping(v, key: k) {
+                    switch rk {
+                    case "keep": c.retention.keep = try r.int(rv, key: "retention.keep", range: 1...100000)
+                    case "keep_pre_upgrade": c.retention.keepPreUpgrade = try r.int(rv, key: "retention.keep_pre_upgrade", range: 0...100000)
+                    case "max_age_days": c.retention.maxAgeDays = try r.int(rv, key: "retention.max_age_days", range: 0...100000)
+                    default: throw r.unknown("retention.\(rk)", rv, allowed: ["keep", "keep_pre_upgrade", "max_age_days"])
+                    }
+                }
+            case "hook":
+                for (hk, hv) in try r.mapping(v, key: k) {
+                    switch hk {
+                    case "on_failure": c.hook.onFailure = try r.choice(hv, key: "hook.on_failure")
+                    default: throw r.unknown("hook.\(hk)", hv, allowed: ["on_failure"])
+                    }
+                }
+            case "metrics_textfile": c.metricsTextfile = try r.optionalAbsolutePath(v, key: k)
+            case "lock_file": c.lockFile = try r.absolutePath(v, key: k)
+            case "state_dir": c.stateDir = try r.absolutePath(v, key: k)
+            default: throw r.unknown(k, v, allowed: Config.topKeys)
+            }
+        }
+        return c
+    }
+
+    static let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "database",
+                          "copy_in_window_max", "compression_level", "compression_threads", "window_timeout",
+                          "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir"]
+    static let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir"]
+}
+
+/// Reads typed values out of YAML nodes, with errors that name the key, the line and what is allowed.
+private struct Reader {
+    let source: String
+
+    func at(_ n: Node) -> String { n.mark.map { "\(source) line \($0.line)" } ?? source }
+
+    func fail(_ n: Node, _ key: String, _ what: String, _ hint: String) -> BackupError {
+        BackupError.config("\(at(n)): \(key): \(what)", hint: hint)
+    }
+
+    func unknown(_ key: String, _ n: Node, allowed: [String]) -> BackupError {
+        BackupError.config("\(at(n)): unknown key '\(key)'", hint: "allowed keys here: \(allowed.joined(separator: ", "))")
+    }
+
+    func mapping(_ n: Node, key: String) throws -> [(String, Node)] {
+        if case .scalar(let s) = n, s.string.isEmpty || s.string == "~" || s.string == "null" { return [] }
+        guard case .mapping(let m) = n else { throw fail(n, key, "must be a mapping of keys to values", "indent the keys below '\(key):'") }
+        var seen = Set<String>()
+        var out: [(String, Node)] = []
+        for (k, v) in m {
+            guard let ks = k.string else { throw fail(k, key, "has a key that is not text", "use plain key names") }
+            guard seen.insert(ks).inserted else { throw fail(k, ks, "is given twice", "keep one") }
+            out.append((ks, v))
+        }
+        return out
+    }
+
+    func string(_ n: Node, key: String) throws -> String {
+        guard case .scalar(let s) = n else { throw fail(n, key, "must be a single value", "write it as key: value") }
+        return s.string
+    }
+
+    func absolutePath(_ n: Node, key: String) throws -> String {
+        let s = try string(n, key: key)
+        guard s.hasPrefix("/") else { throw fail(n, key, "'\(s)' is not an absolute path", "start it with /") }
+        guard !s.split(separator: "/").contains("..") else { throw fail(n, key, "'\(s)' contains '..'", "write the path without '..'") }
+        return s.count > 1 && s.hasSuffix("/") ? String(s.dropLast()) : s
+    }
+
+    func optionalAbsolutePath(_ n: Node, key: String) throws -> String? {
+        if case .scalar(let s) = n, s.string.isEmpty || s.string == "~" || s.string == "null" { return nil }
+        return try absolutePath(n, key: key)
+    }
+
+    func list(_ n: Node, key: String) throws -> [Node] {
+        if case .scalar(let s) = n, s.string.isEmpty || s.string == "~" || s.string == "null" { return [] }
+        guard case .sequence(let seq) = n else { throw fail(n, key, "must be a list", "write one '- item' per line") }
+        return Array(seq)
+    }
+
+    func pathList(_ n: Node, key: String, allowEmpty: Bool) throws -> [String] {
+        let items = try list(n, key: key).map { try absolutePath($0, key: key) }
+        if !allowEmpty && items.isEmpty { throw fail(n, key, "is empty", "list at least one path") }
+        return items
+    }
+
+    func serviceList(_ n: Node, key: String) throws -> [String] {
+        try list(n, key: key).map { item in
+            let s = try string(item, key: key)
+            let ok = !s.isEmpty && s.allSatisfy { $0.isLetter || $0.isNumber || "-_.@:".contains($0) } && !s.hasPrefix("-")
+            guard ok else { throw fail(item, key, "'\(s)' is not a systemd unit name", "use names like maas-regiond") }
+            return s
+        }
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ n: Node, key: String) throws -> T where T.RawValue == String {
+        let s = try string(n, key: key)
+        guard let v = T(rawValue: s) else {
+            throw fail(n, key, "'\(s)' is not allowed", "use one of: \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return v
+    }
+
+    func int(_ n: Node, key: String, range: ClosedRange<Int>) throws -> Int {
+        let s = try string(n, key: key)
+        guard let v = Int(s), range.contains(v) else {
+            throw fail(n, key, "'\(s)' is not a whole number from \(range.lowerBound) to \(range.upperBound)", "give a number in that range")
+        }
+        return v
+    }
+
+    func size(_ n: Node, key: String) throws -> Int64 {
+        let s = try string(n, key: key)
+        guard let v = Reader.parseSize(s) else {
+            throw fail(n, key, "'\(s)' is not a size", "write bytes or a number with K, M, G or T, e.g. 64M")
+        }
+        return v
+    }
+
+    static func parseSize(_ s: String) -> Int64? {
+        var t = s.trimmingCharacters(in: .whitespaces).uppercased()
+        if t.hasSuffix("IB") { t.removeLast(2) } else if t.hasSuffix("B") { t.removeLast() }
+        var mult: Int64 = 1
+        if let last = t.last, let m = ["K": Int64(1) << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40][String(last)] {
+            mult = m
+            t.removeLast()
+        }
+        guard let v = Int64(t), v >= 0, v <= Int64.max / mult else { return nil }
+        return v * mult
+    }
+
+    func lvmSize(_ n: Node, key: String) throws -> String {
+        let s = try string(n, key: key)
+        let pct = s.split(separator: "%", maxSplits: 1)
+        if pct.count == 2, let p = Int(pct[0]), (1...100).contains(p), ["ORIGIN", "VG", "FREE"].contains(String(pct[1])) { return s }
+        if Reader.parseSize(s) != nil { return s }
+        throw fail(n, key, "'\(s)' is not an LVM snapshot size", "write e.g. 20%ORIGIN, 10%VG or 2G")
+    }
+
+    func database(_ n: Node) throws -> Config.Database {
+        var d = Config.Database()
+        for (k, v) in try mapping(n, key: "database") {
+            let key = "database.\(k)"
+            switch k {
+            case "host":
+                let s = try string(v, key: key)
+                d.host = s.isEmpty ? nil : s
+            case "port": d.port = try int(v, key: key, range: 1...65535)
+            case "user": d.user = try string(v, key: key)
+            case "name": d.name = try string(v, key: key)
+            case "scope": d.scope = try choice(v, key: key)
+            case "password_file": d.passwordFile = try optionalAbsolutePath(v, key: key)
+            case "os_user": d.osUser = try string(v, key: key)
+            case "bin_dir": d.binDir = try optionalAbsolutePath(v, key: key)
+            default: throw unknown(key, v, allowed: Config.databaseKeys)
+            }
+        }
+        return d
+    }
+}
+
+public func parseSize(_ s: String) -> Int64? { Reader.parseSize(s) }
