@@ -1,6 +1,6 @@
-/// The snapshot drivers besides Btrfs.
+/// The snapshot drivers besides Btrfs, in the order `auto` tries them.
 enum SnapshotDrivers {
     static func extra(_ config: Config) -> [any SnapshotDriver] {
-        []  // LVM joins here: LVMSnapshotDriver(snapshotSize: config.lvm.snapshotSize)
+        [LVMSnapshotDriver(snapshotSize: config.lvm.snapshotSize)]
     }
 }
