@@ -25,6 +25,26 @@ func aptHookDpkgContext(_ action: String, _ args: [String], cwd: String = "/root
 
 let aptHookRegion34 = InstalledPackage(name: "maas-region-controller", architecture: "amd64", version: "1:3.4.0-1", want: "install", status: "installed")
 
+/// A fake /proc: hook (500) <- sh (450) <- dpkg (400) <- apt-get (300) <- init (1).
+func aptHookFakeProc() throws -> (ProcessTable, String) {
+    let root = NSTemporaryDirectory() + "fakeproc-\(UUID().uuidString)"
+    let fm = FileManager.default
+    func proc(_ pid: Int, _ ppid: Int, _ comm: String, _ start: Int, _ argv: [String]) throws {
+        let dir = "\(root)/\(pid)"
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let stat = "\(pid) (\(comm)) S \(ppid) 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 \(start) 0 0"
+        try stat.write(toFile: dir + "/stat", atomically: true, encoding: .utf8)
+        try Data(argv.map { $0 + "\0" }.joined().utf8).write(to: URL(fileURLWithPath: dir + "/cmdline"))
+    }
+    try proc(1, 0, "systemd", 1, ["/sbin/init"])
+    try proc(300, 1, "apt-get", 1000, ["apt-get", "install", "maas"])
+    try proc(400, 300, "dpkg", 1100, ["/usr/bin/dpkg", "--status-fd", "43", "--unpack", "a.deb"])
+    try fm.createSymbolicLink(atPath: "\(root)/400/cwd", withDestinationPath: "/var/tmp")
+    try proc(450, 400, "sh", 1200, ["sh", "-c", "/etc/maas-snapshot-backup/hooks/dpkg-pre-invoke"])
+    try proc(500, 450, "maas-snapshot-b", 1300, ["/usr/sbin/maas-snapshot-backup", "dpkg-hook"])
+    return (ProcessTable(procRoot: root), root)
+}
+
 @Suite("dpkg hook")
 struct AptHookDpkgTests {
     @Test func parsesDpkgCommandLines() {
@@ -75,28 +95,8 @@ struct AptHookDpkgTests {
         #expect(table.workingDirectory(pid: me) == FileManager.default.currentDirectoryPath)
     }
 
-    /// A fake /proc: hook (500) <- sh (450) <- dpkg (400) <- apt-get (300) <- init (1).
-    func fakeProc() throws -> (ProcessTable, String) {
-        let root = NSTemporaryDirectory() + "fakeproc-\(UUID().uuidString)"
-        let fm = FileManager.default
-        func proc(_ pid: Int, _ ppid: Int, _ comm: String, _ start: Int, _ argv: [String]) throws {
-            let dir = "\(root)/\(pid)"
-            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let stat = "\(pid) (\(comm)) S \(ppid) 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 \(start) 0 0"
-            try stat.write(toFile: dir + "/stat", atomically: true, encoding: .utf8)
-            try Data(argv.map { $0 + "\0" }.joined().utf8).write(to: URL(fileURLWithPath: dir + "/cmdline"))
-        }
-        try proc(1, 0, "systemd", 1, ["/sbin/init"])
-        try proc(300, 1, "apt-get", 1000, ["apt-get", "install", "maas"])
-        try proc(400, 300, "dpkg", 1100, ["/usr/bin/dpkg", "--status-fd", "43", "--unpack", "a.deb"])
-        try fm.createSymbolicLink(atPath: "\(root)/400/cwd", withDestinationPath: "/var/tmp")
-        try proc(450, 400, "sh", 1200, ["sh", "-c", "/etc/maas-snapshot-backup/hooks/dpkg-pre-invoke"])
-        try proc(500, 450, "maas-snapshot-b", 1300, ["/usr/sbin/maas-snapshot-backup", "dpkg-hook"])
-        return (ProcessTable(procRoot: root), root)
-    }
-
     @Test func gathersContextFromProc() throws {
-        let (table, root) = try fakeProc()
+        let (table, root) = try aptHookFakeProc()
         defer { try? FileManager.default.removeItem(atPath: root) }
         #expect(table.ancestors(of: 500).map(\.pid) == [450, 400, 300, 1])
 
