@@ -6,3 +6,16 @@ vm-test:
 	Tests/System/run-vm-tests.sh --binary $(VM_SCRATCH)/release/maas-snapshot-backup $(SCENARIOS)
 .PHONY: vm-test
 # --- end vm-test
+# --- deb: the Debian package (debian/), built with dpkg-buildpackage and checked with lintian
+# (no errors, no warnings); the files land in out/. Needs debian/control's Build-Depends, lintian
+# and swift on PATH. DEB_FLAGS=-nc rebuilds without cleaning the Swift build first.
+DEB_FLAGS ?=
+deb:
+	dpkg-buildpackage -b -us -uc $(DEB_FLAGS)
+	mkdir -p out
+	v=$$(dpkg-parsechangelog -S Version); \
+	mv ../maas-snapshot-backup_$${v}_*.deb ../maas-snapshot-backup_$${v}_*.changes ../maas-snapshot-backup_$${v}_*.buildinfo out/ && \
+	mv ../maas-snapshot-backup-dbgsym_$${v}_*deb out/ 2>/dev/null; \
+	lintian --fail-on error,warning --display-info out/maas-snapshot-backup_$${v}_*.changes
+.PHONY: deb
+# --- end deb
