@@ -1,3 +1,26 @@
+# maas-snapshot-backup: build, test, demo, package. Run as root on Debian 12 with Swift on PATH.
+#   make demo   installs what is needed and runs a backup on a self-contained demo
+#   make test   installs what is needed and runs every test (unit, integration, VM system tests)
+.PHONY: deps build test test-host demo demo-clean bench
+deps:
+	bash scripts/install-deps.sh --vm --deb
+build:
+	swift build
+test: deps
+	swift build --build-tests
+	swift test 2>&1 | tee .test-output.log
+	$(MAKE) vm-test
+test-host:
+	bash scripts/install-deps.sh
+	swift test
+demo:
+	bash scripts/install-deps.sh
+	swift build
+	bash scripts/demo.sh
+demo-clean:
+	bash scripts/testenv.sh down $${DEMO_DIR:-/tmp/maas-snapshot-backup-demo}
+bench:
+	Benchmarks/compress/run.sh 128
 # --- vm-test: system tests in a qemu VM (Tests/System/run-vm-tests.sh); root, qemu-system-x86, mmdebstrap.
 # SCENARIOS="00-smoke 10-lvm-ext4" runs some only. The binary is built with the static Swift runtime.
 VM_SCRATCH ?= .build-vm
@@ -19,3 +42,17 @@ deb:
 	lintian --fail-on error,warning --display-info out/maas-snapshot-backup_$${v}_*.changes
 .PHONY: deb
 # --- end deb
+# --- fuzz-apt-hook: libFuzzer (with AddressSanitizer) on the apt hook input parser for
+# FUZZ_SECONDS; a crash or a failed round trip stops it and leaves the input in .build-fuzz/.
+FUZZ_SECONDS ?= 60
+APT_HOOK_FUZZ_SOURCES = Sources/MaasBackupCore/Adapters/Apt/AptHookInput.swift \
+	Sources/MaasBackupCore/Adapters/Apt/HookDecision.swift Sources/MaasBackupCore/Adapters/Apt/DebianVersion.swift \
+	Sources/MaasBackupCore/Common/BackupError.swift Tests/MaasBackupCoreTests/AptHookFuzzHarness.swift
+fuzz-apt-hook:
+	mkdir -p .build-fuzz/corpus
+	swiftc -O -sanitize=fuzzer,address -parse-as-library -D APT_HOOK_LIBFUZZER -swift-version 6 \
+		-module-name AptHookFuzz $(APT_HOOK_FUZZ_SOURCES) -o .build-fuzz/apt-hook-fuzz 2>&1 | grep -v 'Cannot export local symbol' || true
+	printf 'VERSION 3\nAPT::Architecture=amd64\nDPkg::Pre-Install-Pkgs::=/usr/sbin/x%%20y\n\nmaas-common 1:3.4.0-1 all foreign < 1:3.5.0-1 all foreign /var/cache/apt/archives/maas-common_1%%3a3.5.0-1_all.deb\nmaas-rack-controller 1:3.4.0-1 amd64 none > - - none **REMOVE**\nlibfoo1 - - none < 2.0-1 amd64 same **CONFIGURE**\n' >.build-fuzz/corpus/seed
+	cd .build-fuzz && ./apt-hook-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 corpus
+.PHONY: fuzz-apt-hook
+# --- end fuzz-apt-hook
