@@ -110,7 +110,7 @@ UNIT
 ln -sf /etc/systemd/system/msb-vmtest.service "$root/etc/systemd/system/multi-user.target.wants/msb-vmtest.service"
 # Nothing periodic or interactive in a test guest.
 for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
-            getty@tty1.service serial-getty@ttyS0.service systemd-timesyncd.service \
+            getty@tty1.service getty-static.service serial-getty@ttyS0.service systemd-timesyncd.service \
             xfs_scrub_all.timer btrfs-scrub@.timer man-db.timer dpkg-db-backup.timer; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
@@ -128,5 +128,7 @@ rm -rf "$root"
 echo "$key" >"$work/out/key"
 printf '%s\n' "${packages[@]}" >"$work/out/packages"
 rm -rf "$dir"; mv "$work/out" "$dir"; touch "$dir/ready"
+# Older images (other keys) are dead weight: 3 GB each.
+find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name 'tmp-*' -exec rm -rf {} +
 echo "build-image.sh: image $key built in $((SECONDS - start)) s: $dir" >&2
 echo "$dir"

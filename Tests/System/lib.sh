@@ -72,14 +72,17 @@ msb_make_vg() { # [DEVICE]
 }
 
 # Makes a filesystem of type FSTYPE on DEVICE and mounts it at MOUNTPOINT (unmounted at exit).
+msb_mkfs() { # DEVICE FSTYPE
+  case $2 in
+    ext4) mkfs.ext4 -q -F "$1" ;;
+    xfs) mkfs.xfs -q -f "$1" ;;
+    btrfs) mkfs.btrfs -q -f "$1" >/dev/null ;;
+    *) msb_fail "unknown filesystem $2" ;;
+  esac
+}
 msb_mkfs_mount() { # DEVICE FSTYPE MOUNTPOINT
   local dev=$1 fs=$2 mnt=$3
-  case $fs in
-    ext4) mkfs.ext4 -q -F "$dev" ;;
-    xfs) mkfs.xfs -q -f "$dev" ;;
-    btrfs) mkfs.btrfs -q -f "$dev" ;;
-    *) msb_fail "unknown filesystem $fs" ;;
-  esac
+  msb_mkfs "$dev" "$fs"
   mkdir -p "$mnt"
   mount -t "$fs" "$dev" "$mnt"
   msb_defer "umount -l $mnt"
@@ -182,7 +185,9 @@ trap 'stop=1' TERM INT
 n=$(cat "$file" 2>/dev/null || echo 0)
 exec 3> >(exec psql -X -q -v ON_ERROR_STOP=1 -d maasdb)
 psql_pid=$!
-fifo=$(mktemp -u /run/msb-fake.XXXXXX); mkfifo "$fifo"; exec 4<>"$fifo"; rm -f "$fifo"
+# The pause between iterations: a read with a timeout on a FIFO nobody writes to (no fork).
+fifo=$RUNTIME_DIRECTORY/pause
+mkfifo "$fifo" && exec 4<>"$fifo" || { echo "cannot make $fifo" >&2; exit 1; }
 echo "INSERT INTO msb_counter VALUES ('$svc', $n) ON CONFLICT (service) DO UPDATE SET n = EXCLUDED.n;" >&3
 while ((!stop)); do
   n=$((n + 1))
@@ -206,6 +211,7 @@ Description=stand-in $s for the maas-snapshot-backup system tests
 After=postgresql.service
 [Service]
 User=maas
+RuntimeDirectory=%N
 Environment=MSB_FAKE_INTERVAL=${MSB_FAKE_INTERVAL:-0.005}
 ExecStart=/usr/local/sbin/msb-fake-maas-daemon $s
 KillMode=mixed
@@ -260,4 +266,181 @@ msb_dump_counter() { # DUMP.SQL SERVICE
     copying && /^\\\.$/ { copying = 0 }
     copying { split($0, f, "\t"); if (f[1] == svc) print f[2] }
   ' "$1"
+}
+
+# --- a MAAS host to back up ----------------------------------------------------------------------
+# Fills /etc/maas and /var/lib/maas with files of several owners and modes (config, secrets, a
+# large blob of BLOB_MB MiB, a symlink, an empty folder, boot-resources that must be left out) and
+# records them in $MSB_RESULTS/expected-files ("path type mode user:group sha256" lines).
+msb_fill_maas_tree() { # [BLOB_MB]
+  local mb=${1:-16}
+  id -u maas >/dev/null 2>&1 || useradd --system --home-dir /var/lib/maas --shell /usr/sbin/nologin maas
+  install -d -o root -g maas -m 0775 /etc/maas
+  install -d -o maas -g maas -m 0755 /var/lib/maas
+  printf 'maas_url: http://10.0.0.1:5240/MAAS\ndatabase_host: /var/run/postgresql\ndatabase_name: maasdb\n' >/etc/maas/regiond.conf
+  chown root:maas /etc/maas/regiond.conf; chmod 0640 /etc/maas/regiond.conf
+  printf 'maas_url: http://10.0.0.1:5240/MAAS\n' >/etc/maas/rackd.conf; chmod 0644 /etc/maas/rackd.conf
+  install -d -o maas -g maas -m 0700 /etc/maas/certificates
+  head -c 1700 /dev/urandom | base64 >/etc/maas/certificates/maas.key
+  chown maas:maas /etc/maas/certificates/maas.key; chmod 0600 /etc/maas/certificates/maas.key
+  head -c 32 /dev/urandom | base64 >/var/lib/maas/secret
+  chown maas:maas /var/lib/maas/secret; chmod 0640 /var/lib/maas/secret
+  install -d -o maas -g maas -m 0755 /var/lib/maas/image-storage /var/lib/maas/empty "/var/lib/maas/with space"
+  head -c "${mb}M" /dev/urandom >/var/lib/maas/image-storage/blob
+  chown maas:maas /var/lib/maas/image-storage/blob
+  printf 'x\n' >"/var/lib/maas/with space/file ü.txt"; chmod 0604 "/var/lib/maas/with space/file ü.txt"
+  ln -sfn image-storage/blob /var/lib/maas/blob-link
+  install -d -o maas -g maas /var/lib/maas/boot-resources/current
+  head -c 1M /dev/urandom >/var/lib/maas/boot-resources/current/root-tgz
+  sync
+  msb_tree_listing /etc/maas /var/lib/maas | grep -v -e '\.counter ' -e '^var/lib/maas/boot-resources' \
+    >"$MSB_RESULTS/expected-files"
+}
+
+# "path type mode user:group sha256" for every entry below the given absolute paths, paths relative
+# to / (or to ROOT when MSB_TREE_ROOT is set), sorted.
+msb_tree_listing() {
+  local root=${MSB_TREE_ROOT:-}
+  local p
+  for p in "$@"; do
+    (cd "$root/" && find "${p#/}" -printf '%p %y %m %u:%g\n') | while read -r line; do
+      local path=${line% * * *} rest=${line##"${line% * * *}"} sum=-
+      [[ -f $root/$path && ! -L $root/$path ]] && sum=$(sha256sum <"$root/$path" | cut -c1-64)
+      printf '%s%s %s\n' "$path" "$rest" "$sum"
+    done
+  done | LC_ALL=C sort
+}
+
+# Writes /etc/maas-snapshot-backup/config.yaml for the stand-in services; extra YAML from stdin.
+msb_write_config() {
+  mkdir -p /etc/maas-snapshot-backup
+  {
+    printf 'services:\n'
+    printf '  - %s\n' "${MSB_FAKE_SERVICES[@]}"
+    printf 'database:\n  name: maasdb\n  os_user: postgres\n'
+    [[ -t 0 ]] || cat
+  } >/etc/maas-snapshot-backup/config.yaml
+  msb_defer "rm -rf /etc/maas-snapshot-backup /var/backups/maas-snapshot-backup /var/lib/maas-snapshot-backup"
+}
+
+# Runs a backup: msb_backup ARGS... ; sets MSB_BACKUP_RC and MSB_BACKUP_JSON (the --json output).
+msb_backup() {
+  local t0=$SECONDS
+  set +e
+  # A crash prints a symbolicated backtrace (the runner installs swift-backtrace-static when the host has it).
+  local bt=
+  [[ -x /usr/local/libexec/swift-backtrace-static ]] &&
+    bt=enable=yes,interactive=no,output-to=stderr,swift-backtrace=/usr/local/libexec/swift-backtrace-static
+  MSB_BACKUP_JSON=$(SWIFT_BACKTRACE=$bt maas-snapshot-backup backup --json "$@" 2>"$MSB_RESULTS/backup.stderr")
+  MSB_BACKUP_RC=$?
+  set -e
+  printf '%s\n' "$MSB_BACKUP_JSON" >"$MSB_RESULTS/backup.json"
+  msb_log "backup $* -> exit $MSB_BACKUP_RC in $((SECONDS - t0)) s"
+  sed 's/^/  stderr| /' "$MSB_RESULTS/backup.stderr" | tail -n 30
+}
+
+# After any backup run: services back up, no snapshot LV, mount or partial archive left behind.
+msb_check_no_leftovers() {
+  msb_fake_maas_all_active || msb_fail "not every MAAS service is active after the backup"
+  msb_log "ok: services active after the backup"
+  local lvs_left
+  lvs_left=$(lvs --noheadings -o lv_name 2>/dev/null | tr -d ' ' | grep '^msb-' || true)
+  [[ -z $lvs_left ]] || msb_fail "snapshot LVs left behind: $lvs_left"
+  if grep -q ' /var/backups/maas-snapshot-backup/' /proc/self/mountinfo; then
+    msb_fail "mounts left below the destination: $(grep ' /var/backups/maas-snapshot-backup/' /proc/self/mountinfo)"
+  fi
+  if compgen -G '/var/backups/maas-snapshot-backup/*.partial' >/dev/null; then msb_fail "a .partial archive was left"; fi
+  if compgen -G '/var/backups/maas-snapshot-backup/.msb-*' >/dev/null; then msb_fail "a private run folder was left"; fi
+  msb_log "ok: no snapshot, mount, partial archive or private folder left"
+}
+
+# Checks the archive of a successful backup against the live system and its own manifest:
+# the static files byte-identical with owners and modes, boot-resources left out, every file's
+# sha256/size/mode/owner as the manifest says, per-table row counts of dump.sql equal to the
+# manifest's, the database counter of each stand-in service equal to its file counter, and
+# manifest.json the last member. Adds the window timings to the summary.
+msb_check_archive() {
+  local archive
+  archive=$(jq -r '.archive // empty' <<<"$MSB_BACKUP_JSON")
+  [[ -n $archive && -f $archive ]] || msb_fail "the backup reported no archive: $MSB_BACKUP_JSON"
+  local dest; dest=$(dirname "$archive")
+  msb_assert_eq 600 "$(stat -c %a "$archive")" "archive mode"
+  msb_assert_eq 700 "$(stat -c %a "$dest")" "destination folder mode"
+  [[ -f $archive.manifest.json ]] || msb_fail "no sidecar manifest beside $archive"
+  msb_assert_eq manifest.json "$(tar -tzf "$archive" | tail -n 1)" "last archive member"
+
+  local x=/var/tmp/msb-extract
+  rm -rf "$x"; mkdir -p "$x"
+  msb_defer "rm -rf $x"
+  tar --numeric-owner -xpzf "$archive" -C "$x"
+  local m=$x/manifest.json
+  cmp -s "$m" "$archive.manifest.json" || msb_fail "sidecar manifest differs from the archived one"
+
+  # Static files: identical to the live ones, owners and modes included.
+  MSB_TREE_ROOT=$x msb_tree_listing /etc/maas /var/lib/maas | grep -v '\.counter ' >"$MSB_RESULTS/archived-files"
+  diff -u "$MSB_RESULTS/expected-files" "$MSB_RESULTS/archived-files" >&2 ||
+    msb_fail "archived files differ from the live ones (diff above)"
+  msb_log "ok: $(wc -l <"$MSB_RESULTS/expected-files") entries identical (content, type, mode, owner)"
+  [[ ! -e $x/var/lib/maas/boot-resources ]] || msb_fail "boot-resources was archived"
+
+  # Every file record of the manifest matches the extracted file.
+  local bad
+  bad=$(jq -r '.files[] | select(.type == "file" or .type == "regular") | [.path, .sha256, .size, .mode, .uid, .gid] | @tsv' "$m" |
+    while IFS=$'\t' read -r path sum size mode uid gid; do
+      f=$x/$path
+      [[ -f $f ]] || { echo "missing $path"; continue; }
+      [[ $(sha256sum <"$f" | cut -c1-64) == "$sum" ]] || echo "sha256 $path"
+      [[ $(stat -c %s "$f") == "$size" ]] || echo "size $path"
+      [[ $((8#$(stat -c %a "$f"))) == $((8#$mode)) ]] || echo "mode $path"
+      [[ $(stat -c %u:%g "$f") == "$uid:$gid" ]] || echo "owner $path"
+    done)
+  [[ -z $bad ]] || msb_fail "manifest file records do not match the archive: $bad"
+  msb_log "ok: $(jq '[.files[] | select(.type == "file" or .type == "regular")] | length' "$m") manifest file records match"
+
+  # Row counts: dump.sql's COPY blocks against the manifest, table by table.
+  [[ -f $x/dump.sql ]] || msb_fail "no dump.sql in the archive"
+  local db; db=$(jq -r '.database.maas_database' "$m")
+  msb_dump_row_counts "$x/dump.sql" | awk -v db="$db" '$1 == db || $1 == "-" { gsub(/"/, "", $2); print $2, $3 }' |
+    LC_ALL=C sort >"$MSB_RESULTS/dump-rows"
+  jq -r --arg db "$db" '.database.row_counts[$db] | to_entries[] | "\(.key | gsub("\""; "")) \(.value)"' "$m" |
+    LC_ALL=C sort >"$MSB_RESULTS/manifest-rows"
+  [[ $(wc -l <"$MSB_RESULTS/manifest-rows") -gt 0 ]] || msb_fail "the manifest has no row counts for $db"
+  diff -u "$MSB_RESULTS/manifest-rows" "$MSB_RESULTS/dump-rows" >&2 ||
+    msb_fail "row counts in dump.sql differ from the manifest (diff above)"
+  msb_log "ok: row counts of $(wc -l <"$MSB_RESULTS/dump-rows") tables equal to the manifest"
+
+  # The stand-in services were stopped in the window: database and files froze at the same number.
+  local s dbn filen
+  for s in "${MSB_FAKE_SERVICES[@]}"; do
+    dbn=$(msb_dump_counter "$x/dump.sql" "$s")
+    filen=$(cat "$x/var/lib/maas/$s.counter" 2>/dev/null || echo missing)
+    [[ -n $dbn ]] || msb_fail "dump.sql has no counter row for $s"
+    msb_assert_eq "$dbn" "$filen" "$s counter: dump.sql vs archived file"
+  done
+
+  local down steps
+  down=$(jq -r '.window.downtime_ms' "$m")
+  steps=$(jq -r '[.window.steps[] | "\(.step | sub("^snapshot /.*/"; "snap ")) \(.ms)"] | join(", ")' "$m")
+  msb_summary "downtime ${down} ms [$steps]; archive $(($(stat -c %s "$archive") >> 10)) KiB; method $(jq -r .snapshot_method "$m")"
+}
+
+# The method the archive's manifest records for PATH: msb_assert_method PATH METHOD
+msb_assert_method() {
+  local archive
+  archive=$(jq -r '.archive' <<<"$MSB_BACKUP_JSON")
+  msb_assert_eq "$2" "$(jq -r --arg p "$1" '.paths[] | select(.path == $p) | .method' "$archive.manifest.json")" "method of $1"
+}
+
+# The usual end of a scenario: stand-in services running, config written (extra YAML on stdin),
+# a backup with ARGS that must succeed, its archive checked, nothing left behind; then the services
+# are stopped and their live counters compared.
+msb_backup_and_check() {
+  msb_start_fake_maas
+  sleep 2
+  msb_backup "$@"
+  msb_assert_eq 0 "$MSB_BACKUP_RC" "backup exit code"
+  msb_check_archive
+  msb_check_no_leftovers
+  systemctl stop "${MSB_FAKE_SERVICES[@]}"
+  msb_check_live_counters
 }

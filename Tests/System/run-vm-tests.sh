@@ -15,7 +15,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-work=${MSB_VM_WORK:-/var/tmp/maas-snapshot-backup-vm-run}
+# Each run gets its own folder (results stay there); one VM at a time on the machine (global lock).
+runs=${MSB_VM_RUNS:-/var/tmp/maas-snapshot-backup-vm-runs}
+vm_lock=${MSB_VM_LOCK:-/var/tmp/maas-snapshot-backup-vm-run.lock}
 fixtures=${MSB_FIXTURES:-$repo/../shared/fixtures/maas-schema}
 binary= deb= extra_timeout=0
 names=()
@@ -68,11 +70,13 @@ fi
 
 image=$("$here/build-image.sh")
 
-# One VM at a time on this machine (CPU is scarce); the lock also guards $work.
-mkdir -p "$work"
-exec 8>"$work.lock"
-flock 8
-rm -rf "$work"; mkdir -p "$work/in/scenarios" "$work/results"
+# One VM at a time on this machine (CPU is scarce).
+mkdir -p "$runs"
+exec 8>"$vm_lock"
+if ! flock -n 8; then echo "run-vm-tests.sh: waiting for another test VM to finish ($vm_lock)"; flock 8; fi
+find "$runs" -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+work=$runs/$(date -u +%Y%m%dT%H%M%SZ)-$$
+mkdir -p "$work/in/scenarios" "$work/results"
 
 # Input disk: a plain tar (no filesystem needed in the guest).
 cp "$here/lib.sh" "$here/runner.sh" "$work/in/"
@@ -89,6 +93,9 @@ done
 timeout_total=$((timeout_total + extra_timeout))
 if [[ -d $fixtures ]]; then mkdir -p "$work/in/fixtures"; cp "$fixtures"/*.sql "$work/in/fixtures/" 2>/dev/null || true; fi
 [[ -n $binary ]] && { mkdir -p "$work/in/bin"; cp "$binary" "$work/in/bin/maas-snapshot-backup"; }
+# Swift's crash backtracer, for a symbolicated trace should the binary crash in the guest.
+bt=$(dirname "$(readlink -f "$(command -v swift 2>/dev/null || echo /nonexistent)")")/../libexec/swift/linux/swift-backtrace-static
+[[ -x $bt && ( -n $binary || -n $deb ) ]] && { mkdir -p "$work/in/bin"; cp "$bt" "$work/in/bin/"; }
 [[ -n $deb ]] && { mkdir -p "$work/in/deb"; cp "$deb" "$work/in/deb/"; }
 tar -cf "$work/input.tar" -C "$work/in" .
 truncate -s 256M "$work/output.img"

@@ -13,6 +13,7 @@ if [[ -x $in/bin/maas-snapshot-backup ]]; then
 elif compgen -G "$in/deb/*.deb" >/dev/null; then
   dpkg -i "$in"/deb/*.deb >"$out/dpkg.log" 2>&1 || { echo "dpkg -i failed"; cat "$out/dpkg.log"; }
 fi
+[[ -x $in/bin/swift-backtrace-static ]] && install -D -m 0755 "$in/bin/swift-backtrace-static" /usr/local/libexec/swift-backtrace-static
 if command -v maas-snapshot-backup >/dev/null; then
   ldd "$(command -v maas-snapshot-backup)" >"$out/ldd.txt" 2>&1
 fi

@@ -1,0 +1,19 @@
+#!/bin/bash
+# /var/lib/maas (ext4) and /etc/maas (XFS) on two thin LVs of one pool: two thin snapshots in the
+# window. Thin snapshots take no size and must be made activatable (--setactivationskip n).
+# msb-needs: binary schema
+# msb-timeout: 900
+source "$MSB_LIB"
+msb_make_vg
+msb_make_thinpool pool 2G
+msb_make_thinlv maas 4G pool; msb_mkfs "/dev/$MSB_VG/maas" ext4
+msb_make_thinlv etc 1G pool; msb_mkfs "/dev/$MSB_VG/etc" xfs
+msb_mount_over "/dev/$MSB_VG/etc" xfs /etc/maas
+msb_mount_over "/dev/$MSB_VG/maas" ext4 /var/lib/maas
+msb_load_maasdb 3.4.0
+msb_install_fake_maas
+msb_fill_maas_tree 16
+msb_write_config </dev/null
+msb_backup_and_check --snapshot lvm
+msb_assert_method /var/lib/maas lvm
+msb_assert_method /etc/maas lvm

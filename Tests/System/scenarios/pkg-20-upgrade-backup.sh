@@ -1,0 +1,87 @@
+#!/bin/bash
+# The hooks at work on a stand-in MAAS region (maas-region-controller with a real systemd unit and
+# database): a fresh install takes no backup; apt upgrading 3.4.0 -> 3.5.0 takes one first, which
+# holds the database as it was before the upgrade's migration; a reinstall takes none; dpkg run by
+# hand downgrading takes one; a failing backup blocks the upgrade (hook.on_failure: block) or not
+# (warn); removing MAAS takes one.
+# msb-needs: binary
+# msb-timeout: 1500
+source "$MSB_LIB"
+source "$MSB_IN/fake-maas/pkg-lib.sh"
+
+msb_pkg_setup
+msb_pkg_install_tool
+msb_pkg_remove_fake_maas
+msb_defer msb_pkg_remove_fake_maas
+msb_defer "rm -rf $MSB_DEST /var/lib/maas-snapshot-backup"
+msb_defer msb_pkg_restore_config
+msb_pg_up
+rm -rf "$MSB_DEST"
+msb_pkg_write_config </dev/null
+v1=$(msb_fake_deb maas-region-controller 3.4.0)
+v2=$(msb_fake_deb maas-region-controller 3.5.0)
+
+# --- fresh install: nothing to lose -----------------------------------------------------------------
+msb_repo_publish "$v1"
+msb_apt install maas-region-controller
+msb_assert_eq 0 "$MSB_RC" "fresh install of maas-region-controller 3.4.0"
+msb_wait_active maas-regiond.service 120
+msb_assert_eq 3.4.0 "$(msb_live_schema)" "schema after install"
+msb_assert_eq 0 "$(msb_archive_count)" "archives after a fresh install"
+sleep 2
+
+# --- apt upgrade: a backup first, of the state before the upgrade ----------------------------------
+msb_repo_publish "$v1" "$v2"
+msb_apt install maas-region-controller
+msb_assert_eq 0 "$MSB_RC" "apt-get upgrade to 3.5.0"
+msb_assert_eq 1:3.5.0-0msb1 "$(msb_pkg_version maas-region-controller)" "installed version"
+msb_assert_eq 3.5.0 "$(msb_live_schema)" "live schema after the upgrade's migration"
+msb_wait_active maas-regiond.service 120
+msb_assert_eq 1 "$(msb_archive_count)" "archives after the upgrade"
+a1=$(msb_archives | tail -n1)
+msb_assert_eq "pre-upgrade maas-region-controller 1:3.4.0-0msb1 -> 1:3.5.0-0msb1" "$(msb_archive_reason "$a1")" "reason"
+msb_archive_dump "$a1" >/var/tmp/msb-dump.sql
+msb_assert_eq 3.4.0 "$(msb_dump_schema /var/tmp/msb-dump.sql)" "schema in the pre-upgrade backup"
+dbn=$(msb_dump_counter /var/tmp/msb-dump.sql maas-regiond)
+filen=$(tar -xzOf "$a1" var/lib/maas/maas-regiond.counter)
+msb_assert_eq "$dbn" "$filen" "pre-upgrade backup: database counter vs file counter"
+grep -q "backing up MAAS first" "$MSB_RESULTS/apt.log" || msb_fail "apt's output does not say a backup was taken"
+
+# --- reinstall of the same version: none ------------------------------------------------------------
+msb_apt install --reinstall maas-region-controller
+msb_assert_eq 0 "$MSB_RC" "reinstall"
+msb_assert_eq 1 "$(msb_archive_count)" "archives after a reinstall"
+
+# --- dpkg by hand, downgrading: the dpkg hook takes one ----------------------------------------------
+msb_dpkg -i "$v1"
+msb_assert_eq 0 "$MSB_RC" "dpkg -i 3.4.0 (downgrade)"
+msb_assert_eq 2 "$(msb_archive_count)" "archives after dpkg -i"
+msb_assert_eq "pre-upgrade maas-region-controller 1:3.5.0-0msb1 -> 1:3.4.0-0msb1" "$(msb_archive_reason "$(msb_archives | tail -n1)")" "reason (dpkg)"
+
+# --- the backup fails: block, then warn ------------------------------------------------------------
+msb_pkg_write_config <<'EOF'
+destination: /proc/msb-cannot-write-here
+EOF
+msb_apt install maas-region-controller
+[[ $MSB_RC != 0 ]] || msb_fail "the upgrade went on although its backup failed (on_failure block)"
+msb_assert_eq 1:3.4.0-0msb1 "$(msb_pkg_version maas-region-controller)" "version after the blocked upgrade"
+msb_assert_eq "install ok installed" "$(msb_pkg_status maas-region-controller)" "status after the blocked upgrade"
+grep -q "package change is stopped" "$MSB_RESULTS/apt.log" || msb_fail "apt's output does not say why it stopped"
+msb_pkg_write_config <<'EOF'
+destination: /proc/msb-cannot-write-here
+hook:
+  on_failure: warn
+EOF
+msb_apt install maas-region-controller
+msb_assert_eq 0 "$MSB_RC" "upgrade with a failing backup and on_failure warn"
+msb_assert_eq 1:3.5.0-0msb1 "$(msb_pkg_version maas-region-controller)" "version after the warned upgrade"
+msb_assert_eq 2 "$(msb_archive_count)" "archives (none for the warned upgrade)"
+msb_pkg_write_config </dev/null
+
+# --- removing MAAS: one more --------------------------------------------------------------------------
+msb_wait_active maas-regiond.service 120
+msb_apt remove maas-region-controller
+msb_assert_eq 0 "$MSB_RC" "apt-get remove maas-region-controller"
+msb_assert_eq 3 "$(msb_archive_count)" "archives after the removal"
+msb_assert_eq "pre-upgrade maas-region-controller 1:3.5.0-0msb1 -> removed" "$(msb_archive_reason "$(msb_archives | tail -n1)")" "reason (remove)"
+msb_summary "fresh install 0, upgrade 1, reinstall 0, dpkg downgrade 1, blocked/warned 0, remove 1 backups"

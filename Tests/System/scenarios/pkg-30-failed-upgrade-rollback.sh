@@ -1,0 +1,58 @@
+#!/bin/bash
+# A MAAS upgrade whose postinst fails half way through its database migration (stand-in 3.6.0),
+# after the apt hook took its backup; then `maas-snapshot-backup rollback --yes` brings back the
+# database and files of that backup and the MAAS version it records (3.5.0, still in the local
+# repository), and starts MAAS again.
+# msb-needs: binary
+# msb-timeout: 1500
+source "$MSB_LIB"
+source "$MSB_IN/fake-maas/pkg-lib.sh"
+
+msb_pkg_setup
+msb_pkg_install_tool
+msb_pkg_remove_fake_maas
+msb_defer msb_pkg_remove_fake_maas
+msb_defer "rm -rf $MSB_DEST /var/lib/maas-snapshot-backup"
+msb_defer msb_pkg_restore_config
+msb_pg_up
+rm -rf "$MSB_DEST"
+msb_pkg_write_config </dev/null
+v1=$(msb_fake_deb maas-region-controller 3.4.0)
+v2=$(msb_fake_deb maas-region-controller 3.5.0)
+v3=$(msb_fake_deb maas-region-controller 3.6.0)
+
+# MAAS 3.5.0 running (installed as 3.4.0 and upgraded: one backup from that).
+msb_repo_publish "$v1"
+msb_apt install maas-region-controller
+msb_assert_eq 0 "$MSB_RC" "install 3.4.0"
+msb_repo_publish "$v1" "$v2"
+msb_apt install maas-region-controller
+msb_assert_eq 0 "$MSB_RC" "upgrade to 3.5.0"
+msb_wait_active maas-regiond.service 120
+msb_assert_eq 3.5.0 "$(msb_live_schema)" "schema before the failing upgrade"
+sleep 2
+
+# The failing upgrade.
+msb_repo_publish "$v1" "$v2" "$v3"
+msb_apt install maas-region-controller
+[[ $MSB_RC != 0 ]] || msb_fail "the 3.6.0 upgrade, whose postinst fails, reported success"
+msb_assert_eq 3.6.0-partial "$(msb_live_schema)" "schema after the failed migration"
+[[ $(msb_pkg_status maas-region-controller) != "install ok installed" ]] || msb_fail "maas-region-controller looks configured"
+msb_assert_eq 2 "$(msb_archive_count)" "archives (the failed upgrade's backup included)"
+pre=$(msb_archives | tail -n1)
+msb_assert_eq "pre-upgrade maas-region-controller 1:3.5.0-0msb1 -> 1:3.6.0-0msb1" "$(msb_archive_reason "$pre")" "reason"
+
+# Roll back.
+set +e
+maas-snapshot-backup rollback --yes --json >"$MSB_RESULTS/rollback.json" 2>"$MSB_RESULTS/rollback.stderr"
+rc=$?
+set -e
+sed 's/^/  rollback| /' "$MSB_RESULTS/rollback.stderr" | tail -n 30
+msb_assert_eq 0 "$rc" "rollback exit code"
+msb_assert_eq 3.5.0 "$(msb_live_schema)" "schema after the rollback"
+[[ -z $(msb_sql "select 1 from information_schema.columns where table_name = 'msb_counter' and column_name = 'msb_broken'") ]] ||
+  msb_fail "the half-done migration's column is still there"
+msb_assert_eq 1:3.5.0-0msb1 "$(msb_pkg_version maas-region-controller)" "version after the rollback"
+msb_assert_eq "install ok installed" "$(msb_pkg_status maas-region-controller)" "status after the rollback"
+msb_wait_active maas-regiond.service 120
+msb_summary "failed 3.6.0 upgrade rolled back to 3.5.0 from $(basename "$pre")"
