@@ -1,0 +1,60 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `<archive>.verified`: written by a successful `verify` (and by `restore`'s own verification),
+/// read by `list`, `prune` and `status`. It holds the archive's size, mtime and SHA-256 at that
+/// time; an archive whose size or mtime changed since counts as not verified. A failed verify
+/// removes the stamp. Mode 0600, JSON.
+public struct VerifiedStamp: Sendable, Codable, Equatable {
+    public var verifiedAt: String
+    public var deep: Bool
+    public var archiveSize: Int64
+    public var archiveMtime: Int64
+    public var sha256: String
+    public var toolVersion: String
+
+    public static let suffix = ".verified"
+
+    public static func path(for archive: String) -> String { archive + suffix }
+
+    /// Writes the stamp for `archive` atomically; returns its path, or nil when it cannot.
+    @discardableResult
+    static func write(archive: String, sha256: String, deep: Bool) -> String? {
+        var st = stat()
+        guard stat(archive, &st) == 0 else { return nil }
+        // A deep stamp stays deep when a later plain verify of the same file passes.
+        var wasDeep = false
+        if let old = read(archive: archive), old.sha256 == sha256 { wasDeep = old.deep }
+        let s = VerifiedStamp(verifiedAt: ArchiveName.iso8601(Date()), deep: deep || wasDeep, archiveSize: Int64(st.st_size),
+                              archiveMtime: Int64(st.st_mtim.tv_sec), sha256: sha256, toolVersion: ToolInfo.version)
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        guard let data = try? e.encode(s) else { return nil }
+        let p = path(for: archive), tmp = p + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: data + Data("\n".utf8), attributes: [.posixPermissions: 0o600]) else { return nil }
+        guard rename(tmp, p) == 0 else { unlink(tmp); return nil }
+        return p
+    }
+
+    static func remove(archive: String) {
+        _ = unlink(path(for: archive))
+    }
+
+    static func read(archive: String) -> VerifiedStamp? {
+        guard let data = FileManager.default.contents(atPath: path(for: archive)) else { return nil }
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return try? d.decode(VerifiedStamp.self, from: data)
+    }
+
+    /// The stamp of `archive` when it still describes the file as it is now.
+    public static func current(archive: String) -> VerifiedStamp? {
+        guard let s = read(archive: archive) else { return nil }
+        var st = stat()
+        guard stat(archive, &st) == 0, Int64(st.st_size) == s.archiveSize, Int64(st.st_mtim.tv_sec) == s.archiveMtime else { return nil }
+        return s
+    }
+}
