@@ -1,0 +1,81 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A restore's (or rollback's) journal, written before each change to
+/// `<state_dir>/restores/<run id>.json`: which services it stopped and how each folder was swapped,
+/// so that `recover` can put the previous files back and start the services after a crash.
+/// Removed when the run ends (successfully, or after its failure was undone).
+public struct RestoreRecord: Sendable, Codable {
+    public var runID: String
+    public var pid: Int32
+    public var command: String
+    public var archive: String
+    public var startedAt: String
+    public var phase: String
+    public var stoppedServices: [String] = []
+    public var servicesRestarted = false
+    /// "untouched", "loading", "loaded", "restored".
+    public var database = "untouched"
+    public var swaps: [TreeSwap] = []
+    /// True once the restored files are final (nothing to undo any more).
+    public var filesFinal = false
+}
+
+public final class RestoreJournal: @unchecked Sendable {
+    public private(set) var record: RestoreRecord
+    public let path: String
+
+    init(stateDir: String, runID: String, command: String, archive: String) throws {
+        let dir = stateDir + "/restores"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        path = dir + "/\(runID).json"
+        record = RestoreRecord(runID: runID, pid: getpid(), command: command, archive: archive,
+                               startedAt: ArchiveName.iso8601(Date()), phase: "prepare")
+        try save()
+    }
+
+    init(path: String, record: RestoreRecord) {
+        self.path = path
+        self.record = record
+    }
+
+    func update(_ change: (inout RestoreRecord) -> Void) throws {
+        change(&record)
+        try save()
+    }
+
+    private func save() throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try e.encode(record)
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw BackupError.failed("cannot write the restore journal \(tmp)")
+        }
+        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); Glibc.close(fd) }
+        guard rename(tmp, path) == 0 else {
+            throw BackupError.failed("cannot write the restore journal \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func close() { _ = unlink(path) }
+
+    /// Journals of restores whose process is gone.
+    public static func leftovers(stateDir: String) -> [RestoreJournal] {
+        let dir = stateDir + "/restores"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        let d = JSONDecoder()
+        return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { n in
+            let p = dir + "/" + n
+            guard let data = FileManager.default.contents(atPath: p), let r = try? d.decode(RestoreRecord.self, from: data) else { return nil }
+            if r.pid != getpid() && kill(r.pid, 0) == 0,
+               let cmd = try? String(contentsOfFile: "/proc/\(r.pid)/cmdline", encoding: .utf8), cmd.contains("maas-snapshot-backup") {
+                return nil  // still running
+            }
+            return RestoreJournal(path: p, record: r)
+        }
+    }
+}
