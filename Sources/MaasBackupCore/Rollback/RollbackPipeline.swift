@@ -1,0 +1,167 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One MAAS package a rollback puts back.
+public struct PackageReinstall: Sendable, Codable {
+    public var package: String
+    public var backupVersion: String
+    public var installedVersion: String?
+    /// The saved .deb (absolute path).
+    public var deb: String
+}
+
+public struct RollbackPlan: Sendable, Codable {
+    public var restore: RestorePlan
+    public var packages: [PackageReinstall]
+    /// The command that reinstalls them (no network).
+    public var command: [String]
+    /// MAAS packages installed now that the backup did not have (left alone).
+    public var notInBackup: [String]
+}
+
+public struct RollbackResult: Sendable, Codable {
+    public var status: String
+    public var dryRun: Bool
+    public var plan: RollbackPlan?
+    public var restore: RestoreResult?
+}
+
+/// `rollback [ARCHIVE]`: restore a pre-upgrade backup (by default the newest), then reinstall the
+/// MAAS package versions it recorded from the .deb files saved beside it, then start and check.
+/// Refused while apt or dpkg runs (it would need their lock, and their hooks would run it inside them).
+public enum RollbackPipeline {
+    /// Why a rollback cannot run now, or nil.
+    public static func insideAptOrDpkg(environment: [String: String], root: String) -> String? {
+        if environment["DPKG_RUNNING_VERSION"] != nil { return "it runs inside dpkg (DPKG_RUNNING_VERSION is set)" }
+        if environment["APT_HOOK_INFO_FD"] != nil { return "it runs inside an apt hook (APT_HOOK_INFO_FD is set)" }
+        for f in ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"] {
+            if let pid = lockHolder(Config.join(root, f)) {
+                return "\(Config.join(root, f)) is held\(pid > 0 ? " by PID \(pid)" : "") (apt or dpkg is running)"
+            }
+        }
+        return nil
+    }
+
+    /// The PID holding a write lock on `path` (fcntl F_GETLK; the lock is not taken), -1 when the
+    /// holder is unknown (an open file description lock), nil when nobody holds it.
+    static func lockHolder(_ path: String) -> Int32? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var fl = flock()
+        fl.l_type = Int16(F_WRLCK)
+        fl.l_whence = Int16(SEEK_SET)
+        fl.l_start = 0
+        fl.l_len = 0
+        guard fcntl(fd, F_GETLK, &fl) == 0 else { return nil }
+        if fl.l_type == Int16(F_UNLCK) { return nil }
+        return fl.l_pid > 0 ? fl.l_pid : -1
+    }
+
+    /// The newest pre-upgrade backup in the destination.
+    public static func defaultArchive(config: Config) throws -> String {
+        guard let e = Catalog.entries(destination: config.destination).first(where: { $0.hasManifest && $0.isPreUpgrade }) else {
+            throw BackupError.unavailable("there is no pre-upgrade backup in \(config.destination)",
+                                          hint: "name an archive: maas-snapshot-backup rollback ARCHIVE")
+        }
+        return e.archive
+    }
+
+    /// The packages to put back and the command that does it.
+    static func packagePlan(manifest: Manifest, config: Config) async throws -> (changes: [PackageReinstall], command: [String], extra: [String]) {
+        let installed = await InstalledPackages.installed(root: config.root)
+        var changes: [PackageReinstall] = []
+        var missing: [String] = []
+        for (pkg, version) in manifest.maasPackages.sorted(by: { $0.key < $1.key }) where installed[pkg] != version {
+            guard let rel = manifest.savedDebs?[pkg] else {
+                missing.append("\(pkg) \(version)")
+                continue
+            }
+            let deb = rel.hasPrefix("/") ? rel : config.destination + "/" + rel
+            guard FileManager.default.fileExists(atPath: deb) else {
+                missing.append("\(pkg) \(version) (\(deb) is gone)")
+                continue
+            }
+            changes.append(PackageReinstall(package: pkg, backupVersion: version, installedVersion: installed[pkg], deb: deb))
+        }
+        if !missing.isEmpty {
+            throw BackupError.unavailable("the backup has no saved .deb for \(missing.joined(separator: ", ")): the packages cannot be put back without the network",
+                                          hint: "install them by hand, then use `maas-snapshot-backup restore`")
+        }
+        let extra = installed.keys.filter { manifest.maasPackages[$0] == nil }.sorted()
+        var command: [String] = []
+        if !changes.isEmpty {
+            if config.root != "/" {
+                throw BackupError.config("rollback reinstalls packages, which it can do only with root: /",
+                                         hint: "run it on the MAAS host itself")
+            }
+            if let apt = Command.find("apt-get") {
+                command = [apt, "install", "-y", "--allow-downgrades", "--no-download", "--no-install-recommends",
+                           "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"] + changes.map(\.deb)
+            } else if let dpkg = Command.find("dpkg") {
+                command = [dpkg, "--force-confdef", "--force-confold", "-i"] + changes.map(\.deb)
+            } else {
+                throw BackupError.unavailable("neither apt-get nor dpkg was found")
+            }
+        }
+        return (changes, command, extra)
+    }
+
+    public static func run(archive: String?, config: Config, dryRun: Bool, options base: RestoreOptions,
+                           environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> RollbackResult {
+        if let why = insideAptOrDpkg(environment: environment, root: config.root) {
+            throw BackupError(.locked, "rollback cannot run now: \(why)", hint: "run it after apt or dpkg has finished")
+        }
+        let path = try archive ?? defaultArchive(config: config)
+        let planBox = PlanBox()
+        var options = base
+        options.command = "rollback"
+        options.skipVersionGuard = true
+        options.preflight = { manifest in
+            let p = try await packagePlan(manifest: manifest, config: config)
+            planBox.set(p)
+        }
+        options.packageStep = { manifest in
+            guard let p = planBox.get(), !p.command.isEmpty else { return await InstalledPackages.installed(root: config.root) }
+            base.log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))")
+            let r = try await Command.run(p.command[0], Array(p.command.dropFirst()),
+                                          environment: ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_HOOK": "skip",
+                                                        "APT_LISTCHANGES_FRONTEND": "none"])
+            guard r.succeeded else {
+                throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")
+            }
+            let now = await InstalledPackages.installed(root: config.root)
+            let wrong = p.changes.filter { now[$0.package] != $0.backupVersion }
+            if !wrong.isEmpty {
+                throw BackupError.failed("after reinstalling, \(wrong.map { "\($0.package) is \(now[$0.package] ?? "not installed"), not \($0.backupVersion)" }.joined(separator: "; "))")
+            }
+            return now
+        }
+        let pipeline = try RestorePipeline(config: config, options: options)
+        let userConfirm = base.confirm
+        if let userConfirm {
+            options.confirm = userConfirm
+        }
+        if dryRun {
+            let plan = try await pipeline.dryRun(archive: path)
+            let p = planBox.get()
+            return RollbackResult(status: "dry-run", dryRun: true,
+                                  plan: RollbackPlan(restore: plan, packages: p?.changes ?? [], command: p?.command ?? [], notInBackup: p?.extra ?? []),
+                                  restore: nil)
+        }
+        let result = try await pipeline.run(archive: path)
+        let p = planBox.get()
+        return RollbackResult(status: "ok", dryRun: false,
+                              plan: RollbackPlan(restore: result.plan, packages: p?.changes ?? [], command: p?.command ?? [], notInBackup: p?.extra ?? []),
+                              restore: result)
+    }
+
+    final class PlanBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: (changes: [PackageReinstall], command: [String], extra: [String])?
+        func set(_ v: (changes: [PackageReinstall], command: [String], extra: [String])) { lock.lock(); value = v; lock.unlock() }
+        func get() -> (changes: [PackageReinstall], command: [String], extra: [String])? { lock.lock(); defer { lock.unlock() }; return value }
+    }
+}
