@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import MaasBackupCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore MAAS (database, /etc/maas, /var/lib/maas) from an archive.",
+        discussion: """
+            Verifies the archive first and refuses a damaged one (exit 65) before changing anything; refuses a \
+            backup of another MAAS major.minor than the installed one unless --force. Then stops the MAAS \
+            services (PostgreSQL stays up), restores dump.sql with psql, moves the current folders aside to \
+            <path>.pre-restore-<UTC time> (mount points: <path>/.maas-snapshot-backup/pre-restore-<UTC time>; \
+            never deleted by the tool), extracts the archived files, carries excluded folders such as \
+            boot-resources over, starts the services and checks them and the schema head. On any failure the \
+            previous folders are put back and the services started; the message says what state the database is in.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The archive: a path, or a name in the destination.")
+    var archive: String
+
+    @Flag(name: .long, help: "Do not ask for confirmation (needed without a terminal).")
+    var yes = false
+
+    @Flag(name: .long, help: "Restore over an installed MAAS of another major.minor version.")
+    var force = false
+
+    @Option(name: .long, help: "Seconds to wait for another run's lock.")
+    var lockTimeout: Double = 30
+
+    func run() async throws {
+        try await Output.run(json: global.json) {
+            let confirm = try Confirmation.make(yes: yes, what: "restore")
+            Interruption.install()
+            let config = try global.loadConfig()
+            var opts = RestoreOptions()
+            opts.force = force
+            opts.lockTimeout = lockTimeout
+            opts.confirm = confirm
+            if !global.json { opts.log = { Output.err($0) } }
+            let r = try await RestorePipeline(config: config, options: opts).run(archive: archive)
+            if global.json { Output.json(r); return }
+            printRestore(r, verb: "Restored")
+        }
+    }
+}
+
+func printRestore(_ r: RestoreResult, verb: String) {
+    print("\(verb) from \(r.archive)")
+    print("  backup:    \(Human.time(r.plan.createdAt)) UTC, \(r.plan.reason), MAAS \(r.plan.backupMaasVersion ?? "unknown")")
+    print("  database:  \(r.database.tables) tables, \(r.database.rows) rows match the backup; schema head \(Human.head(r.database.schemaHead))")
+    for p in r.plan.paths {
+        print("  files:     \(p.live)" + (p.mode == "create" ? " (created)" : ", the previous one is in \(p.aside)"))
+    }
+    print("  services:  \(r.servicesStarted.isEmpty ? "none were running" : r.servicesStarted.joined(separator: " ") + " active")")
+    for w in r.warnings { print("  warning:   \(w)") }
+    print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
+    if let cmd = r.rackRegisterCommand {
+        print("")
+        print("The restored region secret differs from the one this host had: register each rack controller again with")
+        print("  \(cmd)")
+    }
+}
+
+/// The confirmation before restore or rollback changes anything.
+enum Confirmation {
+    /// nil with --yes; refuses (exit 64) without a terminal.
+    static func make(yes: Bool, what: String) throws -> (@Sendable (RestorePlan) async -> Bool)? {
+        if yes { return nil }
+        guard isatty(STDIN_FILENO) == 1 else {
+            throw BackupError(.usage, "\(what) replaces the MAAS database and files and needs confirmation, but there is no terminal",
+                              hint: "give --yes to go ahead without asking")
+        }
+        return { plan in
+            Output.err(describe(plan, what: what))
+            Output.err("Type 'yes' to \(what): ", newline: false)
+            let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased()
+            return answer == "yes"
+        }
+    }
+
+    static func describe(_ p: RestorePlan, what: String) -> String {
+        var lines = ["This \(what) will:"]
+        lines.append("  - stop \(p.servicesToStop.isEmpty ? "(no MAAS service is active)" : p.servicesToStop.joined(separator: " "))")
+        lines.append("  - replace the databases \(p.databases.joined(separator: ", ")) on \(p.database) with the backup's (\(Human.time(p.createdAt)) UTC, \(p.reason))")
+        for x in p.paths {
+            lines.append("  - replace \(x.live) with the backup's copy" + (x.mode == "create" ? "" : "; the current one is kept in \(x.aside)")
+                         + (x.carriedOver.isEmpty ? "" : " (\(x.carriedOver.joined(separator: ", ")) carried over)"))
+        }
+        lines.append("  - start the services again and check them")
+        lines.append("  MAAS version: backup \(p.backupMaasVersion ?? "unknown"), installed \(p.installedMaasVersion ?? "unknown") (\(p.versionCheck))")
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension Output {
+    static func err(_ s: String, newline: Bool) {
+        FileHandle.standardError.write(Data((s + (newline ? "\n" : "")).utf8))
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import MaasBackupCore
+
+struct Rollback: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollback",
+        abstract: "Go back to a pre-upgrade backup: restore it, then reinstall the MAAS packages it recorded.",
+        discussion: """
+            Without ARCHIVE, the newest pre-upgrade backup. Does what `restore` does (without the version guard), \
+            then reinstalls the recorded MAAS package versions from the .deb files saved beside the archive \
+            (apt-get install --allow-downgrades --no-download, no network), then starts and checks the services. \
+            Refused inside apt or dpkg, or while they hold the dpkg lock: run it after apt has finished.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The archive (default: the newest pre-upgrade backup).")
+    var archive: String?
+
+    @Flag(name: .long, help: "Print the plan and change nothing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Do not ask for confirmation (needed without a terminal).")
+    var yes = false
+
+    @Option(name: .long, help: "Seconds to wait for another run's lock.")
+    var lockTimeout: Double = 30
+
+    func run() async throws {
+        try await Output.run(json: global.json) {
+            let confirm = dryRun ? nil : try Confirmation.make(yes: yes, what: "rollback")
+            Interruption.install()
+            let config = try global.loadConfig()
+            var opts = RestoreOptions()
+            opts.lockTimeout = lockTimeout
+            opts.confirm = confirm
+            if !global.json { opts.log = { Output.err($0) } }
+            let r = try await RollbackPipeline.run(archive: archive, config: config, dryRun: dryRun, options: opts)
+            if global.json { Output.json(r); return }
+            if let p = r.plan, r.dryRun {
+                print("Rollback plan (dry run, nothing changed):")
+                print(Confirmation.describe(p.restore, what: "rollback"))
+                if p.packages.isEmpty {
+                    print("  - packages: the installed MAAS packages already have the backup's versions")
+                } else {
+                    for c in p.packages { print("  - reinstall \(c.package) \(c.backupVersion) (installed: \(c.installedVersion ?? "none")) from \(c.deb)") }
+                    print("    with: \(p.command.joined(separator: " "))")
+                }
+                if !p.notInBackup.isEmpty { print("  - left alone (not in the backup): \(p.notInBackup.joined(separator: " "))") }
+                return
+            }
+            if let res = r.restore {
+                printRestore(res, verb: "Rolled back")
+                if let pk = res.packages, !(r.plan?.packages.isEmpty ?? true) {
+                    print("  packages:  " + (r.plan?.packages ?? []).map { "\($0.package) \(pk[$0.package] ?? "?")" }.joined(separator: ", "))
+                }
+            }
+        }
+    }
+}

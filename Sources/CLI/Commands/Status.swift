@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import MaasBackupCore
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the last backup, leftovers of interrupted runs, the config check and the hooks.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await Output.run(json: global.json) {
+            var config: Config?
+            var problem: String?
+            do { config = try global.loadConfig() } catch { problem = "\(error)" }
+            let r = StatusCheck.run(config: config, configPath: global.config ?? Config.defaultPath, configError: problem)
+            if global.json { Output.json(r); return }
+            if let b = r.lastBackup {
+                print("Last backup:   \(Human.time(b.createdAt)) UTC, \(b.reason), \(Human.bytes(b.sizeBytes)), \(b.verified ? "verified" : "not verified") (\(b.name))")
+            } else {
+                print("Last backup:   none in \(r.destination)")
+            }
+            print("Last result:   \(r.lastResult)")
+            if let v = r.lastVerified { print("Last verified: \(Human.time(v.createdAt)) UTC (\(v.name))") }
+            print("Backups:       \(r.backups) in \(r.destination), \(Human.bytes(r.totalBytes))")
+            for p in r.partialArchives { print("Partial:       \(p)") }
+            if r.leftovers.isEmpty {
+                print("Leftovers:     none")
+            } else {
+                for l in r.leftovers {
+                    var what: [String] = []
+                    if !l.servicesStillStopped.isEmpty { what.append("services stopped: \(l.servicesStillStopped.joined(separator: " "))") }
+                    if !l.snapshots.isEmpty { what.append("snapshots: \(l.snapshots.joined(separator: " "))") }
+                    if !l.files.isEmpty { what.append("files: \(l.files.joined(separator: " "))") }
+                    print("Leftover:      \(l.command) run \(l.runID) (PID \(l.pid), phase \(l.phase))\(what.isEmpty ? "" : ": " + what.joined(separator: "; ")) - run `maas-snapshot-backup recover`")
+                }
+            }
+            print("Config:        \(r.config.path): \(r.config.ok ? "ok" : r.config.problems.joined(separator: "; "))")
+            print("Hooks:         apt \(r.aptHookInstalled ? "installed" : "not installed"), dpkg \(r.dpkgHookInstalled ? "installed" : "not installed")")
+        }
+    }
+}

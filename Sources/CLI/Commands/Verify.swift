@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import MaasBackupCore
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check an archive against its manifest (and with --deep, load its dump into a throwaway cluster).",
+        discussion: """
+            Reads the archive to its end (gzip CRC-32 and lengths, tar), checks every member against the manifest \
+            (sha256, size, type, mode, owner, mtime), that nothing else is in it and that manifest.json is the last \
+            member. Changes nothing but the stamp <archive>.verified that `list` shows. Exit 65 on any mismatch.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The archive: a path, or a name in the destination.")
+    var archive: String
+
+    @Flag(name: .long, help: "Also restore dump.sql into a throwaway PostgreSQL cluster and compare row counts and schema head.")
+    var deep = false
+
+    func run() async throws {
+        try await Output.run(json: global.json) {
+            Interruption.install()
+            let config = try global.loadConfig()
+            var log: (@Sendable (String) -> Void)?
+            if !global.json { log = { line in Output.err(line) } }
+            let r = try await VerifyPipeline.run(archive: archive, config: config, deep: deep, log: log)
+            if global.json { Output.json(r) } else { Self.show(r) }
+            if r.stamp == nil { Output.err("maas-snapshot-backup: warning: could not write \(r.archive).verified") }
+        }
+    }
+
+    static func show(_ r: VerifyReport) {
+        print("OK: \(r.archive)")
+        print("  backup:    \(Human.time(r.createdAt)) UTC, \(r.reason), host \(r.host), MAAS \(r.maasVersion ?? "unknown")")
+        print("  contents:  \(r.members) members match the manifest; manifest.json is the last member; sidecar \(r.sidecar)")
+        print("  gzip:      \(Human.bytes(r.compressedBytes)) -> \(Human.bytes(r.uncompressedBytes)), CRC-32 and lengths right")
+        print("  sha256:    \(r.sha256)")
+        if let d = r.deep {
+            print("  deep:      dump.sql loads into an empty cluster: \(d.tables) tables, \(d.rows) rows in \(d.databases.joined(separator: ", ")), schema head \(Human.head(d.schemaHead)) (\(String(format: "%.1f", d.durationMs / 1000)) s)")
+            for w in d.warnings { print("  warning:   \(w)") }
+        }
+    }
+}
