@@ -125,7 +125,9 @@ down)
   dir=$(cd "$dir" && pwd)
   PATH="$dir/bin:$PATH" FAKE_SYSTEMCTL_DIR="$dir/svc" "$dir/bin/systemctl" stop maas-regiond maas-rackd maas-dhcpd 2>/dev/null || true
   [ -f "$dir/pg/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$dir/pg" -m immediate -w stop >/dev/null 2>&1 || true
-  for mnt in $(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r); do umount -l "$mnt" || true; done
+  for mnt in $(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount "$mnt" 2>/dev/null || { sleep 0.5; umount "$mnt" 2>/dev/null; } || umount -l "$mnt" || true
+  done
   [ -f "$dir/loopdev" ] && losetup -d "$(cat "$dir/loopdev")" 2>/dev/null || true
   rm -rf "$dir"
   ;;

@@ -56,8 +56,10 @@ public struct BackupPipeline: Sendable {
         if let s = ProcessInfo.processInfo.environment["MSB_TEST_FAIL_AFTER"], s == step {
             throw BackupError.failed("injected failure after step '\(step)' (MSB_TEST_FAIL_AFTER)")
         }
-        if let s = ProcessInfo.processInfo.environment["MSB_TEST_PAUSE_AFTER"], s == step {
-            sleep(30)
+        let env = ProcessInfo.processInfo.environment
+        if let s = env["MSB_TEST_PAUSE_AFTER"], s == step {
+            // A signal cuts the pause short (no SA_RESTART); the next check then stops the run.
+            sleep(UInt32(env["MSB_TEST_PAUSE_SECONDS"].flatMap(UInt32.init) ?? 30))
         }
     }
 

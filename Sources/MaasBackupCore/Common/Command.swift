@@ -41,6 +41,7 @@ public enum Command {
         asUser: String? = nil,
         input: String? = nil,
         stdoutTo fd: FileDescriptor? = nil,
+        workingDirectory: String? = nil,
         limit: Int = 8 << 20
     ) async throws -> CommandResult {
         var executable = executable, arguments = arguments
@@ -59,19 +60,20 @@ public enum Command {
         let exe = Executable.path(FilePath(executable))
         let args = Arguments(arguments)
         let environ = Environment.inherit.updating(env)
+        let cwd = workingDirectory.map { FilePath($0) }
         do {
             if let fd {
-                let r = try await Subprocess.run(exe, arguments: args, environment: environ, platformOptions: opts,
+                let r = try await Subprocess.run(exe, arguments: args, environment: environ, workingDirectory: cwd, platformOptions: opts,
                                                  input: .none, output: .fileDescriptor(fd, closeAfterSpawningProcess: false),
                                                  error: .string(limit: limit))
                 return CommandResult(executable: executable, status: code(r.terminationStatus), stdout: "", stderr: r.standardError ?? "")
             }
             if let input {
-                let r = try await Subprocess.run(exe, arguments: args, environment: environ, platformOptions: opts,
+                let r = try await Subprocess.run(exe, arguments: args, environment: environ, workingDirectory: cwd, platformOptions: opts,
                                                  input: .string(input), output: .string(limit: limit), error: .string(limit: limit))
                 return CommandResult(executable: executable, status: code(r.terminationStatus), stdout: r.standardOutput ?? "", stderr: r.standardError ?? "")
             }
-            let r = try await Subprocess.run(exe, arguments: args, environment: environ, platformOptions: opts,
+            let r = try await Subprocess.run(exe, arguments: args, environment: environ, workingDirectory: cwd, platformOptions: opts,
                                              input: .none, output: .string(limit: limit), error: .string(limit: limit))
             return CommandResult(executable: executable, status: code(r.terminationStatus), stdout: r.standardOutput ?? "", stderr: r.standardError ?? "")
         } catch let e as SubprocessError {
