@@ -95,7 +95,11 @@ enum DumpLoader {
         close(readFD)
         let written = await writer.value
 
-        let log = (try? String(contentsOfFile: errorLog, encoding: .utf8)) ?? ""
+        // The first 8 MiB of psql's messages are plenty to tell what went wrong.
+        let log = FileHandle(forReadingAtPath: errorLog).map { h in
+            defer { try? h.close() }
+            return String(decoding: (try? h.read(upToCount: 8 << 20)) ?? Data(), as: UTF8.self)
+        } ?? ""
         var (errors, expected) = classify(log)
         var bytes: Int64 = 0
         switch written {
