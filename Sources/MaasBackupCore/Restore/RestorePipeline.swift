@@ -155,7 +155,7 @@ public struct RestorePipeline: Sendable {
             backupMaasVersion: manifest.maasVersion, installedMaasVersion: installedVersion, versionCheck: versionCheck,
             database: target.display, databases: manifest.database.databases,
             paths: swaps.map { .init(path: $0.path, live: $0.live, mode: $0.mode.rawValue, aside: $0.aside,
-                                     carriedOver: $0.keep + $0.leftInPlace.filter { $0 != TreeSwap.snapshotFolder }, bytes: $0.restoreBytes) },
+                                     carriedOver: $0.keep + $0.leftInPlace.filter { $0 != TreeSwap.snapshotFolder && $0 != "lost+found" }, bytes: $0.restoreBytes) },
             servicesToStop: active)
         return Prepared(path: path, manifest: manifest, verify: report, plan: plan, swaps: swaps, target: target, psql: psql)
     }

@@ -8,7 +8,8 @@ import Glibc
 ///
 /// - `rename`: a plain folder is renamed to `<path>.pre-restore-<UTC time>` beside itself;
 /// - `contents`: a mount point or Btrfs subvolume root (which cannot be renamed away without losing
-///   what it is) keeps its place, and its entries are renamed into
+///   what it is) keeps its place (and so do its lost+found and the tool's snapshot folder), and its
+///   other entries are renamed into
 ///   `<path>/.maas-snapshot-backup/pre-restore-<UTC time>/` (a folder backups leave out);
 /// - `create`: the folder does not exist; the archive's copy is created.
 ///
@@ -94,6 +95,8 @@ public struct TreeSwap: Sendable, Codable {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: live)) ?? []
             // Kept entries at the top stay where they are; deeper ones travel with their parent and come back.
             s.leftInPlace = names.filter { topKeep.contains($0) && (keepRel.contains($0) || $0 == snapshotFolder) }.sorted()
+            // A filesystem's own lost+found stays too (the archive's copy, if any, lands in it).
+            if isVolumeRoot && names.contains("lost+found") && !s.leftInPlace.contains("lost+found") { s.leftInPlace.append("lost+found") }
             s.keep = keepRel.filter { !s.leftInPlace.contains($0) }
         } else {
             s.aside = unique(live + ".pre-restore-" + stamp)
