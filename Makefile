@@ -8,7 +8,7 @@ build:
 	swift build
 test: deps
 	swift build --build-tests
-	swift test 2>&1 | tee .test-output.log
+	swift test
 	$(MAKE) vm-test
 test-host:
 	bash scripts/install-deps.sh
