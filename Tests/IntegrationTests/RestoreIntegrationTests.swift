@@ -303,6 +303,9 @@ struct RestoreIntegrationTests {
         #expect(leftovers.count == 1 && leftovers.first?["command"] as? String == "restore", "\(st.stdout)")
         #expect(((leftovers.first?["services_still_stopped"] as? [String]) ?? []).sorted() == ["maas-rackd", "maas-regiond"])
 
+        let privateDir = ((leftovers.first?["files"] as? [String]) ?? []).first { ($0 as NSString).lastPathComponent.hasPrefix("msb-") }
+        #expect(privateDir.map { FileManager.default.fileExists(atPath: $0) } == true, "the killed run's private folder should be listed")
+
         let rec = try RT.tool(env, ["recover", "--json"])
         #expect(rec.status == 0, "\(rec.stdout) \(rec.stderr)")
         #expect(RT.json(rec)["status"] as? String == "ok")
@@ -311,6 +314,7 @@ struct RestoreIntegrationTests {
         #expect(try servicesActive(env))
         #expect(journals(env).isEmpty)
         #expect(RT.asideFolders(root: env.root).isEmpty)
+        if let privateDir { #expect(!FileManager.default.fileExists(atPath: privateDir), "recover left \(privateDir)") }
         let again = try RT.tool(env, ["recover"])
         #expect(again.status == 0 && again.stdout.contains("Nothing to recover"))
         try? FileManager.default.removeItem(atPath: env.root + "/etc/maas/local-killed.conf")

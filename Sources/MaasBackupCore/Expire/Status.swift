@@ -71,7 +71,7 @@ public enum StatusCheck {
             let r = j.record
             leftovers.append(.init(journal: j.path, command: r.command, runID: r.runID, pid: r.pid, startedAt: r.startedAt, phase: r.phase,
                                    servicesStillStopped: r.servicesRestarted ? [] : r.stoppedServices, snapshots: [],
-                                   files: r.filesFinal ? [] : r.swaps.filter(\.asideDone).map(\.aside)))
+                                   files: (r.filesFinal ? [] : r.swaps.filter(\.asideDone).map(\.aside)) + [r.privateDir].compactMap { $0 }))
         }
         let last = entries.first
         var result = last == nil ? "none" : "ok"

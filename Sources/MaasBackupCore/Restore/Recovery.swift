@@ -115,6 +115,14 @@ public enum Recovery {
                 actions.append("started \(r.stoppedServices.joined(separator: " "))")
             } catch { errors.append("cannot start \(r.stoppedServices.joined(separator: " ")): \(error)") }
         }
+        if let dir = r.privateDir, (dir as NSString).lastPathComponent.hasPrefix("msb-") {
+            var st = stat()
+            if lstat(dir, &st) == 0 {
+                do { try FileManager.default.removeItem(atPath: dir); actions.append("removed \(dir)") } catch {
+                    errors.append("cannot remove \(dir): \(error)")
+                }
+            }
+        }
         switch r.database {
         case "untouched": actions.append("the database was not changed by that \(r.command)")
         case "restored": actions.append("the database holds the data of \(r.archive)")

@@ -21,6 +21,8 @@ public struct RestoreRecord: Sendable, Codable {
     public var swaps: [TreeSwap] = []
     /// True once the restored files are final (nothing to undo any more).
     public var filesFinal = false
+    /// The run's private temporary folder (psql's messages, the passfile).
+    public var privateDir: String?
 }
 
 public final class RestoreJournal: @unchecked Sendable {

@@ -229,6 +229,7 @@ final class RestoreRun {
         let dir = try PrivateDir.makeTemporary()
         privateDir = dir
         defer { dir.remove(); privateDir = nil }
+        try journal.update { $0.privateDir = dir.path }
         let passfile = try p.target.writePassfile(in: dir.path)
 
         // ---- Stop MAAS (PostgreSQL stays up) ----
