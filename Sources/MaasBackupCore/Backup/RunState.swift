@@ -134,32 +134,44 @@ struct RunState {
         let level = config.compressionLevel, threads = config.compressionThreads
         let progress = pipeline.options.progress
         let total = plan.items.reduce(Int64(0)) { $0 + $1.sizeBytes } + plan.database.sizeBytes
-        let builderBox = try await Blocking.run { () throws -> (ArchiveBuilderBox, [FileRecord]) in
-            let b = try ArchiveBuilder(path: partial, level: level, threads: threads)
-            b.checkInterrupted = { try Interruption.check() }
-            if let progress { b.onProgress = { progress(Int64($0), total) } }
-            var records: [FileRecord] = []
-            for (src, member) in sources { records += try b.addTree(source: src, member: member, skip: skip) }
-            return (ArchiveBuilderBox(b), records)
+        // Row counts and the schema head, in the same pinned snapshots as the dump, also concurrently.
+        let maasDB = target.maasDatabase
+        let countsTask = Task { () throws -> DatabaseFacts in
+            try await Blocking.run {
+                var facts = DatabaseFacts()
+                for p in pinsNow {
+                    facts.ids[p.database] = p.snapshotID
+                    facts.counts[p.database] = try pg.rowCounts(p)
+                    if p.database == maasDB { facts.head = try pg.schemaHead(p) }
+                }
+                return facts
+            }
+        }
+        let builderBox: (ArchiveBuilderBox, [FileRecord])
+        let facts: DatabaseFacts
+        do {
+            builderBox = try await Blocking.run { () throws -> (ArchiveBuilderBox, [FileRecord]) in
+                let b = try ArchiveBuilder(path: partial, level: level, threads: threads)
+                b.checkInterrupted = { try Interruption.check() }
+                if let progress { b.onProgress = { progress(Int64($0), total) } }
+                var records: [FileRecord] = []
+                for (src, member) in sources { records += try b.addTree(source: src, member: member, skip: skip) }
+                return (ArchiveBuilderBox(b), records)
+            }
+            try BackupPipeline.faultPoint("archive")
+            facts = try await countsTask.value
+            try await dumpTask.value
+        } catch {
+            // Stop pg_dump (swift-subprocess tears the child down on cancellation) before cleaning up.
+            dumpTask.cancel()
+            countsTask.cancel()
+            _ = try? await dumpTask.value
+            _ = try? await countsTask.value
+            throw error
         }
         let builder = builderBox.0.builder
         var files = builderBox.1
-        try BackupPipeline.faultPoint("archive")
-
-        // Counts and schema head in the same pinned snapshot as the dump.
-        var counts: [String: [String: Int64]] = [:]
-        var head = SchemaHead()
-        var ids: [String: String] = [:]
-        for p in pins {
-            ids[p.database] = p.snapshotID
-            counts[p.database] = try pg.rowCounts(p)
-            if p.database == target.maasDatabase { head = try pg.schemaHead(p) }
-        }
-        do {
-            try await dumpTask.value
-        } catch {
-            throw error
-        }
+        let counts = facts.counts, head = facts.head, ids = facts.ids
         pins.forEach { $0.release() }
         pins = []
         try BackupPipeline.faultPoint("dump")
@@ -332,6 +344,13 @@ struct RunState {
 
 extension Stopwatch {
     static func since(_ w: Stopwatch) -> Double { w.elapsedMs.ms2 }
+}
+
+/// What is read from the pinned snapshots besides the dump.
+struct DatabaseFacts: Sendable {
+    var counts: [String: [String: Int64]] = [:]
+    var head = SchemaHead()
+    var ids: [String: String] = [:]
 }
 
 /// Box so an ArchiveBuilder can cross from its worker thread back to the task.
