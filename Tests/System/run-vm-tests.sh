@@ -8,7 +8,7 @@
 # scripts, lib.sh, the binary or .deb and the MAAS schema fixtures onto a read-only disk, boots
 # once, runs the scenarios in order (each on its own data disk and volume group), reads the results
 # back from an output disk, prints one line per scenario and finally "N passed, N failed".
-# Scenarios declare what they need in header lines: "# msb-needs: binary schema" and
+# Scenarios declare what they need in header lines: "# msb-needs: binary|deb schema" and
 # "# msb-timeout: SECONDS"; one whose needs are not met is skipped with the reason.
 # Host packages: qemu-system-x86 mmdebstrap e2fsprogs (and root).
 set -euo pipefail
@@ -54,6 +54,7 @@ for name in "${names[@]}"; do
   for need in $(header "$name" needs); do
     case $need in
       binary) [[ -n $binary || -n $deb ]] || reason="needs --binary or --deb" ;;
+      deb) [[ -n $deb ]] || reason="needs --deb" ;;
       schema) [[ -f $fixtures/maas-3.4.0.sql ]] || reason="MAAS schema fixtures absent ($fixtures)" ;;
     esac
   done
