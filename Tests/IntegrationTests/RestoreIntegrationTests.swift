@@ -13,18 +13,18 @@ struct RestoreIntegrationTests {
 
     var shared: SharedEnv { get throws { try SharedEnv.get() } }
 
-    func eventCount(_ env: RestoreEnv) throws -> Int { Int(try env.psql("SELECT count(*) FROM maasserver_event")) ?? -1 }
+    func eventCount(_ env: TestEnv) throws -> Int { Int(try env.psql("SELECT count(*) FROM maasserver_event")) ?? -1 }
 
-    func journals(_ env: RestoreEnv) -> [String] {
+    func journals(_ env: TestEnv) -> [String] {
         (try? FileManager.default.contentsOfDirectory(atPath: env.dir + "/state/restores")) ?? []
     }
 
-    func servicesActive(_ env: RestoreEnv) throws -> Bool {
+    func servicesActive(_ env: TestEnv) throws -> Bool {
         try env.isActive("maas-regiond") && env.isActive("maas-rackd")
     }
 
     /// Changes files and rows so that a restore (or its undo) can be told apart.
-    func mutate(_ env: RestoreEnv, tag: String) throws {
+    func mutate(_ env: TestEnv, tag: String) throws {
         try "tag \(tag)\n".write(toFile: env.root + "/etc/maas/local-\(tag).conf", atomically: false, encoding: .utf8)
         try "rackd: changed \(tag)\n".write(toFile: env.root + "/etc/maas/rackd.conf", atomically: false, encoding: .utf8)
         try? FileManager.default.removeItem(atPath: env.maas + "/image-storage/blob-random")

@@ -6,80 +6,22 @@ import Testing
 import Glibc
 #endif
 
-/// A testenv.sh environment for one suite, like TestEnv but with every program started through
-/// `RT.spawn` (posix_spawn with the descriptors above 2 closed and a clean signal mask).
-/// Foundation.Process leaks a socket into its child, which the stand-in MAAS daemons and PostgreSQL
-/// then keep open: Process.waitUntilExit never returns while they run.
-final class RestoreEnv: @unchecked Sendable {
-    let dir: String
-    var root: String { dir + "/root" }
-    var config: String { dir + "/config.yaml" }
-    var backups: String { dir + "/backups" }
-    var maas: String { root + "/var/lib/maas" }
-
-    init(name: String, rows: Int = 2000) throws {
-        dir = "/tmp/msb-test-\(name)-\(getpid())"
-        let script = TestEnv.repo.path + "/scripts/testenv.sh"
-        _ = try RT.spawn(["/bin/bash", script, "down", dir])
-        if !TestEnv.schemaPresent { print("note: ../shared/fixtures/maas-schema is absent; using the small stand-in schema") }
-        let r = try RT.spawn(["/bin/bash", script, "up", dir, "--rows", String(rows)])
-        guard r.status == 0 else { throw TestFailure("testenv up failed: \(r.stderr)") }
-    }
-
-    func down() {
-        _ = try? RT.spawn(["/bin/bash", TestEnv.repo.path + "/scripts/testenv.sh", "down", dir])
-    }
-
-    var environment: [String: String] {
-        var e = ProcessInfo.processInfo.environment
-        e["PATH"] = dir + "/bin:" + (e["PATH"] ?? "/usr/bin:/bin")
-        e["FAKE_SYSTEMCTL_DIR"] = dir + "/svc"
-        e.removeValue(forKey: "MSB_TEST_FAIL_AFTER")
-        e.removeValue(forKey: "MSB_TEST_PAUSE_AFTER")
-        return e
-    }
-
-    /// The tool with `args` and this environment's --config; stdin is /dev/null.
-    func tool(_ args: [String], env extra: [String: String] = [:]) throws -> TestEnv.Result {
-        var e = environment
-        for (k, v) in extra { e[k] = v }
-        return try RT.spawn([TestEnv.binary] + args + ["--config", config], env: e)
-    }
-
-    /// The tool, started in the background; returns its PID.
-    func start(_ args: [String], env extra: [String: String] = [:]) throws -> pid_t {
-        var e = environment
-        for (k, v) in extra { e[k] = v }
-        return try RT.spawnDetached([TestEnv.binary] + args + ["--config", config], env: e)
-    }
-
+extension TestEnv {
     func systemctl(_ args: [String]) throws -> TestEnv.Result {
         try RT.spawn([dir + "/bin/systemctl"] + args, env: environment)
     }
-
-    func psql(_ sql: String, db: String = "maasdb") throws -> String {
-        let r = try RT.spawn([TestEnv.pgbin + "/psql", "-X", "-qtA", "-v", "ON_ERROR_STOP=1", "-h", dir + "/pgsock", "-U", "postgres", "-d", db, "-c", sql])
-        guard r.status == 0 else { throw TestFailure("psql failed: \(r.stderr)") }
-        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    func isActive(_ unit: String) throws -> Bool {
-        try systemctl(["is-active", unit]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "active"
-    }
-
-    func liveCounter() throws -> Int { Int(try psql("SELECT n FROM msb_counter WHERE id = 1")) ?? -1 }
 }
 
-/// One RestoreEnv for a whole suite: made before its first test, torn down after its last.
+/// One TestEnv for a whole suite: made before its first test, torn down after its last.
 /// Tests reach it through `SharedEnv.get()`.
 final class SharedEnv: @unchecked Sendable {
     @TaskLocal static var current: SharedEnv?
 
-    let env: RestoreEnv
+    let env: TestEnv
     private let lock = NSLock()
     private var baseline: String?
 
-    init(name: String) throws { env = try RestoreEnv(name: name) }
+    init(name: String) throws { env = try TestEnv(name: name) }
 
     static func get() throws -> SharedEnv { try #require(current, "the suite's shared environment is missing") }
 
@@ -113,7 +55,7 @@ extension Trait where Self == SharedEnvTrait {
 
 enum RT {
     /// Runs the tool (stdin /dev/null) in `env`.
-    static func tool(_ env: RestoreEnv, _ args: [String], extraEnv: [String: String] = [:]) throws -> TestEnv.Result {
+    static func tool(_ env: TestEnv, _ args: [String], extraEnv: [String: String] = [:]) throws -> TestEnv.Result {
         try env.tool(args, env: extraEnv)
     }
 
