@@ -13,6 +13,8 @@ public struct DatabasePlan: Sendable, Codable {
     public var sizeBytes: Int64
     public var pgDump: String
     public var pgDumpall: String
+    /// Whether we connect as a superuser; otherwise the roles are dumped without their passwords.
+    public var superuser: Bool
 }
 
 /// A PostgreSQL snapshot exported by a connection whose transaction stays open.
@@ -77,8 +79,9 @@ public struct PostgresAdapter: Sendable {
                 throw BackupError.unavailable("\(tool) is missing: pg_dump of the server's major version \(major) is needed",
                                               hint: "apt-get install postgresql-client-\(major), or set database.bin_dir")
             }
+            let superuser = try c.exec("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").scalar == "t"
             return DatabasePlan(serverVersion: version, serverVersionNum: num, databases: dbs, sizeBytes: size,
-                                pgDump: dump, pgDumpall: dumpall)
+                                pgDump: dump, pgDumpall: dumpall, superuser: superuser)
         } catch let e as PQError {
             throw BackupError.unavailable("database preflight failed: \(e.message)")
         }
@@ -175,8 +178,9 @@ public struct PostgresAdapter: Sendable {
         try writeAll(fd, header)
 
         // Roles and tablespaces: pg_dumpall --globals-only --clean.
-        let g = try await Command.run(plan.pgDumpall, ["--globals-only", "--clean", "--if-exists", "--no-password",
-                                                       "--database=\(target.maasDatabase)"],
+        var globals = ["--globals-only", "--clean", "--if-exists", "--no-password", "--database=\(target.maasDatabase)"]
+        if !plan.superuser { globals.append("--no-role-passwords") }  // pg_authid needs a superuser
+        let g = try await Command.run(plan.pgDumpall, globals,
                                       environment: env, asUser: user, stdoutTo: fd)
         guard g.succeeded else { throw BackupError.failed("pg_dumpall --globals-only failed: \(g.lastErrorLine)") }
 

@@ -34,18 +34,24 @@ public struct PostgresTarget: Sendable {
                 throw BackupError.config("\(regiondPath) is not valid YAML", hint: "fix it, or set database.* in the config")
             }
         }
+        // A MAAS region's database is usually local: then connect as the postgres superuser over
+        // the socket (peer authentication), which can dump the roles too. regiond.conf's own user
+        // (maas, not a superuser) is used only for a remote database or when the config says so.
+        let regiondHost = regiond["database_host"] ?? ""
+        let regiondIsLocal = regiondHost.isEmpty || ["localhost", "127.0.0.1", "::1"].contains(regiondHost) || regiondHost.hasPrefix("/")
+        let useRegiondCredentials = d.host == nil && d.user == nil && !regiondIsLocal
         var password: String?
         if let pf = d.passwordFile {
             guard let s = try? String(contentsOfFile: pf, encoding: .utf8) else {
                 throw BackupError.config("database.password_file \(pf) cannot be read", hint: "create it (mode 0600) holding the password")
             }
             password = s.trimmingCharacters(in: .newlines)
-        } else if d.host == nil && d.user == nil, let p = regiond["database_pass"], !p.isEmpty {
+        } else if useRegiondCredentials, let p = regiond["database_pass"], !p.isEmpty {
             password = p
         }
-        let host = d.host ?? regiond["database_host"]
+        let host = d.host ?? (useRegiondCredentials || regiondHost.hasPrefix("/") ? regiondHost : nil)
         let port = d.port ?? regiond["database_port"].flatMap { Int($0) }
-        let user = d.user ?? regiond["database_user"] ?? "postgres"
+        let user = d.user ?? (useRegiondCredentials ? regiond["database_user"] ?? "maas" : "postgres")
         let name = d.name ?? regiond["database_name"] ?? "maasdb"
         var os: (String, uid_t, gid_t)?
         let localSocket = host == nil || host!.hasPrefix("/")
