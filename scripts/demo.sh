@@ -18,6 +18,10 @@ echo "== the backup =="
 "$bin" --config "$demo/config.yaml" --reason demo
 archive=$(ls -t "$demo"/backups/maas-backup-*.tar.gz | head -1)
 echo
+echo "== verify and list =="
+"$bin" verify "$archive" --config "$demo/config.yaml"
+"$bin" list --config "$demo/config.yaml"
+echo
 echo "== what is in it (tar tzf | head) =="
 { tar tzf "$archive" || true; } | head -12
 echo "..."
