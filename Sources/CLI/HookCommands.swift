@@ -15,6 +15,14 @@ enum HookSupport {
 
     static func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
+    /// The config, or one line saying how to fix it or skip the backup.
+    static func loadConfig(_ path: String?) throws -> Config {
+        do { return try Config.load(path: path) } catch let e as BackupError {
+            log("maas-snapshot-backup: error: \(e.description); fix the config, or set MAAS_SNAPSHOT_BACKUP_SKIP=1 to go on without a backup")
+            throw ArgumentParser.ExitCode(e.code.rawValue)
+        }
+    }
+
     /// The backup a hook takes: reason from the hook, the installed MAAS .debs kept beside it.
     static func backup(config: Config) -> PackageHookRunner.Backup {
         { reason in
@@ -45,11 +53,7 @@ struct AptHook: AsyncParsableCommand {
             HookSupport.log("maas-snapshot-backup: MAAS_SNAPSHOT_BACKUP_SKIP is set: no backup before this package change")
             return
         }
-        let cfg: Config
-        do { cfg = try Config.load(path: config) } catch let e as BackupError {
-            HookSupport.log("maas-snapshot-backup: error: \(e.description); fix the config, or set MAAS_SNAPSHOT_BACKUP_SKIP=1 to go on without a backup")
-            throw ArgumentParser.ExitCode(e.code.rawValue)
-        }
+        let cfg = try HookSupport.loadConfig(config)
         let rc = await PackageHookRunner.apt(environment: env, block: cfg.hook.onFailure == .block,
                                              log: { HookSupport.log($0) }, backup: HookSupport.backup(config: cfg))
         if rc != 0 {
@@ -68,11 +72,7 @@ struct DpkgHook: AsyncParsableCommand {
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         if HookSupport.skipRequested(env) { return }
-        let cfg: Config
-        do { cfg = try Config.load(path: config) } catch let e as BackupError {
-            HookSupport.log("maas-snapshot-backup: error: \(e.description); fix the config, or set MAAS_SNAPSHOT_BACKUP_SKIP=1 to go on without a backup")
-            throw ArgumentParser.ExitCode(e.code.rawValue)
-        }
+        let cfg = try HookSupport.loadConfig(config)
         let rc = await PackageHookRunner.dpkg(environment: env, block: cfg.hook.onFailure == .block,
                                               log: { HookSupport.log($0) }, backup: HookSupport.backup(config: cfg))
         if rc != 0 {
