@@ -81,12 +81,14 @@ mkdir -p "$work/in/scenarios" "$work/results"
 
 # Input disk: a plain tar (no filesystem needed in the guest).
 cp "$here/lib.sh" "$here/runner.sh" "$work/in/"
-timeout_total=120
+timeout_total=300
+# Limits are safety nets, not assertions: under TCG on a loaded 2-core host a guest can run 10x slower.
+timeout_scale=${MSB_VM_TIMEOUT_SCALE:-3}
 : >"$work/in/scenarios.list"
 i=0
 for name in "${run[@]}"; do
   cp "$here/scenarios/$name.sh" "$work/in/scenarios/"
-  t=$(header "$name" timeout); t=${t:-600}
+  t=$(header "$name" timeout); t=$(( ${t:-600} * timeout_scale ))
   timeout_total=$((timeout_total + t + 30))
   echo "$i $name $t" >>"$work/in/scenarios.list"
   i=$((i + 1))
