@@ -112,14 +112,14 @@ msb_make_thinlv() {
 
 # Mounts DEVICE (with a filesystem already on it) over PATH, carrying PATH's current contents
 # (owners, modes) over; undone at exit (the old contents below reappear).
-msb_mount_over() { # DEVICE FSTYPE PATH
-  local dev=$1 fs=$2 path=$3 tmp
+msb_mount_over() { # DEVICE FSTYPE PATH [MOUNT_OPTIONS]
+  local dev=$1 fs=$2 path=$3 opts=${4:-defaults} tmp
   tmp=$(mktemp -d /run/msb-over.XXXXXX)
-  mount -t "$fs" "$dev" "$tmp"
+  mount -t "$fs" -o "$opts" "$dev" "$tmp"
   if [[ -d $path ]]; then cp -a "$path"/. "$tmp"/; else mkdir -p "$path"; fi
   chown --reference="$path" "$tmp"; chmod --reference="$path" "$tmp"
   umount "$tmp"; rmdir "$tmp"
-  mount -t "$fs" "$dev" "$path"
+  mount -t "$fs" -o "$opts" "$dev" "$path"
   msb_defer "umount -l $path"
 }
 
@@ -130,10 +130,10 @@ msb_sql() { runuser -u postgres -- psql -X -qAt -v ON_ERROR_STOP=1 -d "${MSB_DB:
 msb_pg_up() { msb_wait_active postgresql@15-main.service 180; }
 
 # Moves the PostgreSQL cluster onto DEVICE (filesystem FSTYPE on it already) for this scenario.
-msb_pgdata_on() { # DEVICE FSTYPE
+msb_pgdata_on() { # DEVICE FSTYPE [MOUNT_OPTIONS]
   systemctl stop postgresql@15-main.service
   msb_defer "systemctl start postgresql@15-main.service"
-  msb_mount_over "$1" "$2" /var/lib/postgresql
+  msb_mount_over "$1" "$2" /var/lib/postgresql "${3:-defaults}"
   msb_defer "systemctl stop postgresql@15-main.service"
   systemctl start postgresql@15-main.service
   msb_pg_up

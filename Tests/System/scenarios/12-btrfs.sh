@@ -8,21 +8,9 @@ msb_mkfs_mount "$MSB_DATA_DISK" btrfs /mnt/pool
 btrfs -q subvolume create /mnt/pool/@pg
 btrfs -q subvolume create /mnt/pool/@maas
 dev=$(readlink -f "$MSB_DATA_DISK")
-# Subvolumes mounted at their places (mount_over copies the current contents in).
-msb_pgdata_on_btrfs() {
-  systemctl stop postgresql@15-main.service
-  msb_defer "systemctl start postgresql@15-main.service"
-  cp -a /var/lib/postgresql/. /mnt/pool/@pg/
-  mount -t btrfs -o subvol=@pg "$dev" /var/lib/postgresql
-  msb_defer "umount -l /var/lib/postgresql"
-  msb_defer "systemctl stop postgresql@15-main.service"
-  systemctl start postgresql@15-main.service
-  msb_pg_up
-}
-msb_pgdata_on_btrfs
-mkdir -p /var/lib/maas
-mount -t btrfs -o subvol=@maas "$dev" /var/lib/maas
-msb_defer "umount -l /var/lib/maas"
+# The subvolumes mounted at their places (msb_mount_over copies the current contents in).
+msb_pgdata_on "$dev" btrfs subvol=@pg
+msb_mount_over "$dev" btrfs /var/lib/maas subvol=@maas
 msb_load_maasdb 3.4.0
 msb_install_fake_maas
 msb_fill_maas_tree 16
