@@ -3,7 +3,7 @@
 # working with the program gone), reinstall (local changes kept), purge (configuration, hooks and
 # state gone, backups kept), install again. No MAAS upgrade here: no backup may be taken.
 # msb-needs: binary
-# msb-timeout: 900
+# msb-timeout: 1800
 source "$MSB_LIB"
 source "$MSB_IN/fake-maas/pkg-lib.sh"
 
@@ -43,7 +43,7 @@ apt-config dump | grep -qx 'DPkg::Tools::Options::/etc/maas-snapshot-backup/hook
 msb_assert_eq disabled "$(systemctl is-enabled maas-snapshot-backup.timer 2>&1 || true)" "timer enabled state"
 msb_assert_eq inactive "$(systemctl is-active maas-snapshot-backup.timer 2>&1 || true)" "timer state"
 msb_assert_eq inactive "$(systemctl is-active maas-snapshot-backup.service 2>&1 || true)" "service state"
-systemd-analyze verify /lib/systemd/system/maas-snapshot-backup.service /lib/systemd/system/maas-snapshot-backup.timer ||
+systemd-analyze verify --man=no /lib/systemd/system/maas-snapshot-backup.service /lib/systemd/system/maas-snapshot-backup.timer ||
   msb_fail "systemd-analyze verify rejects the units"
 [[ -f /usr/share/bash-completion/completions/maas-snapshot-backup ]] || msb_fail "bash completion missing"
 
