@@ -87,7 +87,8 @@ final class BackupIntegrationTests {
 
         // Static files byte-identical, with owners and modes.
         for rel in ["etc/maas/regiond.conf", "etc/maas/rackd.conf", "var/lib/maas/secret", "var/lib/maas/image-storage/blob-random",
-                    "var/lib/maas/image-storage/blob-text", "var/lib/maas/certificates/maas.crt"] {
+                    "var/lib/maas/image-storage/blob-text", "var/lib/maas/certificates/maas.crt",
+                    "var/lib/maas/certificates/région ü.txt"] {
             let a = try Data(contentsOf: URL(fileURLWithPath: env.root + "/" + rel))
             let b = try Data(contentsOf: URL(fileURLWithPath: x + "/" + rel))
             #expect(a == b, "\(rel) differs")

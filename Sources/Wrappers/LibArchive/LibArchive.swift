@@ -107,6 +107,17 @@ private func header(of e: OpaquePointer) -> EntryHeader {
         linkTarget: kind == .symlink ? sym : hard)
 }
 
+/// libarchive converts names between UTF-8 and the locale's character set; in the "C" locale a
+/// non-ASCII name has no such form and the tar writer reads a NULL name. So the process's LC_CTYPE
+/// is made UTF-8 once (C.UTF-8 unless it already is UTF-8) before any archive is opened.
+public enum ArchiveLocale {
+    public static let ensureUTF8: Void = {
+        _ = setlocale(LC_CTYPE, "")
+        if let cs = nl_langinfo(nl_item(CODESET)), String(cString: cs) == "UTF-8" { return }
+        _ = setlocale(LC_CTYPE, "C.UTF-8")
+    }()
+}
+
 /// Writes a pax tar stream (archive_write_new, set_format_pax_restricted, open with callbacks).
 /// The bytes go to `output`, which is where compression filters plug in.
 public final class TarWriter {
@@ -121,6 +132,7 @@ public final class TarWriter {
     }
 
     public init(output: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
+        ArchiveLocale.ensureUTF8
         guard let a = archive_write_new() else { throw ArchiveError(function: "archive_write_new", errno: ENOMEM, message: "out of memory") }
         guard let e = archive_entry_new() else {
             archive_write_free(a)
@@ -193,6 +205,7 @@ public final class TarReader {
     private var entry: OpaquePointer?
 
     public init(path: String, blockSize: Int = 128 * 1024) throws {
+        ArchiveLocale.ensureUTF8
         guard let a = archive_read_new() else { throw ArchiveError(function: "archive_read_new", errno: ENOMEM, message: "out of memory") }
         self.a = a
         try check(a, "archive_read_support_filter_gzip", archive_read_support_filter_gzip(a))
@@ -238,6 +251,7 @@ public final class DiskWriter {
     private let a: OpaquePointer
 
     public init(restoreOwners: Bool = true) throws {
+        ArchiveLocale.ensureUTF8
         guard let a = archive_write_disk_new() else { throw ArchiveError(function: "archive_write_disk_new", errno: ENOMEM, message: "out of memory") }
         self.a = a
         var flags = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_NODOTDOT
