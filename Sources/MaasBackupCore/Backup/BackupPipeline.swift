@@ -46,6 +46,7 @@ public struct BackupPipeline: Sendable {
         self.config = config
         self.options = options
         self.services = try services ?? Systemctl()
+        self.drivers = [BtrfsSnapshotDriver()] + SnapshotDrivers.extra(config)
     }
 
     func log(_ s: String) { options.log?(s) }
@@ -63,9 +64,8 @@ public struct BackupPipeline: Sendable {
         }
     }
 
-    var drivers: [any SnapshotDriver] {
-        [BtrfsSnapshotDriver()] + SnapshotDrivers.extra(config)
-    }
+    /// Made once per pipeline: a driver keeps what preflight decided (LVM: the COW sizes).
+    let drivers: [any SnapshotDriver]
 
     // MARK: - Preflight
 

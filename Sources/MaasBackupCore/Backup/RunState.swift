@@ -167,6 +167,8 @@ struct RunState {
             countsTask.cancel()
             _ = try? await dumpTask.value
             _ = try? await countsTask.value
+            // A snapshot that overflowed while we read it fails reads with EIO: say so, not "read error".
+            for s in snapshots { try driver(for: s.volume.method)!.validate(s) }
             throw error
         }
         let builder = builderBox.0.builder
