@@ -66,16 +66,16 @@ public enum Command {
                 let r = try await Subprocess.run(exe, arguments: args, environment: environ, workingDirectory: cwd, platformOptions: opts,
                                                  input: .none, output: .fileDescriptor(fd, closeAfterSpawningProcess: false),
                                                  error: .string(limit: limit))
-                return CommandResult(executable: executable, status: code(r.terminationStatus), stdout: "", stderr: r.standardError ?? "")
+                return CommandResult(executable: executable, status: code(r.terminationStatus), stdout: "", stderr: r.standardError)
             }
             if let input {
                 let r = try await Subprocess.run(exe, arguments: args, environment: environ, workingDirectory: cwd, platformOptions: opts,
                                                  input: .string(input), output: .string(limit: limit), error: .string(limit: limit))
-                return CommandResult(executable: executable, status: code(r.terminationStatus), stdout: r.standardOutput ?? "", stderr: r.standardError ?? "")
+                return CommandResult(executable: executable, status: code(r.terminationStatus), stdout: r.standardOutput, stderr: r.standardError)
             }
             let r = try await Subprocess.run(exe, arguments: args, environment: environ, workingDirectory: cwd, platformOptions: opts,
                                              input: .none, output: .string(limit: limit), error: .string(limit: limit))
-            return CommandResult(executable: executable, status: code(r.terminationStatus), stdout: r.standardOutput ?? "", stderr: r.standardError ?? "")
+            return CommandResult(executable: executable, status: code(r.terminationStatus), stdout: r.standardOutput, stderr: r.standardError)
         } catch let e as SubprocessError {
             throw BackupError(.unavailable, "cannot run \(executable): \(e)", hint: "check that it is installed and executable")
         }
