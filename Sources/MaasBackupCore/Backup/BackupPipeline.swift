@@ -1,5 +1,6 @@
 import Foundation
 import SystemPackage
+import Streams
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,6 +60,8 @@ public struct BackupPipeline: Sendable {
         }
         let env = ProcessInfo.processInfo.environment
         if let s = env["MSB_TEST_PAUSE_AFTER"], s == step {
+            // MSB_TEST_PAUSE_MARKER: a file written when the pause begins, so a test knows when to act.
+            if let marker = env["MSB_TEST_PAUSE_MARKER"] { _ = FileManager.default.createFile(atPath: marker, contents: Data(step.utf8)) }
             // A signal cuts the pause short (no SA_RESTART); the next check then stops the run.
             sleep(UInt32(env["MSB_TEST_PAUSE_SECONDS"].flatMap(UInt32.init) ?? 30))
         }
@@ -197,8 +200,22 @@ public struct BackupPipeline: Sendable {
         } catch {
             await run.cleanupAfterFailure()
             journal.close()
-            throw error
+            throw Self.destinationFull(error, destination: config.destination)
         }
+    }
+}
+
+extension BackupPipeline {
+    /// A write that failed with ENOSPC or EDQUOT (the archive, the dump's spool, pg_dump's own
+    /// message) becomes the documented "cannot create the output" error, 73.
+    static func destinationFull(_ error: any Error, destination: String) -> any Error {
+        if let e = error as? BackupError, e.code != .failed { return error }
+        let full: Bool
+        if let s = error as? StreamError, let e = s.errno { full = e == ENOSPC || e == EDQUOT }
+        else { full = "\(error)".contains(String(cString: strerror(ENOSPC))) || "\(error)".contains(String(cString: strerror(EDQUOT))) }
+        guard full else { return error }
+        return BackupError(.cantCreate, "the destination \(destination) filled up while the backup was written (\(error)); nothing was kept",
+                           hint: "free space there, prune old backups, or set destination in the config")
     }
 }
 
