@@ -272,26 +272,19 @@ struct RestoreIntegrationTests {
         RT.removeAsideFolders(root: env.root)
     }
 
-    @Test("a restore killed half-way is shown by status and undone by recover")
-    func killedRestoreIsRecovered() throws {
+    @Test("a restore killed at each step is shown by status and undone by recover",
+          arguments: ["restore-stop", "restore-database", "restore-aside", "restore-extract", "restore-keep"])
+    func killedRestoreIsRecovered(step: String) throws {
         let env = try shared.env
         let archive = try shared.baselineArchive()
-        try mutate(env, tag: "killed")
+        let tag = "killed-" + step
+        try mutate(env, tag: tag)
         let before = RT.fingerprint(root: env.root)
-        let pid = try env.start(["restore", archive, "--yes"], env: ["MSB_TEST_PAUSE_AFTER": "restore-extract"])
-        // Wait until the files are swapped (the journal records it), then kill it hard.
-        var swapped = false
-        for _ in 0..<300 {
-            if let name = journals(env).first(where: { $0.hasSuffix(".json") }),
-               let text = try? String(contentsOfFile: env.dir + "/state/restores/" + name, encoding: .utf8),
-               text.contains("\"allMoved\" : true"), FileManager.default.fileExists(atPath: env.root + "/etc/maas/regiond.conf") {
-                swapped = true
-                break
-            }
-            usleep(100_000)
-        }
-        #expect(swapped, "the restore did not reach its file swap")
-        usleep(300_000)
+        let marker = env.dir + "/restore-pause-marker"
+        try? FileManager.default.removeItem(atPath: marker)
+        let pid = try env.start(["restore", archive, "--yes"], env: ["MSB_TEST_PAUSE_AFTER": step, "MSB_TEST_PAUSE_MARKER": marker])
+        for _ in 0..<600 where !FileManager.default.fileExists(atPath: marker) { usleep(100_000) }
+        #expect(FileManager.default.fileExists(atPath: marker), "the restore did not reach \(step)")
         kill(pid, SIGKILL)
         var status: Int32 = 0
         waitpid(pid, &status, 0)
@@ -310,14 +303,14 @@ struct RestoreIntegrationTests {
         #expect(rec.status == 0, "\(rec.stdout) \(rec.stderr)")
         #expect(RT.json(rec)["status"] as? String == "ok")
         let diff = RT.diff(before, RT.fingerprint(root: env.root))
-        #expect(diff.isEmpty, "recover did not put the files back: \(diff)")
+        #expect(diff.isEmpty, "recover did not put the files back after a kill at \(step): \(diff)")
         #expect(try servicesActive(env))
         #expect(journals(env).isEmpty)
         #expect(RT.asideFolders(root: env.root).isEmpty)
         if let privateDir { #expect(!FileManager.default.fileExists(atPath: privateDir), "recover left \(privateDir)") }
         let again = try RT.tool(env, ["recover"])
         #expect(again.status == 0 && again.stdout.contains("Nothing to recover"))
-        try? FileManager.default.removeItem(atPath: env.root + "/etc/maas/local-killed.conf")
+        try? FileManager.default.removeItem(atPath: env.root + "/etc/maas/local-\(tag).conf")
     }
 
     @Test("status reports the last backup, the config and the hooks")
