@@ -83,7 +83,7 @@ public enum PackageHookRunner {
     static func fail(_ message: String, code: Int32, block: Bool, log: Log) -> Int32 {
         if block {
             log("\(prefix): error: \(message)")
-            log("\(prefix): the package change is stopped; to go on without a backup, set hook.on_failure: warn in /etc/maas-snapshot-backup/config.yaml")
+            log("\(prefix): the package change is stopped; to go on without a backup, run it again with MAAS_SNAPSHOT_BACKUP_SKIP=1 (e.g. MAAS_SNAPSHOT_BACKUP_SKIP=1 apt upgrade), or set hook.on_failure: warn in /etc/maas-snapshot-backup/config.yaml")
             return code == 0 ? ExitCode.failed.rawValue : code
         }
         log("\(prefix): warning: \(message); going on without a backup (hook.on_failure: warn)")
