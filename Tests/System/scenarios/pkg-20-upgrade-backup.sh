@@ -46,11 +46,40 @@ dbn=$(msb_dump_counter /var/tmp/msb-dump.sql maas-regiond)
 filen=$(tar -xzOf "$a1" var/lib/maas/maas-regiond.counter)
 msb_assert_eq "$dbn" "$filen" "pre-upgrade backup: database counter vs file counter"
 grep -q "backing up MAAS first" "$MSB_RESULTS/apt.log" || msb_fail "apt's output does not say a backup was taken"
+# The .deb of the version it replaced is kept beside the backup (apt read it from a file: repository,
+# so it is not in apt's cache: rebuilt by dpkg-repack).
+compgen -G "${a1%.tar.gz}.debs/maas-region-controller_*3.4.0*.deb" >/dev/null ||
+  msb_fail "no saved maas-region-controller 3.4.0 .deb beside $a1"
 
 # --- reinstall of the same version: none ------------------------------------------------------------
 msb_apt install --reinstall maas-region-controller
 msb_assert_eq 0 "$MSB_RC" "reinstall"
 msb_assert_eq 1 "$(msb_archive_count)" "archives after a reinstall"
+
+# --- an unrelated package upgraded: no backup -------------------------------------------------------
+unrelated_deb() { # VERSION
+  local d; d=$(mktemp -d)
+  mkdir -p "$d/DEBIAN"
+  printf 'Package: msb-unrelated\nVersion: %s\nArchitecture: all\nMaintainer: Test <test@example.com>\nDescription: not MAAS\n' "$1" >"$d/DEBIAN/control"
+  dpkg-deb -b "$d" "/var/tmp/msb-unrelated_$1_all.deb" >/dev/null
+  rm -rf "$d"
+  echo "/var/tmp/msb-unrelated_$1_all.deb"
+}
+u1=$(unrelated_deb 1.0) u2=$(unrelated_deb 2.0)
+msb_defer "dpkg --purge msb-unrelated >/dev/null 2>&1; rm -f $u1 $u2"
+msb_repo_publish "$v2" "$u1"
+msb_apt install msb-unrelated
+msb_assert_eq 0 "$MSB_RC" "install of an unrelated package"
+msb_repo_publish "$v2" "$u2"
+t0=$EPOCHREALTIME
+msb_apt install msb-unrelated
+t1=$EPOCHREALTIME
+msb_assert_eq 0 "$MSB_RC" "upgrade of an unrelated package"
+msb_assert_eq 2.0 "$(msb_pkg_version msb-unrelated)" "unrelated package version"
+msb_assert_eq 1 "$(msb_archive_count)" "archives after an unrelated upgrade"
+unrelated_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+msb_log "the unrelated upgrade took ${unrelated_s} s in the VM (apt and dpkg included)"
+msb_repo_publish "$v1" "$v2"
 
 # --- dpkg by hand, downgrading: the dpkg hook takes one ----------------------------------------------
 msb_dpkg -i "$v1"
@@ -67,6 +96,16 @@ msb_apt install maas-region-controller
 msb_assert_eq 1:3.4.0-0msb1 "$(msb_pkg_version maas-region-controller)" "version after the blocked upgrade"
 msb_assert_eq "install ok installed" "$(msb_pkg_status maas-region-controller)" "status after the blocked upgrade"
 grep -q "package change is stopped" "$MSB_RESULTS/apt.log" || msb_fail "apt's output does not say why it stopped"
+grep -q "MAAS_SNAPSHOT_BACKUP_SKIP=1" "$MSB_RESULTS/apt.log" || msb_fail "apt's output does not say how to skip the backup"
+# MAAS_SNAPSHOT_BACKUP_SKIP=1: the same upgrade goes on, without a backup.
+MAAS_SNAPSHOT_BACKUP_SKIP=1 msb_apt install maas-region-controller
+msb_assert_eq 0 "$MSB_RC" "upgrade with MAAS_SNAPSHOT_BACKUP_SKIP=1"
+msb_assert_eq 1:3.5.0-0msb1 "$(msb_pkg_version maas-region-controller)" "version after the skipped backup"
+msb_assert_eq 2 "$(msb_archive_count)" "archives after the skipped backup"
+MAAS_SNAPSHOT_BACKUP_SKIP=1 msb_dpkg -i "$v1"
+msb_assert_eq 0 "$MSB_RC" "dpkg -i 3.4.0 with MAAS_SNAPSHOT_BACKUP_SKIP=1"
+msb_assert_eq 2 "$(msb_archive_count)" "archives after the skipped dpkg backup"
+msb_wait_active maas-regiond.service 120
 msb_pkg_write_config <<'EOF'
 destination: /proc/msb-cannot-write-here
 hook:
@@ -84,4 +123,4 @@ msb_apt remove maas-region-controller
 msb_assert_eq 0 "$MSB_RC" "apt-get remove maas-region-controller"
 msb_assert_eq 3 "$(msb_archive_count)" "archives after the removal"
 msb_assert_eq "pre-upgrade maas-region-controller 1:3.5.0-0msb1 -> removed" "$(msb_archive_reason "$(msb_archives | tail -n1)")" "reason (remove)"
-msb_summary "fresh install 0, upgrade 1, reinstall 0, dpkg downgrade 1, blocked/warned 0, remove 1 backups"
+msb_summary "fresh install 0, upgrade 1 (with saved .deb), reinstall 0, unrelated upgrade 0 (${unrelated_s} s), dpkg downgrade 1, blocked/skipped/warned 0, remove 1 backups"

@@ -42,7 +42,12 @@ msb_assert_eq 2 "$(msb_archive_count)" "archives (the failed upgrade's backup in
 pre=$(msb_archives | tail -n1)
 msb_assert_eq "pre-upgrade maas-region-controller 1:3.5.0-0msb1 -> 1:3.6.0-0msb1" "$(msb_archive_reason "$pre")" "reason"
 
-# Roll back.
+# Roll back, with no network and no repository holding 3.5.0: only the .debs saved beside the
+# backup can bring it back.
+debs=${pre%.tar.gz}.debs
+compgen -G "$debs/maas-region-controller_*3.5.0*.deb" >/dev/null || msb_fail "no saved maas-region-controller 3.5.0 .deb in $debs"
+msb_repo_publish "$v3"
+rm -f /var/cache/apt/archives/*.deb
 set +e
 maas-snapshot-backup rollback --yes --json >"$MSB_RESULTS/rollback.json" 2>"$MSB_RESULTS/rollback.stderr"
 rc=$?
@@ -55,4 +60,25 @@ msb_assert_eq 3.5.0 "$(msb_live_schema)" "schema after the rollback"
 msb_assert_eq 1:3.5.0-0msb1 "$(msb_pkg_version maas-region-controller)" "version after the rollback"
 msb_assert_eq "install ok installed" "$(msb_pkg_status maas-region-controller)" "status after the rollback"
 msb_wait_active maas-regiond.service 120
+
+# The database equals the pre-upgrade backup (row counts table by table, schema head above) and the
+# files are byte-identical, with their owners and modes (the services' counter files change).
+msb_live_row_counts | awk '{ gsub(/"/, "", $1); print $1, $2 }' | LC_ALL=C sort >"$MSB_RESULTS/live-rows"
+jq -r '.database.maas_database as $db | .database.row_counts[$db] | to_entries[] | "\(.key | gsub("\""; "")) \(.value)"' \
+  "$pre.manifest.json" | LC_ALL=C sort >"$MSB_RESULTS/pre-rows"
+[[ -s $MSB_RESULTS/pre-rows ]] || msb_fail "the pre-upgrade manifest has no row counts"
+diff -u "$MSB_RESULTS/pre-rows" "$MSB_RESULTS/live-rows" >&2 || msb_fail "row counts after the rollback differ from the pre-upgrade backup"
+x=$(mktemp -d)
+tar -xzpf "$pre" -C "$x" etc/maas var/lib/maas
+n=0
+while IFS= read -r -d '' f; do
+  f=${f#"$x"/}
+  [[ $f == *.counter ]] && continue
+  cmp -s "$x/$f" "/$f" || msb_fail "/$f differs from the pre-upgrade backup after the rollback"
+  msb_assert_eq "$(stat -c %a:%U:%G "$x/$f")" "$(stat -c %a:%U:%G "/$f")" "mode and owner of /$f"
+  n=$((n + 1))
+done < <(find "$x" -type f -print0)
+rm -rf "$x"
+((n > 0)) || msb_fail "the pre-upgrade backup holds no files to compare"
+msb_log "ok: $n files byte-identical to the pre-upgrade backup; row counts equal"
 msb_summary "failed 3.6.0 upgrade rolled back to 3.5.0 from $(basename "$pre")"
