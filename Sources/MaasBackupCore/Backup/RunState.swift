@@ -36,6 +36,11 @@ struct RunState {
 
     func driver(for m: SnapshotMethod) -> (any SnapshotDriver)? { pipeline.drivers.first { $0.method == m } }
 
+    /// Throws the first snapshot's invalidity (an overflowed LVM snapshot, a full thin pool).
+    func validateSnapshots() throws {
+        for s in snapshots { try driver(for: s.volume.method)!.validate(s) }
+    }
+
     mutating func execute(clock: Stopwatch) async throws -> BackupResult {
         let pg = PostgresAdapter(target: target)
         let dir = try PrivateDir.make(in: config.destination, name: ".msb-\(runID)")
@@ -106,7 +111,13 @@ struct RunState {
         // ---- The archive, while MAAS runs ----
         try journal.update { $0.phase = "archive" }
         for i in snapshots.indices {
-            snapshots[i] = try driver(for: snapshots[i].volume.method)!.expose(snapshots[i], privateDir: dir.path)
+            do {
+                snapshots[i] = try driver(for: snapshots[i].volume.method)!.expose(snapshots[i], privateDir: dir.path)
+            } catch {
+                // An LVM snapshot that overflowed already cannot be mounted (EIO): say so.
+                try validateSnapshots()
+                throw error
+            }
         }
         let snapshotsNow = snapshots
         try journal.update { $0.snapshots = snapshotsNow }
@@ -168,7 +179,7 @@ struct RunState {
             _ = try? await dumpTask.value
             _ = try? await countsTask.value
             // A snapshot that overflowed while we read it fails reads with EIO: say so, not "read error".
-            for s in snapshots { try driver(for: s.volume.method)!.validate(s) }
+            try validateSnapshots()
             throw error
         }
         let builder = builderBox.0.builder
@@ -179,7 +190,7 @@ struct RunState {
         try BackupPipeline.faultPoint("dump")
 
         // Any snapshot that became invalid while we read it (LVM COW overflow) spoils the archive.
-        for s in snapshots { try driver(for: s.volume.method)!.validate(s) }
+        try validateSnapshots()
 
         let dumpSize = Int64(try spool.seek(offset: 0, from: .end))
         let now = Date()
