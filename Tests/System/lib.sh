@@ -314,13 +314,24 @@ msb_tree_listing() {
 # Writes /etc/maas-snapshot-backup/config.yaml for the stand-in services; extra YAML from stdin.
 msb_write_config() {
   mkdir -p /etc/maas-snapshot-backup
+  # The package's own files (hooks/, the shipped config) must survive the scenario: deleting them
+  # would break apt, whose hook configuration names them.
+  if [[ -z ${_msb_config_kept:-} ]]; then
+    _msb_config_kept=1
+    if [[ -f /etc/maas-snapshot-backup/config.yaml ]]; then
+      cp -p /etc/maas-snapshot-backup/config.yaml /etc/maas-snapshot-backup/config.yaml.msb-saved
+      msb_defer "mv -f /etc/maas-snapshot-backup/config.yaml.msb-saved /etc/maas-snapshot-backup/config.yaml"
+    else
+      msb_defer "rm -f /etc/maas-snapshot-backup/config.yaml"
+    fi
+  fi
   {
     printf 'services:\n'
     printf '  - %s\n' "${MSB_FAKE_SERVICES[@]}"
     printf 'database:\n  name: maasdb\n  os_user: postgres\n'
     [[ -t 0 ]] || cat
   } >/etc/maas-snapshot-backup/config.yaml
-  msb_defer "rm -rf /etc/maas-snapshot-backup /var/backups/maas-snapshot-backup /var/lib/maas-snapshot-backup"
+  msb_defer "rm -rf /var/backups/maas-snapshot-backup /var/lib/maas-snapshot-backup"
 }
 
 # Runs a backup: msb_backup ARGS... ; sets MSB_BACKUP_RC and MSB_BACKUP_JSON (the --json output).
