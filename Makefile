@@ -27,6 +27,13 @@ vm-test:
 	swift build -c release --static-swift-stdlib --scratch-path $(VM_SCRATCH) --product maas-snapshot-backup
 	Tests/System/run-vm-tests.sh --binary $(VM_SCRATCH)/release/maas-snapshot-backup $(SCENARIOS)
 .PHONY: vm-test
+# vm-test-deb: what CI runs after `make test`: the Debian package built here and installed in the
+# VM with apt, then every scenario (the package ones included).
+vm-test-deb:
+	bash scripts/install-deps.sh --vm --deb
+	$(MAKE) deb
+	Tests/System/run-vm-tests.sh --deb "$$(ls -t out/maas-snapshot-backup_*_amd64.deb | head -n1)" $(SCENARIOS)
+.PHONY: vm-test-deb
 # --- end vm-test
 # --- deb: the Debian package (debian/), built with dpkg-buildpackage and checked with lintian
 # (no errors, no warnings); the files land in out/. Needs debian/control's Build-Depends, lintian
