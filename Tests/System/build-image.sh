@@ -11,7 +11,8 @@ set -euo pipefail
 cache=${MSB_VM_CACHE:-/var/cache/maas-snapshot-backup-vm}
 
 # Guest packages: init + udev, the storage stacks under test, PostgreSQL, a kernel with
-# device-mapper, and the runtime libraries of maas-snapshot-backup (libpq5 ... libssl3).
+# device-mapper, the runtime libraries of maas-snapshot-backup (libpq5 ... libssl3) and what it
+# recommends (dpkg-repack: the saved .debs of packages installed from a file: repository).
 packages=(
   systemd-sysv udev kmod initramfs-tools linux-image-cloud-amd64
   util-linux mount fdisk procps psmisc e2fsprogs xfsprogs btrfs-progs
@@ -19,6 +20,7 @@ packages=(
   postgresql postgresql-client
   libpq5 libbtrfsutil1 liblvm2cmd2.03 zlib1g libarchive13 libssl3
   tar gzip jq coreutils findutils diffutils
+  dpkg-repack
 )
 
 key=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
