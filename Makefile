@@ -1,7 +1,8 @@
 # maas-snapshot-backup: build, test, demo, package. Run as root on Debian 12 with Swift on PATH.
 #   make demo   installs what is needed and runs a backup on a self-contained demo
-#   make test   installs what is needed and runs the tests CI runs (unit, integration on real
-#               PostgreSQL and Btrfs); `make vm-test` runs the system tests in a qemu VM
+#   make test-all  installs what is needed and runs every test (what CI runs): `make test` (unit,
+#               integration on real PostgreSQL and Btrfs), then `make vm-test-deb` (the package
+#               built and installed in a qemu VM: systemd, LVM, apt)
 .PHONY: deps build test demo demo-clean bench
 deps:
 	bash scripts/install-deps.sh --vm --deb
@@ -34,6 +35,9 @@ vm-test-deb:
 	$(MAKE) deb
 	Tests/System/run-vm-tests.sh --deb "$$(ls -t out/maas-snapshot-backup_*_amd64.deb | head -n1)" $(SCENARIOS)
 .PHONY: vm-test-deb
+# test-all: the README's test command and what CI runs: the host tests, then the VM system tests.
+test-all: test vm-test-deb
+.PHONY: test-all
 # --- end vm-test
 # --- deb: the Debian package (debian/), built with dpkg-buildpackage and checked with lintian
 # (no errors, no warnings); the files land in out/. Needs debian/control's Build-Depends, lintian

@@ -32,6 +32,10 @@ msb_wait_active maas-regiond.service 120
 msb_assert_eq 3.5.0 "$(msb_live_schema)" "schema before the failing upgrade"
 sleep 2
 
+# The region's rack secret, as MAAS keeps it; the pre-upgrade backup holds it.
+head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >/var/lib/maas/secret
+chmod 640 /var/lib/maas/secret
+
 # The failing upgrade.
 msb_repo_publish "$v1" "$v2" "$v3"
 msb_apt install maas-region-controller
@@ -81,4 +85,19 @@ done < <(find "$x" -type f -print0)
 rm -rf "$x"
 ((n > 0)) || msb_fail "the pre-upgrade backup holds no files to compare"
 msb_log "ok: $n files byte-identical to the pre-upgrade backup; row counts equal"
+# A restore onto a host whose rack secret differs (a fresh install makes a new one): the command
+# that registers the rack controllers again is printed, with the restored secret.
+archived_secret=$(tar -xzOf "$pre" var/lib/maas/secret)
+[[ -n $archived_secret ]] || msb_fail "the pre-upgrade backup has no var/lib/maas/secret"
+head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >/var/lib/maas/secret
+set +e
+maas-snapshot-backup restore "$pre" --yes --json >"$MSB_RESULTS/restore.json" 2>"$MSB_RESULTS/restore.stderr"
+rc=$?
+set -e
+sed 's/^/  restore| /' "$MSB_RESULTS/restore.stderr" | tail -n 20
+msb_assert_eq 0 "$rc" "restore exit code"
+msb_assert_eq "maas-rack register --url http://127.0.0.1:5240/MAAS --secret $archived_secret" \
+  "$(jq -r .rack_register_command "$MSB_RESULTS/restore.json")" "rack register command"
+msb_assert_eq "$archived_secret" "$(cat /var/lib/maas/secret)" "secret after the restore"
+msb_wait_active maas-regiond.service 120
 msb_summary "failed 3.6.0 upgrade rolled back to 3.5.0 from $(basename "$pre")"
