@@ -26,6 +26,10 @@ enum HookSupport {
     /// The backup a hook takes: reason from the hook, the installed MAAS .debs kept beside it.
     static func backup(config: Config) -> PackageHookRunner.Backup {
         { reason in
+            guard config.hasMaasRegion else {
+                log("maas-snapshot-backup: no MAAS region on this host (no \(config.live("/etc/maas/regiond.conf")), no database in the config): nothing to back up")
+                return
+            }
             let installed = await InstalledPackages.installed(root: config.root)
             let work = try PrivateDir.makeTemporary()
             defer { work.remove() }
@@ -56,10 +60,7 @@ struct AptHook: AsyncParsableCommand {
         let cfg = try HookSupport.loadConfig(config)
         let rc = await PackageHookRunner.apt(environment: env, block: cfg.hook.onFailure == .block,
                                              log: { HookSupport.log($0) }, backup: HookSupport.backup(config: cfg))
-        if rc != 0 {
-            HookSupport.log("maas-snapshot-backup: to upgrade without a backup: MAAS_SNAPSHOT_BACKUP_SKIP=1 apt upgrade")
-            throw ArgumentParser.ExitCode(rc)
-        }
+        if rc != 0 { throw ArgumentParser.ExitCode(rc) }
     }
 }
 

@@ -3,6 +3,16 @@ import MaasBackupCore
 import Testing
 
 @Suite struct ConfigTests {
+    @Test func aMaasRegionIsPresentOnlyWithRegiondConfOrADatabaseInTheConfig() throws {
+        let root = NSTemporaryDirectory() + "/msb-region-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root + "/etc/maas", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(!(try Config.parse(yaml: "root: \(root)\n")).hasMaasRegion, "a client-only host has no region")
+        #expect(try Config.parse(yaml: "root: \(root)\ndatabase: {name: maasdb}\n").hasMaasRegion)
+        try "database_name: maasdb\n".write(toFile: root + "/etc/maas/regiond.conf", atomically: true, encoding: .utf8)
+        #expect(try Config.parse(yaml: "root: \(root)\n").hasMaasRegion)
+    }
+
     @Test func defaultsSuitADebInstalledMaas() throws {
         let c = try Config.parse(yaml: "")
         #expect(c.root == "/")

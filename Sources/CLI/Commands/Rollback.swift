@@ -9,7 +9,7 @@ struct Rollback: AsyncParsableCommand {
         discussion: """
             Without ARCHIVE, the newest pre-upgrade backup. Does what `restore` does (without the version guard), \
             then reinstalls the recorded MAAS package versions from the .deb files saved beside the archive \
-            (apt-get install --allow-downgrades --no-download, no network), then starts and checks the services. \
+            (dpkg -i, which downgrades; no network needed), then starts and checks the services. \
             Refused inside apt or dpkg, or while they hold the dpkg lock: run it after apt has finished.
             """)
 

@@ -71,6 +71,13 @@ public struct Config: Sendable, Codable, Equatable {
     public init() {}
 
     /// A path of the MAAS host as seen from here (under `root`).
+    /// Whether this host holds a MAAS region to back up: `etc/maas/regiond.conf` under root, or a
+    /// database named in the config. A host with only the MAAS client or a rack controller has
+    /// none, and the package hooks then let the change go on without a backup.
+    public var hasMaasRegion: Bool {
+        database.name != nil || database.host != nil || FileManager.default.fileExists(atPath: live("/etc/maas/regiond.conf"))
+    }
+
     public func live(_ path: String) -> String {
         Config.join(root, path)
     }

@@ -97,14 +97,12 @@ public enum RollbackPipeline {
                 throw BackupError.config("rollback reinstalls packages, which it can do only with root: /",
                                          hint: "run it on the MAAS host itself")
             }
-            if let apt = Command.find("apt-get") {
-                command = [apt, "install", "-y", "--allow-downgrades", "--no-download", "--no-install-recommends",
-                           "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"] + changes.map(\.deb)
-            } else if let dpkg = Command.find("dpkg") {
-                command = [dpkg, "--force-confdef", "--force-confold", "-i"] + changes.map(\.deb)
-            } else {
-                throw BackupError.unavailable("neither apt-get nor dpkg was found")
-            }
+            // dpkg itself: the saved .debs are exactly the versions that were installed together, and
+            // it downgrades without asking. apt 2.6 refused a saved .deb whose file name lacks the
+            // version's epoch ("Pathname to install is not absolute") once the repository no longer
+            // had that version: just the case a rollback is for.
+            guard let dpkg = Command.find("dpkg") else { throw BackupError.unavailable("dpkg was not found") }
+            command = [dpkg, "--force-confdef", "--force-confold", "-i"] + changes.map(\.deb)
         }
         return (changes, command, extra)
     }
