@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# Backup benchmark (issue 6): the documented manual MAAS backup (A) against maas-snapshot-backup (B)
+# on the same MAAS-like data, for each scale in GiB (default: 0.5 2). Prints figures and the targets
+# beside them; it never asserts anything about timings.
+#
+# Usage (root): Benchmarks/backup/run.sh [SCALES...]          e.g. run.sh 0.5 2 8
+#   MSB_BINARY=PATH    use this binary instead of building it (MSB_BINARY_NOTE: what it is, printed)
+#                      (swift build -c release --scratch-path .build-bench-backup --product maas-snapshot-backup)
+#   BENCH_TMPDIR=DIR   where the environments go (default $TMPDIR or /tmp); needs about 3x the
+#                      largest scale free
+#
+# Per scale: scripts/testenv.sh builds PostgreSQL 15 with the MAAS 3.4.0 schema and var/lib/maas on
+# a Btrfs loop filesystem (TESTENV_BTRFS_SIZE made big enough), then the data grows to the scale:
+#   - half in the database (pg_database_size): 1/4 of it large objects standing in for boot images
+#     (32 MiB each of random bytes, which pg_dump writes as hex), the rest maasserver_event rows with
+#     8 KiB descriptions (slices of a random hex pool: pglz leaves them alone, gzip halves them);
+#   - half as 64 MiB files in var/lib/maas/image-storage (gen-files.pl: 64 KiB runs of random bytes
+#     and word salad, the mix of Benchmarks/compress).
+# Then, on that data in the same run:
+#   (A) stop maas-regiond maas-rackd; pg_dumpall -c > dump.sql; tar -cvpzf backup.tgz etc/maas
+#       var/lib/maas dump.sql (from the root, boot-resources left out); start them; the total also
+#       syncs backup.tgz (B fsyncs its archive);
+#   (B) maas-snapshot-backup --config DIR/config.yaml --json under /usr/bin/time -v; downtime_ms,
+#       duration_ms and window from its JSON; its archive phase watched from outside by sample.pl;
+#   then tar -czf and tar -cf - | pigz of var/lib/maas (boot-resources left out), the same tree.
+# The page cache is warm for all of them (the data was just written); the load average is printed
+# before and after each scale because the timings depend on it.
+# Everything is removed at the end and on failure (testenv.sh down, then the work folder).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+testenv="$repo/scripts/testenv.sh"
+pgbin=/usr/lib/postgresql/15/bin
+GiB=1073741824 MiB=1048576
+
+[ "$(id -u)" = 0 ] || { echo "run.sh: run as root (loop devices, mounts, PostgreSQL as postgres)" >&2; exit 77; }
+[ -n "${EPOCHREALTIME:-}" ] || { echo "run.sh: needs bash 5 (EPOCHREALTIME)" >&2; exit 69; }
+scales=("$@")
+[ ${#scales[@]} -gt 0 ] || scales=(0.5 2)
+for s in "${scales[@]}"; do
+  [[ $s =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk -v s="$s" 'BEGIN { exit !(s >= 0.1) }' ||
+    { echo "run.sh: a scale is a size in GiB of at least 0.1, not '$s'" >&2; exit 64; }
+done
+
+# ---- cleanup, at the end and on failure ----
+base=""; cur_env=""; bpid=""; spid=""
+orig_path=$PATH
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -n "$spid" ] && kill "$spid" 2>/dev/null
+  if [ -n "$bpid" ]; then
+    # $bpid is /usr/bin/time: stop the program it runs (which starts the services again), then wait.
+    for c in $(cat /proc/"$bpid"/task/*/children 2>/dev/null); do kill "$c" 2>/dev/null; done
+    wait "$bpid" 2>/dev/null
+  fi
+  if [ -n "$cur_env" ]; then
+    bash "$testenv" down "$cur_env" >/dev/null 2>&1 || echo "run.sh: warning: testenv.sh down $cur_env failed" >&2
+  fi
+  if [ -n "$base" ]; then
+    if grep -q " $base/" /proc/self/mounts; then
+      echo "run.sh: warning: something is still mounted under $base; left in place" >&2
+    else
+      rm -rf "$base"
+    fi
+  fi
+  [ $rc -eq 0 ] || echo "run.sh: failed (exit $rc); cleaned up" >&2
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- tools ----
+install_pkg() {
+  echo "run.sh: installing $1"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null; }
+}
+[ -x /usr/bin/time ] || install_pkg time
+command -v pigz >/dev/null || install_pkg pigz
+command -v jq >/dev/null || install_pkg jq
+[ -x "$pgbin/pg_dumpall" ] || { echo "run.sh: PostgreSQL 15 is missing ($pgbin); run scripts/install-deps.sh" >&2; exit 69; }
+
+# ---- the binary ----
+build_note="given (MSB_BINARY)"
+if [ -n "${MSB_BINARY:-}" ]; then
+  bin=$MSB_BINARY
+else
+  t=$EPOCHREALTIME
+  echo "building maas-snapshot-backup (release, .build-bench-backup) ..."
+  (cd "$repo" && swift build -c release --scratch-path .build-bench-backup --product maas-snapshot-backup) \
+    >"${TMPDIR:-/tmp}/msb-bench-backup-build.log" 2>&1 ||
+    { tail -30 "${TMPDIR:-/tmp}/msb-bench-backup-build.log" >&2; exit 1; }
+  bin="$repo/.build-bench-backup/release/maas-snapshot-backup"
+  build_note=$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "release build %.0f s (not counted)", b - a }')
+fi
+[ -x "$bin" ] || { echo "run.sh: no binary at $bin" >&2; exit 69; }
+
+base=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/msb-bench-backup.XXXXXX")
+chmod 755 "$base"
+
+# ---- helpers ----
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+# calc FORMAT EXPR [name=value ...]: awk arithmetic on named values.
+calc() { local fmt=$1 expr=$2; shift 2; local args=(); for a in "$@"; do args+=(-v "$a"); done; awk "${args[@]}" "BEGIN { printf \"$fmt\", ($expr) }"; }
+psql_env() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$1/pgsock" -U postgres -d maasdb "${@:2}"; }
+# The wall, user and system seconds /usr/bin/time -f '%e %U %S' wrote (its last line: a command
+# that exited non-zero adds a line before it).
+times_of() { tail -1 "$1"; }
+fsize() { stat -c %s "$1"; }
+
+# Grows maasdb to TARGET bytes (pg_database_size): a quarter of it as 32 MiB large objects, then
+# maasserver_event rows with 8 KiB descriptions, 8 MiB a transaction, until the size is reached.
+grow_db() {
+  local env=$1 target=$2
+  local lo_bytes; lo_bytes=$(calc "%.0f" "t / 4" t="$target")
+  local insert
+  if [ "$(psql_env "$env" -tA -c "SELECT to_regclass('maasserver_eventtype') IS NOT NULL")" = t ]; then
+    insert="INSERT INTO maasserver_event (created, updated, action, description, type_id, node_hostname, username, user_agent, endpoint)
+      SELECT now(), now(), 'script_result', convert_from(substring(pool FROM 1 + (random() * (plen - 8193))::int FOR 8192), 'UTF8'),
+             etype + g % 10, 'node-' || g % 97, 'admin', 'bench', 0
+      FROM generate_series(1, 1024) g;"
+  else
+    insert="INSERT INTO maasserver_event (description)
+      SELECT convert_from(substring(pool FROM 1 + (random() * (plen - 8193))::int FOR 8192), 'UTF8') FROM generate_series(1, 1024) g;"
+  fi
+  psql_env "$env" <<SQL
+DO \$\$
+DECLARE
+  pool bytea;
+  plen int;
+  rpool bytea;
+  rlen int;
+  etype int;
+  lo_size constant int := 33554432;
+BEGIN
+  -- About 4 MiB of random hex words and line breaks; rows and large objects are random slices of it.
+  SELECT convert_to(string_agg(md5(g::text || random()::text) || CASE WHEN g % 3 = 0 THEN E'\n' ELSE ' ' END, ''), 'UTF8')
+    INTO pool FROM generate_series(1, 127100) g;
+  plen := length(pool);
+  -- 4 MiB of random bytes: the large objects stand in for boot images (incompressible; hex in the dump).
+  SELECT decode(string_agg(md5(g::text || random()::text), ''), 'hex') INTO rpool FROM generate_series(1, 262144) g;
+  rlen := length(rpool);
+  IF to_regclass('maasserver_eventtype') IS NOT NULL THEN
+    EXECUTE 'SELECT min(id) FROM maasserver_eventtype' INTO etype;
+  END IF;
+  FOR i IN 1 .. greatest(1, round($lo_bytes::numeric / lo_size)::int) LOOP
+    PERFORM lo_from_bytea(0, (SELECT string_agg(substring(rpool FROM 1 + (random() * (rlen - 65537))::int FOR 65536), ''::bytea)
+                              FROM generate_series(1, lo_size / 65536)));
+    COMMIT;
+  END LOOP;
+  WHILE pg_database_size(current_database()) < $target LOOP
+    $insert
+    COMMIT;
+  END LOOP;
+END
+\$\$;
+CHECKPOINT;
+SQL
+}
+
+# Bytes of the files B and A archive: etc/maas and var/lib/maas without boot-resources.
+tree_bytes() {
+  du -sb --exclude=boot-resources --exclude=.maas-snapshot-backup "$1/root/var/lib/maas" "$1/root/etc/maas" |
+    awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+summary_rows=()
+
+run_scale() {
+  local scale=$1
+  local half; half=$(calc "%.0f" "s * g / 2" s="$scale" g=$GiB)
+  local btrfs_mb; btrfs_mb=$(calc "%.0f" "h / m + (h / m / 4 > 256 ? h / m / 4 : 256) + 256" h="$half" m=$MiB)
+  local env="$base/scale-$scale" w="$base/work-$scale"
+  mkdir -p "$w"
+  local load_before; load_before=$(load)
+  echo
+  echo "== scale $scale GiB ($(date -u +%FT%TZ); load average $load_before) =="
+  local tb=$EPOCHREALTIME
+  cur_env=$env
+  TESTENV_BTRFS_SIZE=${btrfs_mb}M bash "$testenv" up "$env" --rows 2000 >"$w/testenv.log" 2>&1 ||
+    { cat "$w/testenv.log" >&2; return 1; }
+  local run=(env PATH="$env/bin:$orig_path" FAKE_SYSTEMCTL_DIR="$env/svc")
+  local m="$env/root/var/lib/maas"
+
+  # ---- the data ----
+  grow_db "$env" "$half"
+  local before_files; before_files=$(tree_bytes "$env")
+  perl "$here/gen-files.pl" "$m/image-storage" $((half - before_files > 0 ? half - before_files : 0)) $((64 * MiB)) >/dev/null
+  sync -f "$m"; sync -f "$env/pg"
+  local db_bytes lo_bytes ev_bytes tree nfiles
+  db_bytes=$(psql_env "$env" -tA -c "SELECT pg_database_size('maasdb')")
+  lo_bytes=$(psql_env "$env" -tA -c "SELECT pg_total_relation_size('pg_largeobject')")
+  ev_bytes=$(psql_env "$env" -tA -c "SELECT pg_total_relation_size('maasserver_event')")
+  tree=$(tree_bytes "$env")
+  nfiles=$(find "$m" "$env/root/etc/maas" -path "$m/boot-resources" -prune -o -type f -print | wc -l)
+  local build_s; build_s=$(calc "%.0f" "b - a" a="$tb" b="$EPOCHREALTIME")
+  echo "data: database $(calc "%.2f" "x / g" x="$db_bytes" g=$GiB) GiB (events $(calc "%.2f" "x / g" x="$ev_bytes" g=$GiB), large objects $(calc "%.2f" "x / g" x="$lo_bytes" g=$GiB)); files $(calc "%.2f" "x / g" x="$tree" g=$GiB) GiB in $nfiles files; built in $build_s s"
+
+  # ---- (A) the documented manual procedure ----
+  echo "A: stop, pg_dumpall -c, tar -cvpzf, start ..."
+  local a0 a1 a2 a3 a4 a5
+  a0=$EPOCHREALTIME
+  "${run[@]}" "$env/bin/systemctl" stop maas-regiond maas-rackd
+  a1=$EPOCHREALTIME
+  /usr/bin/time -f '%e %U %S' -o "$w/a-dump.time" \
+    "$pgbin/pg_dumpall" -c -h "$env/pgsock" -U postgres >"$env/root/dump.sql"
+  a2=$EPOCHREALTIME
+  (cd "$env/root" && /usr/bin/time -f '%e %U %S' -o "$w/a-tar.time" \
+    tar -cvpzf "$w/backup.tgz" --exclude=var/lib/maas/boot-resources etc/maas var/lib/maas dump.sql >"$w/a-tar.list")
+  a3=$EPOCHREALTIME
+  "${run[@]}" "$env/bin/systemctl" start maas-regiond maas-rackd
+  a4=$EPOCHREALTIME
+  sync "$w/backup.tgz"
+  a5=$EPOCHREALTIME
+  local a_dump_bytes a_size; a_dump_bytes=$(fsize "$env/root/dump.sql"); a_size=$(fsize "$w/backup.tgz")
+  rm -f "$env/root/dump.sql" "$w/backup.tgz"
+  local a_down a_total a_stop a_dumpt a_tar a_start
+  a_down=$(calc "%.3f" "b - a" a="$a0" b="$a4"); a_total=$(calc "%.3f" "b - a" a="$a0" b="$a5")
+  a_stop=$(calc "%.3f" "b - a" a="$a0" b="$a1"); a_dumpt=$(calc "%.3f" "b - a" a="$a1" b="$a2")
+  a_tar=$(calc "%.3f" "b - a" a="$a2" b="$a3"); a_start=$(calc "%.3f" "b - a" a="$a3" b="$a4")
+  local a_tar_cpu; a_tar_cpu=$(times_of "$w/a-tar.time" | awk '{ printf "%.1f", $2 + $3 }')
+  local a_dump_cpu; a_dump_cpu=$(times_of "$w/a-dump.time" | awk '{ printf "%.1f", $2 + $3 }')
+
+  # ---- (B) maas-snapshot-backup ----
+  echo "B: maas-snapshot-backup --json ..."
+  local b0 b1 brc=0
+  b0=$EPOCHREALTIME
+  "${run[@]}" /usr/bin/time -v -o "$w/b.time" "$bin" --config "$env/config.yaml" --json >"$w/b.json" 2>"$w/b.err" &
+  bpid=$!
+  perl "$here/sample.pl" "$bpid" "$env/backups" 20 >"$w/b.samples" &
+  spid=$!
+  wait "$bpid" || brc=$?
+  bpid=""
+  b1=$EPOCHREALTIME
+  wait "$spid" || true
+  spid=""
+  if [ $brc -ne 0 ] || [ "$(jq -r .status "$w/b.json" 2>/dev/null)" != ok ]; then
+    echo "B failed (exit $brc):" >&2; cat "$w/b.json" "$w/b.err" >&2; return 1
+  fi
+  local b_down b_dur b_size b_arch b_dump_bytes b_rss b_cpu b_window
+  b_down=$(jq -r '.downtime_ms / 1000' "$w/b.json"); b_dur=$(jq -r '.duration_ms / 1000' "$w/b.json")
+  b_size=$(jq -r .size_bytes "$w/b.json"); b_arch=$(jq -r .archive "$w/b.json")
+  b_dump_bytes=$(jq -r .dump.size "$b_arch.manifest.json")
+  b_window=$(jq -r --arg root "$env/root" \
+    '[.window[] | (.step | split(" ")) as $p | "\($p[0]) \($p[1:] | join(" ") | ltrimstr($root)) \(.ms) ms" | sub(" +"; " ")] | join(", ")' "$w/b.json")
+  b_rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$w/b.time")
+  b_cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.1f", s }' "$w/b.time")
+  # The outside view of B's run (sample.pl) and the stand-in systemctl's call log.
+  local s_partial_first=0 s_partial_last=0 s_tree_first=0 s_tree_last=0 s_dump_first=0 s_dump_last=0 s_samples=0
+  # shellcheck disable=SC1090
+  . "$w/b.samples"
+  local b_stop_call
+  b_stop_call=$(awk -v t="$b0" '$1 > t && $2 == "stop" { print $1; exit }' "$env/svc/calls.log")
+  rm -f "$b_arch" "$b_arch.manifest.json"
+
+  # ---- the same tree with GNU tar + gzip and tar | pigz ----
+  echo "tar -czf and tar | pigz on var/lib/maas ..."
+  (cd "$env/root" && /usr/bin/time -f '%e %U %S' -o "$w/c-gzip.time" \
+    tar -czf "$w/tree-gzip.tgz" --warning=no-file-changed --exclude=var/lib/maas/boot-resources var/lib/maas) ||
+    [ $? -eq 1 ]   # 1: a file changed while read (the stand-in daemons keep writing); the archive is made
+  (cd "$env/root" && /usr/bin/time -f '%e %U %S' -o "$w/c-pigz.time" bash -c \
+    'tar -cf - --warning=no-file-changed --exclude=var/lib/maas/boot-resources var/lib/maas | pigz -6 >"$1"
+     s=("${PIPESTATUS[@]}"); [ "${s[0]}" -le 1 ] && [ "${s[1]}" -eq 0 ]' _ "$w/tree-pigz.tgz")
+  local vlm; vlm=$(du -sb --exclude=boot-resources "$m" | cut -f1)
+  local g_wall g_u g_s g_cpu p_wall p_u p_s p_cpu g_size p_size
+  read -r g_wall g_u g_s < <(times_of "$w/c-gzip.time"); g_cpu=$(calc "%.1f" "u + s" u="$g_u" s="$g_s")
+  read -r p_wall p_u p_s < <(times_of "$w/c-pigz.time"); p_cpu=$(calc "%.1f" "u + s" u="$p_u" s="$p_s")
+  g_size=$(fsize "$w/tree-gzip.tgz"); p_size=$(fsize "$w/tree-pigz.tgz")
+  rm -f "$w/tree-gzip.tgz" "$w/tree-pigz.tgz"
+  local load_after; load_after=$(load)
+
+  # ---- figures ----
+  local b_arch_s b_tree_s b_dump_s b_wait_s b_tail_s b_pre_s b_post_s b_gap_s
+  b_arch_s=$(calc "%.2f" "b - a" a="$s_partial_first" b="$s_partial_last")
+  b_tree_s=$(calc "%.2f" "b - a" a="$s_partial_first" b="$s_tree_last")
+  b_dump_s=$(calc "%.2f" "b - a" a="$s_dump_first" b="$s_dump_last")
+  b_wait_s=$(calc "%.2f" "d > t ? d - t : 0" d="$s_dump_last" t="$s_tree_last")
+  b_tail_s=$(calc "%.2f" "p - (d > t ? d : t)" p="$s_partial_last" d="$s_dump_last" t="$s_tree_last")
+  b_pre_s=$(calc "%.2f" "c - a" a="$b0" c="${b_stop_call:-$b0}")
+  b_gap_s=$(calc "%.2f" "p - c - d" p="$s_partial_first" c="${b_stop_call:-$b0}" d="$b_down")
+  b_post_s=$(calc "%.2f" "e - p" e="$b1" p="$s_partial_last")
+  local mibs="x / m / t"
+  local thr_a thr_b thr_bt thr_g thr_p
+  thr_a=$(calc "%.1f" "$mibs" x=$((tree + a_dump_bytes)) m=$MiB t="$a_tar")
+  thr_b=$(calc "%.1f" "$mibs" x=$((tree + b_dump_bytes)) m=$MiB t="$b_arch_s")
+  thr_bt=$(calc "%.1f" "$mibs" x="$tree" m=$MiB t="$b_tree_s")
+  thr_g=$(calc "%.1f" "$mibs" x="$vlm" m=$MiB t="$g_wall")
+  thr_p=$(calc "%.1f" "$mibs" x="$vlm" m=$MiB t="$p_wall")
+  local gib="%.2f GiB"
+  echo
+  echo "### scale $scale GiB: database $(calc "%.2f" "x / g" x="$db_bytes" g=$GiB) GiB, files $(calc "%.2f" "x / g" x="$tree" g=$GiB) GiB; load average before $load_before, after $load_after"
+  echo
+  echo "| figure | A: manual (stop, pg_dumpall -c, tar -cvpzf, start) | B: maas-snapshot-backup | B vs A | target |"
+  echo "| --- | --- | --- | --- | --- |"
+  echo "| downtime | $(calc "%.1f s" "x" x="$a_down") | $(calc "%.3f s" "x" x="$b_down") | $(calc "%.0fx shorter" "a / b" a="$a_down" b="$b_down") | B >= 200x shorter at 2 GiB; flat in size (8 GiB within 1.2x of 0.5 GiB) |"
+  echo "| total | $(calc "%.1f s" "x" x="$a_total") | $(calc "%.1f s" "x" x="$b_dur") | $(calc "%.2fx" "b / a" a="$a_total" b="$b_dur") | B no longer than A |"
+  echo "| archive size | $(calc "$gib" "x / g" x="$a_size" g=$GiB) | $(calc "$gib" "x / g" x="$b_size" g=$GiB) | $(calc "%.2fx" "b / a" a="$a_size" b="$b_size") | |"
+  echo "| dump.sql | $(calc "$gib" "x / g" x="$a_dump_bytes" g=$GiB) (pg_dumpall $(calc "%.1f s" "x" x="$a_dumpt"), $a_dump_cpu s CPU) | $(calc "$gib" "x / g" x="$b_dump_bytes" g=$GiB) (pg_dump ran $(calc "%.1f s" "x" x="$b_dump_s"), concurrent with the tree) | | |"
+  echo "| peak RSS | | $b_rss MiB (CPU $b_cpu s incl. pg_dump) | | <= 64 MiB |"
+  echo "| archive step: tree + dump.sql in, MiB/s | $thr_a (tar -cvpzf: $(calc "%.1f s" "x" x="$a_tar"), $a_tar_cpu s CPU) | $thr_b (.partial written in $b_arch_s s) | $(calc "%.2fx" "b / a" a="$thr_a" b="$thr_b") | >= 1.7x GNU tar+gzip |"
+  echo "| var/lib/maas tree, MiB/s | tar -czf $thr_g ($(calc "%.1f s" "x" x="$g_wall"), $g_cpu s CPU, $(calc "$gib" "x / g" x="$g_size" g=$GiB)); tar \\| pigz $thr_p ($(calc "%.1f s" "x" x="$p_wall"), $p_cpu s CPU, $(calc "$gib" "x / g" x="$p_size" g=$GiB)) | $thr_bt (tree files open for $b_tree_s s, pg_dump running beside) | $(calc "%.2fx" "b / a" a="$thr_g" b="$thr_bt") tar+gzip, $(calc "%.2fx" "b / a" a="$thr_p" b="$thr_bt") pigz | >= 1.7x tar+gzip, >= pigz |"
+  echo
+  echo "A's steps: stop $(calc "%.2f" x x="$a_stop") s, pg_dumpall $(calc "%.1f" x x="$a_dumpt") s, tar $(calc "%.1f" x x="$a_tar") s, start $(calc "%.2f" x x="$a_start") s, sync of backup.tgz $(calc "%.2f" "b - a" a="$a4" b="$a5") s."
+  echo "B's window ($(calc "%.0f" "x * 1000" x="$b_down") ms): $b_window."
+  echo "B's run ($(calc "%.1f" x x="$b_dur") s; from outside, $s_samples samples): preflight and connections $b_pre_s s; window $(calc "%.2f" x x="$b_down") s; to the first archive byte $b_gap_s s; tree archived $b_tree_s s with pg_dump running $b_dump_s s beside it; waiting for pg_dump after the tree $b_wait_s s; dump.sql member, manifest, fsync and rename $b_tail_s s; snapshot removal and exit $b_post_s s."
+  summary_rows+=("$scale $a_down $b_down $a_total $b_dur $b_rss $thr_a $thr_b $thr_g $thr_p $thr_bt ${load_before// //}|${load_after// //}")
+
+  bash "$testenv" down "$env" >/dev/null 2>&1
+  cur_env=""
+  rm -rf "$w"
+}
+
+t_all=$EPOCHREALTIME
+echo "backup benchmark: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME"), $(uname -r); $(date -u +%F)"
+if [ -n "${MSB_BINARY:-}" ]; then
+  echo "binary: $bin, version $("$bin" --version 2>/dev/null || echo '?') ($build_note${MSB_BINARY_NOTE:+: $MSB_BINARY_NOTE})"
+else
+  echo "binary: $bin ($build_note) from the tree at commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' with uncommitted changes in Sources')"
+fi
+echo "scales (GiB): ${scales[*]}; load average at start: $(load)"
+for s in "${scales[@]}"; do run_scale "$s"; done
+
+echo
+echo "### all scales"
+echo
+echo "| scale | downtime A | downtime B | A/B | total A | total B | B/A | peak RSS B | archive step MiB/s A (tar+gzip) / B | tree MiB/s tar+gzip / pigz / B | load before \\| after |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+for r in "${summary_rows[@]}"; do
+  read -r sc ad bd at bt rss ta tb tg tp tbt ld <<<"$r"
+  echo "| $sc GiB | $(calc "%.1f s" x x="$ad") | $(calc "%.3f s" x x="$bd") | $(calc "%.0fx" "a / b" a="$ad" b="$bd") | $(calc "%.1f s" x x="$at") | $(calc "%.1f s" x x="$bt") | $(calc "%.2f" "b / a" a="$at" b="$bt") | $rss MiB | $ta / $tb | $tg / $tp / $tbt | ${ld//|/ \\| } |"
+done
+if [ ${#summary_rows[@]} -ge 2 ]; then
+  read -r s1 _ d1 _ <<<"${summary_rows[0]}"
+  read -r s2 _ d2 _ <<<"${summary_rows[${#summary_rows[@]}-1]}"
+  echo
+  echo "B's downtime at $s2 GiB is $(calc "%.2fx" "b / a" a="$d1" b="$d2") its downtime at $s1 GiB (target: 8 GiB within 1.2x of 0.5 GiB)."
+fi
+echo
+echo "targets: downtime flat in data size (8 GiB within 1.2x of 0.5 GiB); B's downtime >= 200x shorter than A's at 2 GiB; B's total no longer than A's; archive throughput >= 1.7x GNU tar+gzip and >= pigz; peak RSS <= 64 MiB. Figures only: nothing here is checked."
+echo "benchmark wall time: $(calc "%.0f s" "b - a" a="$t_all" b="$EPOCHREALTIME"); load average at the end: $(load)"
