@@ -54,11 +54,15 @@ public struct BackupPipeline: Sendable {
 
     /// Test hook (documented in the README's developer notes): MSB_TEST_FAIL_AFTER=<step> fails the
     /// run right after that step, to prove the cleanup on every path.
+    /// The environment, read once: faultPoint runs between the window's steps, where a fresh
+    /// dictionary of the whole environment per call would be downtime for nothing.
+    static let testEnvironment = ProcessInfo.processInfo.environment
+
     static func faultPoint(_ step: String) throws {
-        if let s = ProcessInfo.processInfo.environment["MSB_TEST_FAIL_AFTER"], s == step {
+        let env = testEnvironment
+        if let s = env["MSB_TEST_FAIL_AFTER"], s == step {
             throw BackupError.failed("injected failure after step '\(step)' (MSB_TEST_FAIL_AFTER)")
         }
-        let env = ProcessInfo.processInfo.environment
         if let s = env["MSB_TEST_PAUSE_AFTER"], s == step {
             // MSB_TEST_PAUSE_MARKER: a file written when the pause begins, so a test knows when to act.
             if let marker = env["MSB_TEST_PAUSE_MARKER"] { _ = FileManager.default.createFile(atPath: marker, contents: Data(step.utf8)) }
