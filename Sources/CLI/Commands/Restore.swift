@@ -24,29 +24,39 @@ struct Restore: AsyncParsableCommand {
     @Argument(help: "The archive: a path, or a name in the destination.")
     var archive: String
 
-    @Flag(name: .long, help: "Do not ask for confirmation (needed without a terminal).")
-    var yes = false
+    @OptionGroup var flags: RestoreFlags
 
     @Flag(name: .long, help: "Restore over an installed MAAS of another major.minor version.")
     var force = false
 
-    @Option(name: .long, help: "Seconds to wait for another run's lock.")
-    var lockTimeout: Double = 30
-
     func run() async throws {
         try await Output.run(json: global.json) {
-            let confirm = try Confirmation.make(yes: yes, what: "restore")
+            var opts = try flags.options(what: "restore", json: global.json)
+            opts.force = force
             Interruption.install()
             let config = try global.loadConfig()
-            var opts = RestoreOptions()
-            opts.force = force
-            opts.lockTimeout = lockTimeout
-            opts.confirm = confirm
-            if !global.json { opts.log = { Output.err($0) } }
             let r = try await RestorePipeline(config: config, options: opts).run(archive: archive)
             if global.json { Output.json(r); return }
             printRestore(r, verb: "Restored")
         }
+    }
+}
+
+/// The flags restore and rollback share, and the RestoreOptions they make.
+struct RestoreFlags: ParsableArguments {
+    @Flag(name: .long, help: "Do not ask for confirmation (needed without a terminal).")
+    var yes = false
+
+    @Option(name: .long, help: "Seconds to wait for another run's lock.")
+    var lockTimeout: Double = 30
+
+    /// Asks for confirmation first (refused without a terminal and without --yes), unless a dry run.
+    func options(what: String, json: Bool, dryRun: Bool = false) throws -> RestoreOptions {
+        var opts = RestoreOptions()
+        opts.confirm = dryRun ? nil : try Confirmation.make(yes: yes, what: what)
+        opts.lockTimeout = lockTimeout
+        if !json { opts.log = { Output.err($0) } }
+        return opts
     }
 }
 

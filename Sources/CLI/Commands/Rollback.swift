@@ -21,21 +21,13 @@ struct Rollback: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the plan and change nothing.")
     var dryRun = false
 
-    @Flag(name: .long, help: "Do not ask for confirmation (needed without a terminal).")
-    var yes = false
-
-    @Option(name: .long, help: "Seconds to wait for another run's lock.")
-    var lockTimeout: Double = 30
+    @OptionGroup var flags: RestoreFlags
 
     func run() async throws {
         try await Output.run(json: global.json) {
-            let confirm = dryRun ? nil : try Confirmation.make(yes: yes, what: "rollback")
+            let opts = try flags.options(what: "rollback", json: global.json, dryRun: dryRun)
             Interruption.install()
             let config = try global.loadConfig()
-            var opts = RestoreOptions()
-            opts.lockTimeout = lockTimeout
-            opts.confirm = confirm
-            if !global.json { opts.log = { Output.err($0) } }
             let r = try await RollbackPipeline.run(archive: archive, config: config, dryRun: dryRun, options: opts)
             if global.json { Output.json(r); return }
             if let p = r.plan, r.dryRun {
