@@ -37,15 +37,7 @@ final class BackupIntegrationTests {
         return line.split(separator: "\t").last.flatMap { Int($0) }
     }
 
-    func leftovers() -> [String] {
-        var found: [String] = []
-        for name in env.everythingInBackups() where name.hasPrefix(".") || name.hasSuffix(".partial") || name.contains(".spool") {
-            found.append(name)
-        }
-        if FileManager.default.fileExists(atPath: env.maas + "/.maas-snapshot-backup") { found.append("btrfs snapshot folder") }
-        if let runs = try? FileManager.default.contentsOfDirectory(atPath: env.dir + "/state/runs"), !runs.isEmpty { found += runs }
-        return found
-    }
+    func leftovers() -> [String] { env.leftovers() }
 
     @Test("a backup restores to the same files and rows, at one instant, with MAAS stopped only briefly")
     func roundTrip() throws {

@@ -55,18 +55,7 @@ final class FaultMatrixTests {
             .split(separator: "\n").filter { $0.contains(" stop ") }.count
     }
 
-    /// What a run may leave behind: dot folders and partial/spool files in the destination, the
-    /// Btrfs snapshot folder, run journals.
-    func leftovers(in destination: String? = nil) -> [String] {
-        let dest = destination ?? env.backups
-        var found = ((try? FileManager.default.contentsOfDirectory(atPath: dest)) ?? [])
-            .filter { $0.hasPrefix(".") || $0.hasSuffix(".partial") || $0.contains(".spool") }
-        if let snaps = try? FileManager.default.contentsOfDirectory(atPath: env.maas + "/.maas-snapshot-backup"), !snaps.isEmpty {
-            found += snaps.map { "snapshot " + $0 }
-        }
-        if let runs = try? FileManager.default.contentsOfDirectory(atPath: env.dir + "/state/runs"), !runs.isEmpty { found += runs }
-        return found
-    }
+    func leftovers(in destination: String? = nil) -> [String] { env.leftovers(in: destination) }
 
     static func json(_ r: TestEnv.Result) -> [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]

@@ -117,6 +117,16 @@ final class TestEnv: @unchecked Sendable {
         ((try? FileManager.default.contentsOfDirectory(atPath: backups)) ?? []).sorted()
     }
 
+    /// What a run may leave behind: dot folders and partial or spool files in the destination, the
+    /// Btrfs snapshot folder, run journals.
+    func leftovers(in destination: String? = nil) -> [String] {
+        var found = ((try? FileManager.default.contentsOfDirectory(atPath: destination ?? backups)) ?? []).sorted()
+            .filter { $0.hasPrefix(".") || $0.hasSuffix(".partial") || $0.contains(".spool") }
+        if FileManager.default.fileExists(atPath: maas + "/.maas-snapshot-backup") { found.append("btrfs snapshot folder") }
+        if let runs = try? FileManager.default.contentsOfDirectory(atPath: dir + "/state/runs"), !runs.isEmpty { found += runs }
+        return found
+    }
+
     /// The counter the stand-in regiond writes, as it is now.
     func liveCounter() throws -> Int { Int(try psql("SELECT n FROM msb_counter WHERE id = 1")) ?? -1 }
 }
