@@ -4,14 +4,18 @@ import Glibc
 #endif
 
 /// `<archive>.verified`: written by a successful `verify` (and by `restore`'s own verification),
-/// read by `list`, `prune` and `status`. It holds the archive's size, mtime and SHA-256 at that
-/// time; an archive whose size or mtime changed since counts as not verified. A failed verify
-/// removes the stamp. Mode 0600, JSON.
+/// read by `list`, `prune` and `status`. It holds the archive's size, mtime (to the nanosecond),
+/// inode and SHA-256 at that time; an archive whose size, mtime or inode changed since (a copy
+/// made in the same second included) counts as not verified. A failed verify removes the stamp.
+/// Mode 0600, JSON. Stamps written before the nanosecond and inode fields are compared on size
+/// and whole seconds only.
 public struct VerifiedStamp: Sendable, Codable, Equatable {
     public var verifiedAt: String
     public var deep: Bool
     public var archiveSize: Int64
     public var archiveMtime: Int64
+    public var archiveMtimeNsec: Int64?
+    public var archiveInode: UInt64?
     public var sha256: String
     public var toolVersion: String
 
@@ -28,7 +32,8 @@ public struct VerifiedStamp: Sendable, Codable, Equatable {
         var wasDeep = false
         if let old = read(archive: archive), old.sha256 == sha256 { wasDeep = old.deep }
         let s = VerifiedStamp(verifiedAt: ArchiveName.iso8601(Date()), deep: deep || wasDeep, archiveSize: Int64(st.st_size),
-                              archiveMtime: Int64(st.st_mtim.tv_sec), sha256: sha256, toolVersion: ToolInfo.version)
+                              archiveMtime: Int64(st.st_mtim.tv_sec), archiveMtimeNsec: Int64(st.st_mtim.tv_nsec),
+                              archiveInode: UInt64(st.st_ino), sha256: sha256, toolVersion: ToolInfo.version)
         let e = JSONEncoder()
         e.keyEncodingStrategy = .convertToSnakeCase
         e.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -55,6 +60,8 @@ public struct VerifiedStamp: Sendable, Codable, Equatable {
         guard let s = read(archive: archive) else { return nil }
         var st = stat()
         guard stat(archive, &st) == 0, Int64(st.st_size) == s.archiveSize, Int64(st.st_mtim.tv_sec) == s.archiveMtime else { return nil }
+        if let ns = s.archiveMtimeNsec, ns != Int64(st.st_mtim.tv_nsec) { return nil }
+        if let ino = s.archiveInode, ino != UInt64(st.st_ino) { return nil }
         return s
     }
 }
