@@ -24,8 +24,23 @@ import CZlib
 /// writer is failed: its workers are stopped, every later call throws the same error, and
 /// `downstream` is not finished.
 ///
+/// Spliced members (`appendRawDeflate`): a deflate segment compressed earlier, elsewhere (by a
+/// writer with `framing: .rawSegment`, e.g. the database dump while the files were archived),
+/// is copied into the stream between two blocks. It is valid because every block ends on a
+/// byte boundary with a sync flush, and a segment compressed without a dictionary simply makes
+/// no back-references into what precedes it. The output stays one gzip member.
+///
 /// The writer itself is not thread-safe: use it from one thread at a time.
 public final class ParallelGzipWriter: ByteSink {
+    /// What the writer puts around the deflate blocks.
+    public enum Framing: Sendable {
+        /// A gzip member: header, blocks, the last one final, CRC-32 and ISIZE.
+        case gzip
+        /// Raw deflate only, every block sync-flushed and none final: a segment to splice into
+        /// another writer's stream with `appendRawDeflate`. `crc` and `tail` describe its input.
+        case rawSegment
+    }
+
     public static let defaultBlockSize = 128 * 1024
     /// Deflate's window: the dictionary each block is primed with.
     public static let dictionarySize = 32 * 1024
@@ -35,6 +50,7 @@ public final class ParallelGzipWriter: ByteSink {
     public let threadCount: Int
     public let blockSize: Int
     public let maxBlocksInFlight: Int
+    public let framing: Framing
     /// Uncompressed bytes written so far.
     public private(set) var bytesIn: UInt64 = 0
     /// Compressed bytes passed to `downstream` so far (header and trailer included).
@@ -52,7 +68,8 @@ public final class ParallelGzipWriter: ByteSink {
     /// The last (up to) 32 KiB of input submitted so far: the next block's dictionary.
     private let history: UnsafeMutablePointer<UInt8>
     private var historyLength = 0
-    private var crc: UInt = 0
+    /// CRC-32 of the input written so far (complete once `finish` returned).
+    public private(set) var crc: UInt = 0
     private var headerWritten = false
     private var failure: (any Error)?
     private var finished = false
@@ -71,7 +88,8 @@ public final class ParallelGzipWriter: ByteSink {
         level: Int = 6,
         threadCount: Int? = nil,
         blockSize: Int = ParallelGzipWriter.defaultBlockSize,
-        maxBlocksInFlight: Int? = nil
+        maxBlocksInFlight: Int? = nil,
+        framing: Framing = .gzip
     ) throws {
         let threads = threadCount ?? onlineProcessorCount()
         let inFlightLimit = maxBlocksInFlight ?? (2 * threads + 2)
@@ -88,6 +106,7 @@ public final class ParallelGzipWriter: ByteSink {
         self.threadCount = threads
         self.blockSize = blockSize
         self.maxBlocksInFlight = inFlightLimit
+        self.framing = framing
         self.pool = try DeflatePool(threadCount: threads, level: level, blockSize: blockSize)
         self.history = .allocate(capacity: Self.dictionarySize)
         do {
@@ -140,27 +159,73 @@ public final class ParallelGzipWriter: ByteSink {
         try checkUsable()
         do {
             if let workerError = pool.failure { throw workerError }
-            let last: DeflateBlock
-            if let current {
-                last = current
-            } else {
-                last = try acquireBlock()
+            switch framing {
+            case .gzip:
+                let last = try current ?? acquireBlock()
+                current = nil
+                submit(last, isLast: true)
+                try drain()
+                var trailer = [UInt8](repeating: 0, count: 8)
+                for i in 0..<4 {
+                    trailer[i] = UInt8(truncatingIfNeeded: crc >> (8 * i))
+                    trailer[4 + i] = UInt8(truncatingIfNeeded: bytesIn >> (8 * i)) // ISIZE: length mod 2^32
+                }
+                try writeDownstream(trailer)
+            case .rawSegment:
+                try submitPartial()
+                try drain()
             }
-            current = nil
-            submit(last, isLast: true)
-            while let oldest = inFlight.first {
-                pool.waitUntilDone(oldest)
-                try writeOut(oldest)
-            }
-            var trailer = [UInt8](repeating: 0, count: 8)
-            for i in 0..<4 {
-                trailer[i] = UInt8(truncatingIfNeeded: crc >> (8 * i))
-                trailer[4 + i] = UInt8(truncatingIfNeeded: bytesIn >> (8 * i)) // ISIZE: length mod 2^32
-            }
-            try writeDownstream(trailer)
             finished = true
             pool.stop()
             try downstream.finish()
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    /// The last (up to) 32 KiB of the input written so far: what a following block would be
+    /// primed with. A `.rawSegment` writer hands it to the writer it is spliced into.
+    public var tail: [UInt8] {
+        Array(UnsafeBufferPointer(start: history, count: historyLength))
+    }
+
+    /// Splices a raw deflate segment into the stream: the input written so far is compressed
+    /// and written out (its last block sync-flushed), then the segment's bytes, read with
+    /// `read` until it returns 0, are copied downstream unchanged, and the CRC, the length and
+    /// the next block's dictionary continue from the segment's `crc`, `length` and `tail`.
+    /// The segment must be what a `.rawSegment` writer produced (sync-flushed, no final block).
+    /// Returns the compressed bytes copied. Not for a `.rawSegment` writer itself.
+    @discardableResult
+    public func appendRawDeflate(length: UInt64, crc segmentCRC: UInt, tail: [UInt8],
+                                 read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64 {
+        try checkUsable()
+        guard framing == .gzip else { throw StreamError.invalidArgument("a raw segment writer cannot take a spliced segment") }
+        guard tail.count <= Self.dictionarySize else { throw StreamError.invalidArgument("a segment tail is at most 32 KiB") }
+        do {
+            if let workerError = pool.failure { throw workerError }
+            try submitPartial()
+            try drain()
+            try writeHeaderIfNeeded()
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+            defer { buffer.deallocate() }
+            var copied: UInt64 = 0
+            while true {
+                let n = try read(buffer)
+                if n == 0 { break }
+                try downstream.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                copied += UInt64(n)
+            }
+            bytesOut += copied
+            crc = crc32_combine(crc, segmentCRC, Int(length))
+            bytesIn += length
+            if length > 0 {
+                // The next block's dictionary: the tail of (what came before + the segment).
+                let keep = max(0, min(historyLength, Self.dictionarySize - tail.count))
+                let merged = Array(UnsafeBufferPointer(start: history + historyLength - keep, count: keep)) + tail
+                historyLength = merged.count
+                history.update(from: merged, count: merged.count)
+            }
+            return copied
         } catch {
             throw fail(error)
         }
@@ -205,12 +270,41 @@ public final class ParallelGzipWriter: ByteSink {
         block.isLast = isLast
         block.injectFailure = injectedFailureBlock == block.sequence
         if !isLast {
-            // Non-last blocks are full and blockSize >= 32 KiB: the new history is their tail.
-            historyLength = Self.dictionarySize
+            // The new history: the last 32 KiB of (its dictionary + its data). A full block
+            // (blockSize >= 32 KiB) alone covers it; a partial one (before a splice, or a
+            // segment's last block) may keep part of the old history.
+            let total = block.dictionaryLength + block.length
+            historyLength = min(Self.dictionarySize, total)
             history.update(from: block.data + block.length - historyLength, count: historyLength)
         }
         inFlight.append(block)
         pool.submit(block)
+    }
+
+    /// Submits the block being filled, if it holds any input, sync-flushed (not final).
+    private func submitPartial() throws {
+        guard let block = current else { return }
+        current = nil
+        if block.length > 0 {
+            submit(block, isLast: false)
+        } else {
+            spare.append(block)  // primed with a dictionary that may change: reprimed when reused
+        }
+    }
+
+    /// Waits for every submitted block and writes them all out, in order.
+    private func drain() throws {
+        while let oldest = inFlight.first {
+            pool.waitUntilDone(oldest)
+            try writeOut(oldest)
+        }
+    }
+
+    private func writeHeaderIfNeeded() throws {
+        guard !headerWritten, framing == .gzip else { return }
+        // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=3 (Unix), as gzip -n / pigz -n write it.
+        try writeDownstream([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, Deflate.extraFlags(level: level), 3])
+        headerWritten = true
     }
 
     /// Writes out the leading blocks that are already compressed, without waiting.
@@ -224,11 +318,7 @@ public final class ParallelGzipWriter: ByteSink {
     private func writeOut(_ block: DeflateBlock) throws {
         precondition(inFlight.first === block)
         if let error = block.error { throw error }
-        if !headerWritten {
-            // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=3 (Unix), as gzip -n / pigz -n write it.
-            try writeDownstream([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, Deflate.extraFlags(level: level), 3])
-            headerWritten = true
-        }
+        try writeHeaderIfNeeded()
         try downstream.write(UnsafeRawBufferPointer(start: block.output, count: block.outputLength))
         bytesOut += UInt64(block.outputLength)
         crc = crc32_combine(crc, block.crc, Int(block.length))

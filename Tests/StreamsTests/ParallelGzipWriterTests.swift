@@ -184,6 +184,57 @@ struct ParallelGzipWriterTests {
         #expect(!downstream.isFinished)
     }
 
+    /// A raw segment compressed on its own, as the dump is while the files are archived.
+    static func segment(_ data: [UInt8], threads: Int) throws -> (bytes: [UInt8], crc: UInt, tail: [UInt8]) {
+        let sink = MemorySink()
+        let w = try ParallelGzipWriter(downstream: sink, threadCount: threads, blockSize: block, framing: .rawSegment)
+        try StreamsTests.write(data, to: w, pieces: [4093, 65537])
+        try w.finish()
+        #expect(sink.isFinished)
+        #expect(w.bytesIn == UInt64(data.count))
+        #expect(Array(w.tail) == Array(data.suffix(32 * 1024)), "the tail is the last 32 KiB of the input")
+        return (sink.bytes, w.crc, w.tail)
+    }
+
+    @Test("a raw segment spliced between writes gives one gzip member that gzip and zlib read back",
+          arguments: [(0, 0, 0), (1, 0, 5), (block - 1, 3, block + 1), (3 * block, 200_001, 17), (0, 1 << 20, 0), (40_000, 0, 0)])
+    func splice(before: Int, middle: Int, after: Int) throws {
+        let a = TestData.mixed(before), m = TestData.compressible(middle, seed: 5)
+        // z repeats the end of a and of m, so its first block refers back across the splice:
+        // that only decodes right when its dictionary is the tail of a + m.
+        let z = Array(a.suffix(20_000)) + Array(m.suffix(1000)) + TestData.compressible(after)
+        for threads in [1, 3] {
+            let seg = try Self.segment(m, threads: threads)
+            let sink = MemorySink()
+            let w = try ParallelGzipWriter(downstream: sink, threadCount: threads, blockSize: Self.block)
+            try StreamsTests.write(a, to: w, pieces: [7, 65537])
+            var offset = 0
+            let copied = try w.appendRawDeflate(length: UInt64(m.count), crc: seg.crc, tail: seg.tail) { buf in
+                let n = min(buf.count, seg.bytes.count - offset, 5000)
+                buf.copyBytes(from: seg.bytes[offset..<offset + n])
+                offset += n
+                return n
+            }
+            #expect(copied == UInt64(seg.bytes.count))
+            try StreamsTests.write(z, to: w, pieces: [4093])
+            try w.finish()
+            #expect(w.bytesIn == UInt64(a.count + m.count + z.count))
+            let whole = a + m + z
+            #expect(try gunzipWithGzip(sink.bytes) == whole, "\(before)/\(middle)/\(after), \(threads) threads: gzip -dc differs")
+            #expect(try inflateSingleMember(sink.bytes) == whole, "\(before)/\(middle)/\(after): not one member, or zlib differs")
+        }
+    }
+
+    @Test("splicing into a raw segment writer, or a tail over 32 KiB, is refused")
+    func spliceRefused() throws {
+        let raw = try ParallelGzipWriter(downstream: MemorySink(), threadCount: 1, framing: .rawSegment)
+        #expect(throws: StreamError.self) { try raw.appendRawDeflate(length: 0, crc: 0, tail: []) { _ in 0 } }
+        let gz = try ParallelGzipWriter(downstream: MemorySink(), threadCount: 1)
+        #expect(throws: StreamError.self) {
+            try gz.appendRawDeflate(length: 1, crc: 0, tail: [UInt8](repeating: 0, count: 32 * 1024 + 1)) { _ in 0 }
+        }
+    }
+
     @Test("tar reads a tar stream compressed by ParallelGzipWriter")
     func tarAcceptsOutput() throws {
         let tar = try #require(Tool.tar, "tar binary not found")

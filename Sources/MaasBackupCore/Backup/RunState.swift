@@ -129,22 +129,36 @@ struct RunState {
         partialPath = partial
         try journal.update { $0.partialArchive = partial }
 
-        // The dump spools while the files are archived.
-        let spoolPath = dir.path + "/dump.sql.spool"
-        let spool = try FileDescriptor.open(FilePath(spoolPath), .readWrite, options: [.create, .exclusiveCreate, .closeOnExec],
-                                            permissions: [.ownerReadWrite])
-        defer { try? spool.close() }
-        if let os = target.osUser { _ = fchown(spool.rawValue, os.uid, os.gid) }
+        // The dump streams through a pipe into its own compressor (a raw deflate spool, 0600)
+        // while the files are archived; it is spliced into the archive after them.
+        let level = config.compressionLevel, threads = config.compressionThreads
+        let spoolBox = MemberSpoolBox(try MemberSpool(path: dir.path + "/dump.sql.spool", level: level, threads: threads))
+        signal(SIGPIPE, SIG_IGN)  // a failed spool closes the pipe: pg_dump and our writes get EPIPE, not a signal
+        // Close-on-exec at once (no other program is being started now): only pg_dump's stdout holds it.
+        let (readEnd, writeEnd) = try FileDescriptor.pipe()
+        _ = fcntl(readEnd.rawValue, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(writeEnd.rawValue, F_SETFD, FD_CLOEXEC)
         let pinsNow = pins
         let dbPlan = plan.database
         let pass = passfile
-        let dumpTask = Task { try await pg.dump(dbPlan, pins: pinsNow, to: spool, passfile: pass) }
+        let progress = pipeline.options.progress
+        let total = plan.items.reduce(Int64(0)) { $0 + $1.sizeBytes } + plan.database.sizeBytes
+        let sum = ProgressSum(total: total, report: progress)
+        let dumpTask = Task {
+            defer { try? writeEnd.close() }  // EOF for the spool, however the dump ends
+            try await pg.dump(dbPlan, pins: pinsNow, to: writeEnd, passfile: pass)
+        }
+        let spoolTask = Task {
+            try await Blocking.run { () throws -> MemberSpool.Result in
+                defer { try? readEnd.close() }
+                try spoolBox.spool.drain(fd: readEnd.rawValue, checkInterrupted: { try Interruption.check() },
+                                         onProgress: progress == nil ? nil : { sum.set(dump: $0) })
+                return try spoolBox.spool.finish()
+            }
+        }
 
         let sources = plan.items.map { item -> (String, String) in (sourcePath(item, stagingRoot: dir.path + "/staging"), pipeline.member(of: item.livePath)) }
         let skip = pipeline.skipper(volumes: plan.volumes)
-        let level = config.compressionLevel, threads = config.compressionThreads
-        let progress = pipeline.options.progress
-        let total = plan.items.reduce(Int64(0)) { $0 + $1.sizeBytes } + plan.database.sizeBytes
         // Row counts and the schema head, in the same pinned snapshots as the dump, also concurrently.
         let maasDB = target.maasDatabase
         let countsTask = Task { () throws -> DatabaseFacts in
@@ -164,20 +178,25 @@ struct RunState {
             builderBox = try await Blocking.run { () throws -> (ArchiveBuilderBox, [FileRecord]) in
                 let b = try ArchiveBuilder(path: partial, level: level, threads: threads)
                 b.checkInterrupted = { try Interruption.check() }
-                if let progress { b.onProgress = { progress(Int64($0), total) } }
+                if progress != nil { b.onProgress = { sum.set(files: $0) } }
                 var records: [FileRecord] = []
                 for (src, member) in sources { records += try b.addTree(source: src, member: member, skip: skip) }
                 return (ArchiveBuilderBox(b), records)
             }
             try BackupPipeline.faultPoint("archive")
             facts = try await countsTask.value
+            // The spool first: when it failed (the destination filled up), pg_dump's EPIPE is
+            // only the consequence. It ends when the dump closes its end of the pipe.
+            _ = try await spoolTask.value
             try await dumpTask.value
         } catch {
-            // Stop pg_dump (swift-subprocess tears the child down on cancellation) before cleaning up.
+            // Stop pg_dump (swift-subprocess tears the child down on cancellation) before cleaning up;
+            // its pipe then closes, which ends the spool's reader.
             dumpTask.cancel()
             countsTask.cancel()
             _ = try? await dumpTask.value
             _ = try? await countsTask.value
+            _ = try? await spoolTask.value
             // A snapshot that overflowed while we read it fails reads with EIO: say so, not "read error".
             try validateSnapshots()
             throw error
@@ -192,10 +211,9 @@ struct RunState {
         // Any snapshot that became invalid while we read it (LVM COW overflow) spoils the archive.
         try validateSnapshots()
 
-        let dumpSize = Int64(try spool.seek(offset: 0, from: .end))
         let now = Date()
-        let dumpHeader = EntryHeaderFactory.file("dump.sql", size: dumpSize, mtime: Int64(now.timeIntervalSince1970))
-        let dumpRecord = try await Blocking.run { try builder.addFile(fd: spool.rawValue, header: dumpHeader, what: "dump.sql") }
+        let dumpHeader = EntryHeaderFactory.file("dump.sql", size: 0, mtime: Int64(now.timeIntervalSince1970))
+        let dumpRecord = try await Blocking.run { try builder.addSpooled(spoolBox.spool, header: dumpHeader) }
 
         let packages = await InstalledPackages.installed(root: config.root)
         var saved: [String: String]?
@@ -370,6 +388,27 @@ struct DatabaseFacts: Sendable {
 final class ArchiveBuilderBox: @unchecked Sendable {
     let builder: ArchiveBuilder
     init(_ b: ArchiveBuilder) { builder = b }
+}
+
+/// The dump's spool, handed to the thread that fills it and then, once that thread is done
+/// (awaited), to the one that splices it: never used by two threads at once.
+final class MemberSpoolBox: @unchecked Sendable {
+    let spool: MemberSpool
+    init(_ s: MemberSpool) { spool = s }
+}
+
+/// Archive progress from two threads (the files, the dump): reports their sum, one call at a time.
+final class ProgressSum: @unchecked Sendable {
+    private let lock = NSLock()
+    private var files: UInt64 = 0, dump: UInt64 = 0
+    private let total: Int64
+    private let report: (@Sendable (Int64, Int64) -> Void)?
+    init(total: Int64, report: (@Sendable (Int64, Int64) -> Void)?) {
+        self.total = total
+        self.report = report
+    }
+    func set(files n: UInt64) { lock.withLock { files = n; report?(Int64(files + dump), total) } }
+    func set(dump n: UInt64) { lock.withLock { dump = n; report?(Int64(files + dump), total) } }
 }
 
 import LibArchive

@@ -143,7 +143,10 @@ public final class TarWriter {
         self.box = CallbackBox(output)
         try check(a, "archive_write_set_format_pax_restricted", archive_write_set_format_pax_restricted(a))
         try check(a, "archive_write_add_filter_none", archive_write_add_filter_none(a))
-        try check(a, "archive_write_set_bytes_per_block", archive_write_set_bytes_per_block(a, 64 * 1024))
+        // No blocking: every piece goes straight to `output` (a buffering filter itself), so that
+        // when a call returns all of the tar stream so far has been handed over (a member can be
+        // spliced in between, see `headerBytes`).
+        try check(a, "archive_write_set_bytes_per_block", archive_write_set_bytes_per_block(a, 0))
         try check(a, "archive_write_set_bytes_in_last_block", archive_write_set_bytes_in_last_block(a, 1))
         let ctx = Unmanaged.passUnretained(box).toOpaque()
         let rc = archive_write_open(a, ctx, nil, { a, ctx, buf, len in
@@ -196,6 +199,23 @@ public final class TarWriter {
     /// archive_write_close: writes the end-of-archive blocks.
     public func close() throws {
         try rethrowing(archive_write_close(a), "archive_write_close")
+    }
+
+    /// The bytes archive_write_header writes for `h` in this format (a ustar header, preceded
+    /// by a pax extended header when a field needs one, e.g. a size of 8 GiB or more), for a
+    /// member whose data the caller writes itself: then `h.size` bytes of data and zeros up to
+    /// a multiple of 512 must follow. Uses a throwaway writer whose output stops after the header.
+    public static func headerBytes(_ h: EntryHeader) throws -> [UInt8] {
+        final class Capture { var bytes: [UInt8] = []; var sealed = false }
+        struct Sealed: Error {}
+        let capture = Capture()
+        let w = try TarWriter { chunk in
+            if capture.sealed { throw Sealed() }
+            capture.bytes.append(contentsOf: chunk)
+        }
+        try w.writeHeader(h)
+        capture.sealed = true  // the padding libarchive writes when the writer is freed is refused
+        return capture.bytes
     }
 }
 

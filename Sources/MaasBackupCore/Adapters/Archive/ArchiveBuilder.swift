@@ -118,11 +118,33 @@ public final class ArchiveBuilder {
         }
     }
 
-    /// Writes a member whose data comes from an open file of known size (dump.sql from its spool).
-    public func addFile(fd: Int32, header: EntryHeader, what: String) throws -> FileRecord {
-        _ = lseek(fd, 0, SEEK_SET)
-        let sha = try streamData(fd: fd, size: header.size, header: header, what: what)
-        return record(header, sha: sha)
+    /// Writes a member whose data was compressed beforehand by a `MemberSpool` (dump.sql,
+    /// compressed while the files were archived): its tar header (size from the spool) goes
+    /// through the gzip filter, then the spool's deflate segment is spliced in, then the tar
+    /// padding. The archive stays one tar stream in one gzip member.
+    public func addSpooled(_ spool: MemberSpool, header: EntryHeader) throws -> FileRecord {
+        guard let done = spool.result else { throw BackupError.failed("\(header.path) was not spooled completely") }
+        var h = header
+        h.size = Int64(done.length)
+        try gzip.write(try TarWriter.headerBytes(h))
+        let fd = open(spool.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw BackupError.failed("cannot open \(spool.path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let copied = try gzip.appendRawDeflate(length: done.length, crc: done.crc, tail: done.tail) { buf in
+            while true {
+                try checkInterrupted?()
+                let n = read(fd, buf.baseAddress, buf.count)
+                if n >= 0 { return n }
+                if errno != EINTR { throw BackupError.failed("cannot read \(spool.path): \(String(cString: strerror(errno)))") }
+            }
+        }
+        guard copied == done.compressedLength else {
+            throw BackupError.failed("\(spool.path) holds \(copied) bytes, not the \(done.compressedLength) written")
+        }
+        let pad = Int((512 - done.length % 512) % 512)
+        if pad > 0 { try gzip.write([UInt8](repeating: 0, count: pad)) }
+        bytesIn += done.length
+        return record(h, sha: done.sha256)
     }
 
     /// Writes a member from bytes in memory (manifest.json).
@@ -173,5 +195,67 @@ public final class ArchiveBuilder {
     public func finish() throws {
         try tar.close()
         try gzip.finish()  // finishes the file sink too, which fsyncs and closes it
+    }
+}
+
+/// A member's data compressed ahead of its place in the archive: what is written to it is
+/// hashed (SHA-256), counted, and compressed on its own threads into a raw deflate segment in a
+/// spool file (0600), for `ArchiveBuilder.addSpooled` to splice in later. Used for dump.sql, so
+/// the database dump is compressed while the files are archived instead of after them. One
+/// writer thread at a time.
+public final class MemberSpool {
+    public struct Result: Sendable {
+        public var length: UInt64
+        public var compressedLength: UInt64
+        public var crc: UInt
+        public var tail: [UInt8]
+        public var sha256: String
+    }
+
+    public let path: String
+    private let file: FileSink
+    private let deflate: ParallelGzipWriter
+    private let digest: SHA256
+    public private(set) var result: Result?
+    public var bytesIn: UInt64 { deflate.bytesIn }
+
+    public init(path: String, level: Int, threads: Int) throws {
+        self.path = path
+        file = try FileSink(path: path, permissions: 0o600, exclusive: true, syncOnFinish: false)
+        deflate = try ParallelGzipWriter(downstream: file, level: level, threadCount: threads > 0 ? threads : nil,
+                                         framing: .rawSegment)
+        digest = try SHA256()
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try digest.update(bytes)
+        try deflate.write(bytes)
+    }
+
+    /// Reads `fd` to its end into the spool; `onProgress` gets the bytes so far.
+    public func drain(fd: Int32, checkInterrupted: (() throws -> Void)? = nil, onProgress: ((UInt64) -> Void)? = nil) throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            try checkInterrupted?()
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BackupError.failed("cannot read the database dump: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { return }
+            try write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            onProgress?(deflate.bytesIn)
+        }
+    }
+
+    /// Ends the segment and closes the spool file.
+    @discardableResult
+    public func finish() throws -> Result {
+        try deflate.finish()
+        let r = Result(length: deflate.bytesIn, compressedLength: file.bytesWritten, crc: deflate.crc,
+                       tail: deflate.tail, sha256: try digest.finalizeHex())
+        result = r
+        return r
     }
 }
