@@ -64,8 +64,12 @@ final class BackupIntegrationTests {
         #expect(try env.isActive("maas-rackd"))
         #expect(!(try env.isActive("maas-dhcpd")), "an inactive service must not be started")
         let c1 = try env.liveCounter()
-        usleep(300_000)
-        #expect(try env.liveCounter() > c1, "the stand-in regiond stopped writing")
+        var later = c1
+        for _ in 0..<100 where later <= c1 {  // up to 10 s: each loop of the stand-in starts a psql
+            usleep(100_000)
+            later = try env.liveCounter()
+        }
+        #expect(later > c1, "the stand-in regiond stopped writing")
 
         let x = try extract(archive)
         let m = try manifest(x)

@@ -142,7 +142,8 @@ final class FaultMatrixTests {
         // Fills up while the archive is written.
         try? FileManager.default.removeItem(atPath: marker)
         var e = env.environment
-        e["MSB_TEST_PAUSE_AFTER"] = "start"; e["MSB_TEST_PAUSE_SECONDS"] = "6"; e["MSB_TEST_PAUSE_MARKER"] = marker
+        e["MSB_TEST_PAUSE_AFTER"] = "start"; e["MSB_TEST_PAUSE_SECONDS"] = "15"; e["MSB_TEST_PAUSE_MARKER"] = marker
+        // 15 s: room for dd to fill the filesystem on a loaded machine before the archive is written.
         let errPath = env.dir + "/full.stderr"
         let errFD = open(errPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
@@ -167,7 +168,7 @@ final class FaultMatrixTests {
 
     @Test("PostgreSQL stops while the dump runs: the run fails, MAAS was started again, no archive, nothing left")
     func postgresStopsDuringDump() throws {
-        let pid = try startPaused(at: "start", seconds: 5)
+        let pid = try startPaused(at: "start", seconds: 15)  // room for runuser + pg_ctl on a loaded machine
         // The window is over (services started); the pinned snapshots are held and the dump is next.
         let stop = try TestEnv.sh(["runuser", "-u", "postgres", "--", TestEnv.pgbin + "/pg_ctl", "-D", env.dir + "/pg", "-m", "fast", "-w", "stop"])
         #expect(stop.status == 0, "pg_ctl stop: \(stop.stderr)")
