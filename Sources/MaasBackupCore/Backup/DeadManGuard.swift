@@ -23,9 +23,39 @@ public final class DeadManGuard: @unchecked Sendable {
         }
         g.writeFD = fds[1]
         let readFD = FileDescriptor(rawValue: fds[0])
+        // The guard says "ready" on its stdout once it watches the pipe: until then nothing may
+        // be stopped (a run killed before the guard exists would leave MAAS down).
+        var ready: [Int32] = [0, 0]
+        guard pipe2(&ready, O_CLOEXEC) == 0 else {
+            close(fds[0]); close(fds[1]); g.writeFD = -1
+            throw BackupError.failed("cannot create the guard's pipe: \(String(cString: strerror(errno)))")
+        }
+        let readyWrite = FileDescriptor(rawValue: ready[1])
         let args = ["guard", "--timeout", String(timeoutSeconds), "--"] + services
         g.task = Task.detached {
-            _ = try? await Command.runDetachedChild(executable, args, stdin: readFD)
+            _ = try? await Command.runDetachedChild(executable, args, stdin: readFD, stdout: readyWrite)
+        }
+        let started = (try? await Blocking.run { () -> Bool in
+            defer { close(ready[0]) }
+            var pfd = pollfd(fd: ready[0], events: Int16(POLLIN), revents: 0)
+            var got = [UInt8]()
+            let deadline = Date().addingTimeInterval(30)
+            while !String(decoding: got, as: UTF8.self).contains("ready") {
+                let left = Int32(max(0, deadline.timeIntervalSinceNow * 1000))
+                let r = poll(&pfd, 1, left)
+                if r < 0 && errno == EINTR { continue }
+                if r <= 0 { return false }
+                var buf = [UInt8](repeating: 0, count: 16)
+                let n = read(ready[0], &buf, buf.count)
+                if n <= 0 { return false }  // the guard exited (or was never started)
+                got += buf[0..<n]
+            }
+            return true
+        }) ?? false
+        guard started else {
+            await g.disarm()
+            throw BackupError.failed("the dead-man guard (\(executable) guard) did not start; nothing was stopped",
+                                     hint: "check that \(executable) can run")
         }
         // Backup for a cgroup kill: a transient systemd timer, where systemd runs.
         if FileManager.default.fileExists(atPath: "/run/systemd/system"), let run = Command.find("systemd-run"),
@@ -54,6 +84,9 @@ public final class DeadManGuard: @unchecked Sendable {
 
     /// The guard process's own loop: wait for "disarm", EOF, or the timeout.
     public static func runGuard(services: [String], timeoutSeconds: Int) async -> Int32 {
+        _ = "ready\n".withCString { write(1, $0, 6) }
+        let null = open("/dev/null", O_WRONLY)  // the run stops reading: nothing more goes there
+        if null >= 0 { dup2(null, 1); close(null) }
         var pfd = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
         let deadline = Date().addingTimeInterval(Double(timeoutSeconds))
         var got = [UInt8]()

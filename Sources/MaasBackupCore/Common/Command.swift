@@ -109,13 +109,14 @@ extension Double {
 extension Command {
     /// Runs a child in its own session (so a terminal's SIGINT does not reach it) with `stdin` as
     /// its standard input; returns when it exits.
-    static func runDetachedChild(_ executable: String, _ arguments: [String], stdin: FileDescriptor) async throws -> Int32 {
+    static func runDetachedChild(_ executable: String, _ arguments: [String], stdin: FileDescriptor, stdout: FileDescriptor) async throws -> Int32 {
         var opts = PlatformOptions()
         opts.createSession = true
         let r = try await Subprocess.run(.path(FilePath(executable)), arguments: Arguments(arguments),
                                          platformOptions: opts,
                                          input: .fileDescriptor(stdin, closeAfterSpawningProcess: true),
-                                         output: .discarded, error: .currentStandardError)
+                                         output: .fileDescriptor(stdout, closeAfterSpawningProcess: true),
+                                         error: .currentStandardError)
         return code(r.terminationStatus)
     }
 }
