@@ -213,8 +213,13 @@ public final class TarWriter {
             if capture.sealed { throw Sealed() }
             capture.bytes.append(contentsOf: chunk)
         }
-        try w.writeHeader(h)
-        capture.sealed = true  // the padding libarchive writes when the writer is freed is refused
+        // Sealed before the writer can go: freeing it makes libarchive write the member's data
+        // as zeros (h.size bytes), which must be refused at the first block, not collected.
+        // withExtendedLifetime: Swift may otherwise free `w` right after its last use.
+        try withExtendedLifetime(w) {
+            try w.writeHeader(h)
+            capture.sealed = true
+        }
         return capture.bytes
     }
 }
