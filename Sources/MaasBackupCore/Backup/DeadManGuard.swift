@@ -17,6 +17,8 @@ public final class DeadManGuard: @unchecked Sendable {
     /// Arms the guard; call before stopping anything.
     public static func arm(executable: String, services: [String], timeoutSeconds: Int, runID: String) async throws -> DeadManGuard {
         let g = DeadManGuard()
+        // A guard that died already must make disarm's write fail with EPIPE, not kill this run.
+        signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [0, 0]
         guard pipe2(&fds, O_CLOEXEC) == 0 else {
             throw BackupError.failed("cannot create the guard's pipe: \(String(cString: strerror(errno)))")
