@@ -134,6 +134,9 @@ enum RT {
 
     /// Files the stand-in daemons keep rewriting.
     static let volatile: Set<String> = ["var/lib/maas/counter", "var/lib/maas/counter.tmp", "var/lib/maas/rackd-heartbeat"]
+    /// Files that exist only for an instant (written, then renamed over `counter`): left out of
+    /// fingerprints, since whether one is caught is chance.
+    static let transient: Set<String> = ["var/lib/maas/counter.tmp"]
 
     struct Entry: Equatable, CustomStringConvertible {
         var type: String
@@ -145,11 +148,12 @@ enum RT {
     }
 
     /// Every entry below root's etc/maas and var/lib/maas (keyed by member path), without the
-    /// tool's .maas-snapshot-backup folder; volatile files by type only.
+    /// tool's .maas-snapshot-backup folder; volatile files by type only, transient ones not at all.
     static func fingerprint(root: String, members: [String] = ["etc/maas", "var/lib/maas"]) -> [String: Entry] {
         var out: [String: Entry] = [:]
         func walk(_ member: String) {
             let p = root + "/" + member
+            if transient.contains(member) { return }
             var st = stat()
             guard lstat(p, &st) == 0 else { return }
             let fmt = st.st_mode & S_IFMT
