@@ -55,6 +55,13 @@ let package = Package(
             path: "Sources/CLI",
             swiftSettings: swift6
         ),
+        // Benchmarks/backup: the archive step alone, timed beside tar -czf and tar | pigz.
+        .executableTarget(
+            name: "msb-bench-archive",
+            dependencies: ["MaasBackupCore"],
+            path: "Benchmarks/archive",
+            swiftSettings: swift6
+        ),
 
         .testTarget(name: "StreamsTests", dependencies: ["Streams"], swiftSettings: swift6),
         .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore"], swiftSettings: swift6),
