@@ -6,6 +6,10 @@
 # Usage (root): Benchmarks/backup/run.sh [SCALES...]          e.g. run.sh 0.5 2 8
 #   MSB_BINARY=PATH    use this binary instead of building it (MSB_BINARY_NOTE: what it is, printed)
 #                      (swift build -c release --scratch-path .build-bench-backup --product maas-snapshot-backup)
+#   MSB_BENCH_ARCHIVE=PATH  the same for msb-bench-archive (Benchmarks/archive: the archive step alone)
+#   BENCH_SERVICE_PAUSE=S   seconds the stand-in MAAS services sleep between writes (default 0.1:
+#                      about 0.3 of a core busy, like an idle region; 0.005 is the tests' pace,
+#                      which keeps about 1.1 of 2 cores busy). Their load is measured and printed.
 #   BENCH_TMPDIR=DIR   where the environments go (default $TMPDIR or /tmp); needs about 3x the
 #                      largest scale free
 #
@@ -22,7 +26,9 @@
 #       syncs backup.tgz (B fsyncs its archive);
 #   (B) maas-snapshot-backup --config DIR/config.yaml --json under /usr/bin/time -v; downtime_ms,
 #       duration_ms and window from its JSON; its archive phase watched from outside by sample.pl;
-#   then tar -czf and tar -cf - | pigz of var/lib/maas (boot-resources left out), the same tree.
+#   then, on the same tree (var/lib/maas, boot-resources left out) under the same conditions (the
+#   services running, nothing else): tar -czf, tar -cf - | pigz, and B's archive step alone
+#   (msb-bench-archive: the backup's own ArchiveBuilder, without snapshot or pg_dump beside it).
 # The page cache is warm for all of them (the data was just written); the load average is printed
 # before and after each scale because the timings depend on it.
 # Everything is removed at the end and on failure (testenv.sh down, then the work folder).
@@ -82,26 +88,47 @@ command -v pigz >/dev/null || install_pkg pigz
 command -v jq >/dev/null || install_pkg jq
 [ -x "$pgbin/pg_dumpall" ] || { echo "run.sh: PostgreSQL 15 is missing ($pgbin); run scripts/install-deps.sh" >&2; exit 69; }
 
-# ---- the binary ----
+# ---- the binaries ----
 build_note="given (MSB_BINARY)"
+build_product() {  # NAME: a release build into .build-bench-backup; prints nothing on success
+  (cd "$repo" && swift build -c release --scratch-path .build-bench-backup --product "$1") \
+    >"${TMPDIR:-/tmp}/msb-bench-backup-build.log" 2>&1 ||
+    { tail -30 "${TMPDIR:-/tmp}/msb-bench-backup-build.log" >&2; exit 1; }
+}
 if [ -n "${MSB_BINARY:-}" ]; then
   bin=$MSB_BINARY
 else
   t=$EPOCHREALTIME
   echo "building maas-snapshot-backup (release, .build-bench-backup) ..."
-  (cd "$repo" && swift build -c release --scratch-path .build-bench-backup --product maas-snapshot-backup) \
-    >"${TMPDIR:-/tmp}/msb-bench-backup-build.log" 2>&1 ||
-    { tail -30 "${TMPDIR:-/tmp}/msb-bench-backup-build.log" >&2; exit 1; }
+  build_product maas-snapshot-backup
   bin="$repo/.build-bench-backup/release/maas-snapshot-backup"
   build_note=$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "release build %.0f s (not counted)", b - a }')
 fi
 [ -x "$bin" ] || { echo "run.sh: no binary at $bin" >&2; exit 69; }
+if [ -n "${MSB_BENCH_ARCHIVE:-}" ]; then
+  abin=$MSB_BENCH_ARCHIVE
+else
+  echo "building msb-bench-archive (release, .build-bench-backup) ..."
+  build_product msb-bench-archive
+  abin="$repo/.build-bench-backup/release/msb-bench-archive"
+fi
+[ -x "$abin" ] || { echo "run.sh: no msb-bench-archive at $abin" >&2; exit 69; }
+pause=${BENCH_SERVICE_PAUSE:-0.1}
+[[ $pause =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run.sh: BENCH_SERVICE_PAUSE is seconds, such as 0.1, not '$pause'" >&2; exit 64; }
 
 base=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/msb-bench-backup.XXXXXX")
 chmod 755 "$base"
 
 # ---- helpers ----
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+# busy_share SECONDS: the share of all CPUs busy (not idle, not iowait) over SECONDS, in percent.
+busy_share() {
+  local b1 i1 b2 i2
+  read -r b1 i1 < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+  sleep "$1"
+  read -r b2 i2 < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+  calc "%.0f" "100 * (b2 - b1) / ((b2 - b1) + (i2 - i1))" b1="$b1" b2="$b2" i1="$i1" i2="$i2"
+}
 # calc FORMAT EXPR [name=value ...]: awk arithmetic on named values.
 calc() { local fmt=$1 expr=$2; shift 2; local args=(); for a in "$@"; do args+=(-v "$a"); done; awk "${args[@]}" "BEGIN { printf \"$fmt\", ($expr) }"; }
 psql_env() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$1/pgsock" -U postgres -d maasdb "${@:2}"; }
@@ -179,7 +206,7 @@ run_scale() {
   echo "== scale $scale GiB ($(date -u +%FT%TZ); load average $load_before) =="
   local tb=$EPOCHREALTIME
   cur_env=$env
-  TESTENV_BTRFS_SIZE=${btrfs_mb}M bash "$testenv" up "$env" --rows 2000 >"$w/testenv.log" 2>&1 ||
+  TESTENV_BTRFS_SIZE=${btrfs_mb}M TESTENV_REGIOND_PAUSE=$pause TESTENV_RACKD_PAUSE=$pause bash "$testenv" up "$env" --rows 2000 >"$w/testenv.log" 2>&1 ||
     { cat "$w/testenv.log" >&2; return 1; }
   local run=(env PATH="$env/bin:$orig_path" FAKE_SYSTEMCTL_DIR="$env/svc")
   local m="$env/root/var/lib/maas"
@@ -196,7 +223,8 @@ run_scale() {
   tree=$(tree_bytes "$env")
   nfiles=$(find "$m" "$env/root/etc/maas" -path "$m/boot-resources" -prune -o -type f -print | wc -l)
   local build_s; build_s=$(calc "%.0f" "b - a" a="$tb" b="$EPOCHREALTIME")
-  echo "data: database $(calc "%.2f" "x / g" x="$db_bytes" g=$GiB) GiB (events $(calc "%.2f" "x / g" x="$ev_bytes" g=$GiB), large objects $(calc "%.2f" "x / g" x="$lo_bytes" g=$GiB)); files $(calc "%.2f" "x / g" x="$tree" g=$GiB) GiB in $nfiles files; built in $build_s s"
+  local svc_busy; svc_busy=$(busy_share 5)
+  echo "data: database $(calc "%.2f" "x / g" x="$db_bytes" g=$GiB) GiB (events $(calc "%.2f" "x / g" x="$ev_bytes" g=$GiB), large objects $(calc "%.2f" "x / g" x="$lo_bytes" g=$GiB)); files $(calc "%.2f" "x / g" x="$tree" g=$GiB) GiB in $nfiles files; built in $build_s s; the machine ${svc_busy}% busy with the stand-in services up (a write every $pause s), nothing else running"
 
   # ---- (A) the documented manual procedure ----
   echo "A: stop, pg_dumpall -c, tar -cvpzf, start ..."
@@ -263,7 +291,16 @@ run_scale() {
   (cd "$env/root" && /usr/bin/time -f '%e %U %S' -o "$w/c-pigz.time" bash -c \
     'tar -cf - --warning=no-file-changed --exclude=var/lib/maas/boot-resources var/lib/maas | pigz -6 >"$1"
      s=("${PIPESTATUS[@]}"); [ "${s[0]}" -le 1 ] && [ "${s[1]}" -eq 0 ]' _ "$w/tree-pigz.tgz")
+  echo "msb-bench-archive (B's archive step alone) on var/lib/maas ..."
+  # The stand-ins' two small files rewritten in place or renamed while it runs are left out (a
+  # backup reads a frozen snapshot; a file that shrinks under it is an error, not a warning).
+  "$abin" "$w/tree-msb.tgz" "$m=var/lib/maas" --skip var/lib/maas/boot-resources \
+    --skip var/lib/maas/rackd-heartbeat --skip var/lib/maas/counter --skip var/lib/maas/counter.tmp >"$w/c-msb.out"
   local vlm; vlm=$(du -sb --exclude=boot-resources "$m" | cut -f1)
+  local x_wall x_cpu x_rss x_size
+  x_wall=$(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' "$w/c-msb.out"); x_cpu=$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' "$w/c-msb.out")
+  x_rss=$(sed -n 's/.*rss_mib=\([0-9.]*\).*/\1/p' "$w/c-msb.out"); x_size=$(fsize "$w/tree-msb.tgz")
+  rm -f "$w/tree-msb.tgz"
   local g_wall g_u g_s g_cpu p_wall p_u p_s p_cpu g_size p_size
   read -r g_wall g_u g_s < <(times_of "$w/c-gzip.time"); g_cpu=$(calc "%.1f" "u + s" u="$g_u" s="$g_s")
   read -r p_wall p_u p_s < <(times_of "$w/c-pigz.time"); p_cpu=$(calc "%.1f" "u + s" u="$p_u" s="$p_s")
@@ -282,12 +319,13 @@ run_scale() {
   b_gap_s=$(calc "%.2f" "p - c - d" p="$s_partial_first" c="${b_stop_call:-$b0}" d="$b_down")
   b_post_s=$(calc "%.2f" "e - p" e="$b1" p="$s_partial_last")
   local mibs="x / m / t"
-  local thr_a thr_b thr_bt thr_g thr_p
+  local thr_a thr_b thr_bt thr_g thr_p thr_x
   thr_a=$(calc "%.1f" "$mibs" x=$((tree + a_dump_bytes)) m=$MiB t="$a_tar")
   thr_b=$(calc "%.1f" "$mibs" x=$((tree + b_dump_bytes)) m=$MiB t="$b_arch_s")
   thr_bt=$(calc "%.1f" "$mibs" x="$tree" m=$MiB t="$b_tree_s")
   thr_g=$(calc "%.1f" "$mibs" x="$vlm" m=$MiB t="$g_wall")
   thr_p=$(calc "%.1f" "$mibs" x="$vlm" m=$MiB t="$p_wall")
+  thr_x=$(calc "%.1f" "$mibs" x="$vlm" m=$MiB t="$x_wall")
   local gib="%.2f GiB"
   echo
   echo "### scale $scale GiB: database $(calc "%.2f" "x / g" x="$db_bytes" g=$GiB) GiB, files $(calc "%.2f" "x / g" x="$tree" g=$GiB) GiB; load average before $load_before, after $load_after"
@@ -300,12 +338,13 @@ run_scale() {
   echo "| dump.sql | $(calc "$gib" "x / g" x="$a_dump_bytes" g=$GiB) (pg_dumpall $(calc "%.1f s" "x" x="$a_dumpt"), $a_dump_cpu s CPU) | $(calc "$gib" "x / g" x="$b_dump_bytes" g=$GiB) (pg_dump ran $(calc "%.1f s" "x" x="$b_dump_s"), concurrent with the tree) | | |"
   echo "| peak RSS | | $b_rss MiB (CPU $b_cpu s incl. pg_dump) | | <= 64 MiB |"
   echo "| archive step: tree + dump.sql in, MiB/s | $thr_a (tar -cvpzf: $(calc "%.1f s" "x" x="$a_tar"), $a_tar_cpu s CPU) | $thr_b (.partial written in $b_arch_s s) | $(calc "%.2fx" "b / a" a="$thr_a" b="$thr_b") | >= 1.7x GNU tar+gzip |"
+  echo "| archive step alone on the var/lib/maas tree, MiB/s (services up, nothing else) | tar -czf $thr_g; tar \\| pigz $thr_p | $thr_x (msb-bench-archive: $(calc "%.1f s" "x" x="$x_wall"), $x_cpu s CPU, $(calc "$gib" "x / g" x="$x_size" g=$GiB), RSS $x_rss MiB) | $(calc "%.2fx" "b / a" a="$thr_g" b="$thr_x") tar+gzip, $(calc "%.2fx" "b / a" a="$thr_p" b="$thr_x") pigz | >= 1.7x tar+gzip, >= pigz |"
   echo "| var/lib/maas tree, MiB/s | tar -czf $thr_g ($(calc "%.1f s" "x" x="$g_wall"), $g_cpu s CPU, $(calc "$gib" "x / g" x="$g_size" g=$GiB)); tar \\| pigz $thr_p ($(calc "%.1f s" "x" x="$p_wall"), $p_cpu s CPU, $(calc "$gib" "x / g" x="$p_size" g=$GiB)) | $thr_bt (tree files open for $b_tree_s s, pg_dump running beside) | $(calc "%.2fx" "b / a" a="$thr_g" b="$thr_bt") tar+gzip, $(calc "%.2fx" "b / a" a="$thr_p" b="$thr_bt") pigz | >= 1.7x tar+gzip, >= pigz |"
   echo
   echo "A's steps: stop $(calc "%.2f" x x="$a_stop") s, pg_dumpall $(calc "%.1f" x x="$a_dumpt") s, tar $(calc "%.1f" x x="$a_tar") s, start $(calc "%.2f" x x="$a_start") s, sync of backup.tgz $(calc "%.2f" "b - a" a="$a4" b="$a5") s."
   echo "B's window ($(calc "%.0f" "x * 1000" x="$b_down") ms): $b_window."
   echo "B's run ($(calc "%.1f" x x="$b_dur") s; from outside, $s_samples samples): preflight and connections $b_pre_s s; window $(calc "%.2f" x x="$b_down") s; to the first archive byte $b_gap_s s; tree archived $b_tree_s s with pg_dump running $b_dump_s s beside it; waiting for pg_dump after the tree $b_wait_s s; dump.sql member, manifest, fsync and rename $b_tail_s s; snapshot removal and exit $b_post_s s."
-  summary_rows+=("$scale $a_down $b_down $a_total $b_dur $b_rss $thr_a $thr_b $thr_g $thr_p $thr_bt ${load_before// //}|${load_after// //}")
+  summary_rows+=("$scale $a_down $b_down $a_total $b_dur $b_rss $thr_a $thr_b $thr_g $thr_p $thr_bt $thr_x $svc_busy ${load_before// //}|${load_after// //}")
 
   bash "$testenv" down "$env" >/dev/null 2>&1
   cur_env=""
@@ -319,17 +358,18 @@ if [ -n "${MSB_BINARY:-}" ]; then
 else
   echo "binary: $bin ($build_note) from the tree at commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' with uncommitted changes in Sources')"
 fi
-echo "scales (GiB): ${scales[*]}; load average at start: $(load)"
+echo "msb-bench-archive: $abin"
+echo "scales (GiB): ${scales[*]}; stand-in services write every $pause s; load average at start: $(load)"
 for s in "${scales[@]}"; do run_scale "$s"; done
 
 echo
 echo "### all scales"
 echo
-echo "| scale | downtime A | downtime B | A/B | total A | total B | B/A | peak RSS B | archive step MiB/s A (tar+gzip) / B | tree MiB/s tar+gzip / pigz / B | load before \\| after |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| scale | downtime A | downtime B | A/B | total A | total B | B/A | peak RSS B | archive step in the run, MiB/s: A (tar+gzip) / B | archive step alone on the tree, MiB/s: tar+gzip / pigz / B | B alone vs tar+gzip, pigz | B's tree in the run, MiB/s | busy with services up | load before \\| after |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for r in "${summary_rows[@]}"; do
-  read -r sc ad bd at bt rss ta tb tg tp tbt ld <<<"$r"
-  echo "| $sc GiB | $(calc "%.1f s" x x="$ad") | $(calc "%.3f s" x x="$bd") | $(calc "%.0fx" "a / b" a="$ad" b="$bd") | $(calc "%.1f s" x x="$at") | $(calc "%.1f s" x x="$bt") | $(calc "%.2f" "b / a" a="$at" b="$bt") | $rss MiB | $ta / $tb | $tg / $tp / $tbt | ${ld//|/ \\| } |"
+  read -r sc ad bd at bt rss ta tb tg tp tbt tx sb ld <<<"$r"
+  echo "| $sc GiB | $(calc "%.1f s" x x="$ad") | $(calc "%.3f s" x x="$bd") | $(calc "%.0fx" "a / b" a="$ad" b="$bd") | $(calc "%.1f s" x x="$at") | $(calc "%.1f s" x x="$bt") | $(calc "%.2f" "b / a" a="$at" b="$bt") | $rss MiB | $ta / $tb ($(calc "%.2fx" "b / a" a="$ta" b="$tb")) | $tg / $tp / $tx | $(calc "%.2fx" "b / a" a="$tg" b="$tx"), $(calc "%.2fx" "b / a" a="$tp" b="$tx") | $tbt | $sb% | ${ld//|/ \\| } |"
 done
 if [ ${#summary_rows[@]} -ge 2 ]; then
   read -r s1 _ d1 _ <<<"${summary_rows[0]}"
