@@ -334,6 +334,27 @@ msb_write_config() {
   msb_defer "rm -rf /var/backups/maas-snapshot-backup /var/lib/maas-snapshot-backup"
 }
 
+# PostgreSQL's data and /var/lib/maas on two 1 GiB LVs with FSTYPE in a new volume group on the
+# data disk (scenarios 10, 11 and 17).
+msb_lvm_pg_and_maas() { # FSTYPE
+  local fs=$1
+  msb_make_vg
+  msb_make_lv pg 1G; msb_mkfs "/dev/$MSB_VG/pg" "$fs"
+  msb_pgdata_on "/dev/$MSB_VG/pg" "$fs"
+  msb_make_lv maas 1G; msb_mkfs "/dev/$MSB_VG/maas" "$fs"
+  msb_mount_over "/dev/$MSB_VG/maas" "$fs" /var/lib/maas
+}
+
+# A MAAS host on the volumes made so far: maasdb with the real schema of VERSION (default 3.4.0),
+# the stand-in MAAS services (not started), the tree with a BLOB_MB MiB blob (default 16) and the
+# default config.
+msb_maas_host() { # [VERSION] [BLOB_MB]
+  msb_load_maasdb "${1:-3.4.0}"
+  msb_install_fake_maas
+  msb_fill_maas_tree "${2:-16}"
+  msb_write_config </dev/null
+}
+
 # Runs a backup: msb_backup ARGS... ; sets MSB_BACKUP_RC and MSB_BACKUP_JSON (the --json output).
 msb_backup() {
   local t0=$SECONDS

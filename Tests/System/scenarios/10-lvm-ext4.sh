@@ -4,15 +4,8 @@
 # msb-needs: binary schema
 # msb-timeout: 900
 source "$MSB_LIB"
-msb_make_vg
-msb_make_lv pg 1G; msb_mkfs "/dev/$MSB_VG/pg" ext4
-msb_pgdata_on "/dev/$MSB_VG/pg" ext4
-msb_make_lv maas 1G; msb_mkfs "/dev/$MSB_VG/maas" ext4
-msb_mount_over "/dev/$MSB_VG/maas" ext4 /var/lib/maas
-msb_load_maasdb 3.4.0
-msb_install_fake_maas
-msb_fill_maas_tree 16
-msb_write_config </dev/null
+msb_lvm_pg_and_maas ext4
+msb_maas_host
 msb_backup_and_check --snapshot lvm
 msb_assert_method /var/lib/maas lvm
 msb_assert_method /etc/maas copy

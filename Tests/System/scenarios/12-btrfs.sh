@@ -11,10 +11,7 @@ dev=$(readlink -f "$MSB_DATA_DISK")
 # The subvolumes mounted at their places (msb_mount_over copies the current contents in).
 msb_pgdata_on "$dev" btrfs subvol=@pg
 msb_mount_over "$dev" btrfs /var/lib/maas subvol=@maas
-msb_load_maasdb 3.4.0
-msb_install_fake_maas
-msb_fill_maas_tree 16
-msb_write_config </dev/null
+msb_maas_host
 msb_backup_and_check --snapshot btrfs
 msb_assert_method /var/lib/maas btrfs
 msb_assert_method /etc/maas copy

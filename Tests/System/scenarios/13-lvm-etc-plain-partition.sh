@@ -11,10 +11,7 @@ msb_mount_over "${MSB_PARTS[0]}" ext4 /etc/maas
 msb_make_vg "${MSB_PARTS[1]}"
 msb_make_lv maas 1G; msb_mkfs "/dev/$MSB_VG/maas" ext4
 msb_mount_over "/dev/$MSB_VG/maas" ext4 /var/lib/maas
-msb_load_maasdb 3.5.0
-msb_install_fake_maas
-msb_fill_maas_tree 16
-msb_write_config </dev/null
+msb_maas_host 3.5.0
 msb_backup_and_check
 msb_assert_method /var/lib/maas lvm
 msb_assert_method /etc/maas copy

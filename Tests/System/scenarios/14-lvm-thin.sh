@@ -10,10 +10,7 @@ msb_make_thinlv maas 4G pool; msb_mkfs "/dev/$MSB_VG/maas" ext4
 msb_make_thinlv etc 1G pool; msb_mkfs "/dev/$MSB_VG/etc" xfs
 msb_mount_over "/dev/$MSB_VG/etc" xfs /etc/maas
 msb_mount_over "/dev/$MSB_VG/maas" ext4 /var/lib/maas
-msb_load_maasdb 3.4.0
-msb_install_fake_maas
-msb_fill_maas_tree 16
-msb_write_config </dev/null
+msb_maas_host
 msb_backup_and_check --snapshot lvm
 msb_assert_method /var/lib/maas lvm
 msb_assert_method /etc/maas lvm

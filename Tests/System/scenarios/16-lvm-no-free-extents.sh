@@ -10,10 +10,7 @@ msb_defer "lvremove -f $MSB_VG/maas"
 msb_settle
 msb_mkfs "/dev/$MSB_VG/maas" ext4
 msb_mount_over "/dev/$MSB_VG/maas" ext4 /var/lib/maas
-msb_load_maasdb 3.4.0
-msb_install_fake_maas
-msb_fill_maas_tree 4
-msb_write_config </dev/null
+msb_maas_host 3.4.0 4
 msb_start_fake_maas
 before=$(systemctl show -P ActiveEnterTimestampMonotonic maas-regiond)
 msb_backup --snapshot lvm
