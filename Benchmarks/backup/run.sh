@@ -10,6 +10,8 @@
 #   BENCH_SERVICE_PAUSE=S   seconds the stand-in MAAS services sleep between writes (default 0.1:
 #                      about 0.3 of a core busy, like an idle region; 0.005 is the tests' pace,
 #                      which keeps about 1.1 of 2 cores busy). Their load is measured and printed.
+#   BENCH_TREE_RUNS=N  rounds of tar | pigz and msb-bench-archive on the tree, alternating (default 3;
+#                      medians are compared)
 #   BENCH_TMPDIR=DIR   where the environments go (default $TMPDIR or /tmp); needs about 3x the
 #                      largest scale free
 #
@@ -114,6 +116,8 @@ else
 fi
 [ -x "$abin" ] || { echo "run.sh: no msb-bench-archive at $abin" >&2; exit 69; }
 pause=${BENCH_SERVICE_PAUSE:-0.1}
+runs=${BENCH_TREE_RUNS:-3}
+[[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: BENCH_TREE_RUNS is a count of at least 1, not '$runs'" >&2; exit 64; }
 [[ $pause =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "run.sh: BENCH_SERVICE_PAUSE is seconds, such as 0.1, not '$pause'" >&2; exit 64; }
 
 base=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/msb-bench-backup.XXXXXX")
@@ -129,6 +133,8 @@ busy_share() {
   read -r b2 i2 < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
   calc "%.0f" "100 * (b2 - b1) / ((b2 - b1) + (i2 - i1))" b1="$b1" b2="$b2" i1="$i1" i2="$i2"
 }
+# median NUMBER...: the middle one (the mean of the middle two for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 # calc FORMAT EXPR [name=value ...]: awk arithmetic on named values.
 calc() { local fmt=$1 expr=$2; shift 2; local args=(); for a in "$@"; do args+=(-v "$a"); done; awk "${args[@]}" "BEGIN { printf \"$fmt\", ($expr) }"; }
 psql_env() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$1/pgsock" -U postgres -d maasdb "${@:2}"; }
@@ -273,6 +279,9 @@ run_scale() {
   b_dump_bytes=$(jq -r .dump.size "$b_arch.manifest.json")
   b_window=$(jq -r --arg root "$env/root" \
     '[.window[] | (.step | split(" ")) as $p | "\($p[0]) \($p[1:] | join(" ") | ltrimstr($root)) \(.ms) ms" | sub(" +"; " ")] | join(", ")' "$w/b.json")
+  # The window without the services' own stop and start: what the tool itself holds them down for.
+  local b_own
+  b_own=$(jq -r '(.downtime_ms - ([.window[] | select(.step == "stop_services" or .step == "start_services") | .ms] | add // 0)) / 1000' "$w/b.json")
   b_rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$w/b.time")
   b_cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.1f", s }' "$w/b.time")
   # The outside view of B's run (sample.pl) and the stand-in systemctl's call log.
@@ -283,29 +292,39 @@ run_scale() {
   b_stop_call=$(awk -v t="$b0" '$1 > t && $2 == "stop" { print $1; exit }' "$env/svc/calls.log")
   rm -f "$b_arch" "$b_arch.manifest.json"
 
-  # ---- the same tree with GNU tar + gzip and tar | pigz ----
-  echo "tar -czf and tar | pigz on var/lib/maas ..."
-  (cd "$env/root" && /usr/bin/time -f '%e %U %S' -o "$w/c-gzip.time" \
-    tar -czf "$w/tree-gzip.tgz" --warning=no-file-changed --exclude=var/lib/maas/boot-resources var/lib/maas) ||
-    [ $? -eq 1 ]   # 1: a file changed while read (the stand-in daemons keep writing); the archive is made
-  (cd "$env/root" && /usr/bin/time -f '%e %U %S' -o "$w/c-pigz.time" bash -c \
-    'tar -cf - --warning=no-file-changed --exclude=var/lib/maas/boot-resources var/lib/maas | pigz -6 >"$1"
-     s=("${PIPESTATUS[@]}"); [ "${s[0]}" -le 1 ] && [ "${s[1]}" -eq 0 ]' _ "$w/tree-pigz.tgz")
-  echo "msb-bench-archive (B's archive step alone) on var/lib/maas ..."
-  # The stand-ins' two small files rewritten in place or renamed while it runs are left out (a
-  # backup reads a frozen snapshot; a file that shrinks under it is an error, not a warning).
-  "$abin" "$w/tree-msb.tgz" "$m=var/lib/maas" --skip var/lib/maas/boot-resources \
-    --skip var/lib/maas/rackd-heartbeat --skip var/lib/maas/counter --skip var/lib/maas/counter.tmp >"$w/c-msb.out"
+  # ---- the same tree: tar -czf once, then tar | pigz and B's archive step alone, taking turns ----
+  # Each output is fsynced inside its timing, as B's archive is. This machine's speed drifts by
+  # several percent from minute to minute (a shared VM: CPU steal), so the close pair, pigz and
+  # msb-bench-archive, run $runs times each, alternating, and their medians are compared.
+  echo "tar -czf on var/lib/maas ..."
+  (cd "$env/root" && /usr/bin/time -f '%e %U %S' -o "$w/c-gzip.time" bash -c \
+    'tar -czf "$1" --warning=no-file-changed --exclude=var/lib/maas/boot-resources var/lib/maas; s=$?
+     [ $s -le 1 ] && sync "$1"' _ "$w/tree-gzip.tgz")   # tar's 1: a file changed while read (the stand-ins write)
   local vlm; vlm=$(du -sb --exclude=boot-resources "$m" | cut -f1)
-  local x_wall x_cpu x_rss x_size
-  x_wall=$(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' "$w/c-msb.out"); x_cpu=$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' "$w/c-msb.out")
-  x_rss=$(sed -n 's/.*rss_mib=\([0-9.]*\).*/\1/p' "$w/c-msb.out"); x_size=$(fsize "$w/tree-msb.tgz")
-  rm -f "$w/tree-msb.tgz"
-  local g_wall g_u g_s g_cpu p_wall p_u p_s p_cpu g_size p_size
+  local g_wall g_u g_s g_cpu g_size
   read -r g_wall g_u g_s < <(times_of "$w/c-gzip.time"); g_cpu=$(calc "%.1f" "u + s" u="$g_u" s="$g_s")
-  read -r p_wall p_u p_s < <(times_of "$w/c-pigz.time"); p_cpu=$(calc "%.1f" "u + s" u="$p_u" s="$p_s")
-  g_size=$(fsize "$w/tree-gzip.tgz"); p_size=$(fsize "$w/tree-pigz.tgz")
-  rm -f "$w/tree-gzip.tgz" "$w/tree-pigz.tgz"
+  g_size=$(fsize "$w/tree-gzip.tgz"); rm -f "$w/tree-gzip.tgz"
+  local i pw pu ps p_walls=() p_cpus=() x_walls=() x_cpus=() x_rsss=() p_size x_size
+  for ((i = 1; i <= runs; i++)); do
+    echo "tar | pigz, then msb-bench-archive (B's archive step alone) on var/lib/maas: round $i of $runs ..."
+    (cd "$env/root" && /usr/bin/time -f '%e %U %S' -o "$w/c-pigz.time" bash -c \
+      'tar -cf - --warning=no-file-changed --exclude=var/lib/maas/boot-resources var/lib/maas | pigz -6 >"$1"
+       s=("${PIPESTATUS[@]}"); [ "${s[0]}" -le 1 ] && [ "${s[1]}" -eq 0 ] && sync "$1"' _ "$w/tree-pigz.tgz")
+    read -r pw pu ps < <(times_of "$w/c-pigz.time")
+    p_walls+=("$pw"); p_cpus+=("$(calc "%.1f" "u + s" u="$pu" s="$ps")")
+    p_size=$(fsize "$w/tree-pigz.tgz"); rm -f "$w/tree-pigz.tgz"
+    # The stand-ins' small files rewritten in place or renamed meanwhile are left out (a backup
+    # reads a frozen snapshot, where a file that shrinks under it is an error, not a warning).
+    "$abin" "$w/tree-msb.tgz" "$m=var/lib/maas" --skip var/lib/maas/boot-resources \
+      --skip var/lib/maas/rackd-heartbeat --skip var/lib/maas/counter --skip var/lib/maas/counter.tmp >"$w/c-msb.out"
+    x_walls+=("$(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' "$w/c-msb.out")")
+    x_cpus+=("$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' "$w/c-msb.out")")
+    x_rsss+=("$(sed -n 's/.*rss_mib=\([0-9.]*\).*/\1/p' "$w/c-msb.out")")
+    x_size=$(fsize "$w/tree-msb.tgz"); rm -f "$w/tree-msb.tgz"
+  done
+  local p_wall p_cpu x_wall x_cpu x_rss
+  p_wall=$(median "${p_walls[@]}"); p_cpu=$(median "${p_cpus[@]}")
+  x_wall=$(median "${x_walls[@]}"); x_cpu=$(median "${x_cpus[@]}"); x_rss=$(printf '%s\n' "${x_rsss[@]}" | sort -g | tail -1)
   local load_after; load_after=$(load)
 
   # ---- figures ----
@@ -320,7 +339,7 @@ run_scale() {
   b_post_s=$(calc "%.2f" "e - p" e="$b1" p="$s_partial_last")
   local mibs="x / m / t"
   local thr_a thr_b thr_bt thr_g thr_p thr_x
-  thr_a=$(calc "%.1f" "$mibs" x=$((tree + a_dump_bytes)) m=$MiB t="$a_tar")
+  thr_a=$(calc "%.1f" "$mibs" x=$((tree + a_dump_bytes)) m=$MiB t="$(calc "%.3f" "t + y" t="$a_tar" y="$(calc "%.3f" "b - a" a="$a4" b="$a5")")")
   thr_b=$(calc "%.1f" "$mibs" x=$((tree + b_dump_bytes)) m=$MiB t="$b_arch_s")
   thr_bt=$(calc "%.1f" "$mibs" x="$tree" m=$MiB t="$b_tree_s")
   thr_g=$(calc "%.1f" "$mibs" x="$vlm" m=$MiB t="$g_wall")
@@ -337,14 +356,14 @@ run_scale() {
   echo "| archive size | $(calc "$gib" "x / g" x="$a_size" g=$GiB) | $(calc "$gib" "x / g" x="$b_size" g=$GiB) | $(calc "%.2fx" "b / a" a="$a_size" b="$b_size") | |"
   echo "| dump.sql | $(calc "$gib" "x / g" x="$a_dump_bytes" g=$GiB) (pg_dumpall $(calc "%.1f s" "x" x="$a_dumpt"), $a_dump_cpu s CPU) | $(calc "$gib" "x / g" x="$b_dump_bytes" g=$GiB) (pg_dump ran $(calc "%.1f s" "x" x="$b_dump_s"), concurrent with the tree) | | |"
   echo "| peak RSS | | $b_rss MiB (CPU $b_cpu s incl. pg_dump) | | <= 64 MiB |"
-  echo "| archive step: tree + dump.sql in, MiB/s | $thr_a (tar -cvpzf: $(calc "%.1f s" "x" x="$a_tar"), $a_tar_cpu s CPU) | $thr_b (.partial written in $b_arch_s s) | $(calc "%.2fx" "b / a" a="$thr_a" b="$thr_b") | >= 1.7x GNU tar+gzip |"
-  echo "| archive step alone on the var/lib/maas tree, MiB/s (services up, nothing else) | tar -czf $thr_g; tar \\| pigz $thr_p | $thr_x (msb-bench-archive: $(calc "%.1f s" "x" x="$x_wall"), $x_cpu s CPU, $(calc "$gib" "x / g" x="$x_size" g=$GiB), RSS $x_rss MiB) | $(calc "%.2fx" "b / a" a="$thr_g" b="$thr_x") tar+gzip, $(calc "%.2fx" "b / a" a="$thr_p" b="$thr_x") pigz | >= 1.7x tar+gzip, >= pigz |"
+  echo "| archive step: tree + dump.sql in, MiB/s | $thr_a (tar -cvpzf: $(calc "%.1f s" "x" x="$a_tar") and the sync of backup.tgz, $a_tar_cpu s CPU) | $thr_b (.partial written in $b_arch_s s) | $(calc "%.2fx" "b / a" a="$thr_a" b="$thr_b") | >= 1.7x GNU tar+gzip |"
+  echo "| archive step alone on the var/lib/maas tree, MiB/s (services up, nothing else; outputs fsynced; medians of $runs) | tar -czf $thr_g; tar \\| pigz $thr_p (runs ${p_walls[*]} s) | $thr_x (msb-bench-archive: runs ${x_walls[*]} s, $x_cpu s CPU, $(calc "$gib" "x / g" x="$x_size" g=$GiB), RSS $x_rss MiB) | $(calc "%.2fx" "b / a" a="$thr_g" b="$thr_x") tar+gzip, $(calc "%.2fx" "b / a" a="$thr_p" b="$thr_x") pigz | >= 1.7x tar+gzip, >= pigz |"
   echo "| var/lib/maas tree, MiB/s | tar -czf $thr_g ($(calc "%.1f s" "x" x="$g_wall"), $g_cpu s CPU, $(calc "$gib" "x / g" x="$g_size" g=$GiB)); tar \\| pigz $thr_p ($(calc "%.1f s" "x" x="$p_wall"), $p_cpu s CPU, $(calc "$gib" "x / g" x="$p_size" g=$GiB)) | $thr_bt (tree files open for $b_tree_s s, pg_dump running beside) | $(calc "%.2fx" "b / a" a="$thr_g" b="$thr_bt") tar+gzip, $(calc "%.2fx" "b / a" a="$thr_p" b="$thr_bt") pigz | >= 1.7x tar+gzip, >= pigz |"
   echo
   echo "A's steps: stop $(calc "%.2f" x x="$a_stop") s, pg_dumpall $(calc "%.1f" x x="$a_dumpt") s, tar $(calc "%.1f" x x="$a_tar") s, start $(calc "%.2f" x x="$a_start") s, sync of backup.tgz $(calc "%.2f" "b - a" a="$a4" b="$a5") s."
-  echo "B's window ($(calc "%.0f" "x * 1000" x="$b_down") ms): $b_window."
+  echo "B's window ($(calc "%.0f" "x * 1000" x="$b_down") ms; $(calc "%.1f" "x * 1000" x="$b_own") ms without the services' own stop and start): $b_window."
   echo "B's run ($(calc "%.1f" x x="$b_dur") s; from outside, $s_samples samples): preflight and connections $b_pre_s s; window $(calc "%.2f" x x="$b_down") s; to the first archive byte $b_gap_s s; tree archived $b_tree_s s with pg_dump running $b_dump_s s beside it; waiting for pg_dump after the tree $b_wait_s s; dump.sql member, manifest, fsync and rename $b_tail_s s; snapshot removal and exit $b_post_s s."
-  summary_rows+=("$scale $a_down $b_down $a_total $b_dur $b_rss $thr_a $thr_b $thr_g $thr_p $thr_bt $thr_x $svc_busy ${load_before// //}|${load_after// //}")
+  summary_rows+=("$scale $a_down $b_down $a_total $b_dur $b_rss $thr_a $thr_b $thr_g $thr_p $thr_bt $thr_x $svc_busy $b_own ${load_before// //}|${load_after// //}")
 
   bash "$testenv" down "$env" >/dev/null 2>&1
   cur_env=""
@@ -365,17 +384,17 @@ for s in "${scales[@]}"; do run_scale "$s"; done
 echo
 echo "### all scales"
 echo
-echo "| scale | downtime A | downtime B | A/B | total A | total B | B/A | peak RSS B | archive step in the run, MiB/s: A (tar+gzip) / B | archive step alone on the tree, MiB/s: tar+gzip / pigz / B | B alone vs tar+gzip, pigz | B's tree in the run, MiB/s | busy with services up | load before \\| after |"
+echo "| scale | downtime A | downtime B (without the services' stop and start) | A/B | total A | total B | B/A | peak RSS B | archive step in the run, MiB/s: A (tar+gzip) / B | archive step alone on the tree, MiB/s: tar+gzip / pigz / B | B alone vs tar+gzip, pigz | B's tree in the run, MiB/s | busy with services up | load before \\| after |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for r in "${summary_rows[@]}"; do
-  read -r sc ad bd at bt rss ta tb tg tp tbt tx sb ld <<<"$r"
-  echo "| $sc GiB | $(calc "%.1f s" x x="$ad") | $(calc "%.3f s" x x="$bd") | $(calc "%.0fx" "a / b" a="$ad" b="$bd") | $(calc "%.1f s" x x="$at") | $(calc "%.1f s" x x="$bt") | $(calc "%.2f" "b / a" a="$at" b="$bt") | $rss MiB | $ta / $tb ($(calc "%.2fx" "b / a" a="$ta" b="$tb")) | $tg / $tp / $tx | $(calc "%.2fx" "b / a" a="$tg" b="$tx"), $(calc "%.2fx" "b / a" a="$tp" b="$tx") | $tbt | $sb% | ${ld//|/ \\| } |"
+  read -r sc ad bd at bt rss ta tb tg tp tbt tx sb bo ld <<<"$r"
+  echo "| $sc GiB | $(calc "%.1f s" x x="$ad") | $(calc "%.3f s" x x="$bd") ($(calc "%.1f ms" "x * 1000" x="$bo")) | $(calc "%.0fx" "a / b" a="$ad" b="$bd") | $(calc "%.1f s" x x="$at") | $(calc "%.1f s" x x="$bt") | $(calc "%.2f" "b / a" a="$at" b="$bt") | $rss MiB | $ta / $tb ($(calc "%.2fx" "b / a" a="$ta" b="$tb")) | $tg / $tp / $tx | $(calc "%.2fx" "b / a" a="$tg" b="$tx"), $(calc "%.2fx" "b / a" a="$tp" b="$tx") | $tbt | $sb% | ${ld//|/ \\| } |"
 done
 if [ ${#summary_rows[@]} -ge 2 ]; then
-  read -r s1 _ d1 _ <<<"${summary_rows[0]}"
-  read -r s2 _ d2 _ <<<"${summary_rows[${#summary_rows[@]}-1]}"
+  read -r s1 _ d1 _ _ _ _ _ _ _ _ _ _ o1 _ <<<"${summary_rows[0]}"
+  read -r s2 _ d2 _ _ _ _ _ _ _ _ _ _ o2 _ <<<"${summary_rows[${#summary_rows[@]}-1]}"
   echo
-  echo "B's downtime at $s2 GiB is $(calc "%.2fx" "b / a" a="$d1" b="$d2") its downtime at $s1 GiB (target: 8 GiB within 1.2x of 0.5 GiB)."
+  echo "B's downtime at $s2 GiB is $(calc "%.2fx" "b / a" a="$d1" b="$d2") its downtime at $s1 GiB, and $(calc "%.2fx" "b / a" a="$o1" b="$o2") without the stand-in services' own stop and start (target: 8 GiB within 1.2x of 0.5 GiB)."
 fi
 echo
 echo "targets: downtime flat in data size (8 GiB within 1.2x of 0.5 GiB); B's downtime >= 200x shorter than A's at 2 GiB; B's total no longer than A's; archive throughput >= 1.7x GNU tar+gzip and >= pigz; peak RSS <= 64 MiB. Figures only: nothing here is checked."
