@@ -67,7 +67,7 @@ fuzz-apt-hook:
 .PHONY: fuzz-apt-hook
 # --- end fuzz-apt-hook
 # --- bench-backup: the manual MAAS backup against maas-snapshot-backup on MAAS-like data
-# (Benchmarks/backup/run.sh; root; about 15 minutes for the default scales on 2 idle cores).
+# (Benchmarks/backup/run.sh; root; about 8 minutes for the default scales on 2 cores, 8 GiB adds 26).
 # BENCH_SCALES="0.5 2 8" adds the 8 GiB scale; MSB_BINARY=PATH skips the release build.
 BENCH_SCALES ?= 0.5 2
 bench-backup:

@@ -8,7 +8,7 @@
 #                      (swift build -c release --scratch-path .build-bench-backup --product maas-snapshot-backup)
 #   MSB_BENCH_ARCHIVE=PATH  the same for msb-bench-archive (Benchmarks/archive: the archive step alone)
 #   BENCH_SERVICE_PAUSE=S   seconds the stand-in MAAS services sleep between writes (default 0.1:
-#                      about 0.3 of a core busy, like an idle region; 0.005 is the tests' pace,
+#                      10-15% of 2 cores busy, about an idle region; 0.005 is the tests' pace,
 #                      which keeps about 1.1 of 2 cores busy). Their load is measured and printed.
 #   BENCH_TREE_RUNS=N  rounds of tar | pigz and msb-bench-archive on the tree, alternating (default 3;
 #                      medians are compared)
