@@ -4,8 +4,10 @@
 // (no snapshot, no pg_dump beside it). So it can be timed on the same tree, under the same
 // conditions, as `tar -czf` and `tar | pigz`. Prints one line of figures; asserts nothing.
 //
-// Usage: msb-bench-archive OUT SOURCE=MEMBER... [--skip MEMBER]... [--level N] [--threads N]
-//   e.g. msb-bench-archive /tmp/t.tgz /srv/root/var/lib/maas=var/lib/maas --skip var/lib/maas/boot-resources
+// Usage: msb-bench-archive OUT SOURCE=MEMBER... [--exclude PATH]... [--level N] [--threads N]
+//   e.g. msb-bench-archive /tmp/t.tgz /srv/root/var/lib/maas=var/lib/maas --exclude /var/lib/maas/counter
+// Members are left out by the backup's own rule (BackupPipeline.skipRule) with the default
+// config's excludes (boot-resources) plus each --exclude PATH, written as in the config.
 // Defaults: level 6 and one thread per online CPU, as a backup with the default config.
 import Foundation
 import MaasBackupCore
@@ -20,18 +22,19 @@ func fail(_ message: String) -> Never {
 
 var args = Array(CommandLine.arguments.dropFirst())
 guard let out = args.first else {
-    fail("usage: msb-bench-archive OUT SOURCE=MEMBER... [--skip MEMBER]... [--level N] [--threads N]")
+    fail("usage: msb-bench-archive OUT SOURCE=MEMBER... [--exclude PATH]... [--level N] [--threads N]")
 }
 args.removeFirst()
 var sources: [(String, String)] = []
-var skips: Set<String> = []
-var level = 6, threads = 0
+let defaults = Config()
+var exclude = defaults.exclude
+var level = defaults.compressionLevel, threads = defaults.compressionThreads
 while let a = args.first {
     args.removeFirst()
     switch a {
-    case "--skip":
-        guard let m = args.first else { fail("--skip needs a member path") }
-        skips.insert(m); args.removeFirst()
+    case "--exclude":
+        guard let path = args.first else { fail("--exclude needs a path, such as /var/lib/maas/counter") }
+        exclude.append(path); args.removeFirst()
     case "--level", "--threads":
         guard let v = args.first.flatMap(Int.init) else { fail("\(a) needs a number") }
         if a == "--level" { level = v } else { threads = v }
@@ -42,6 +45,7 @@ while let a = args.first {
     }
 }
 guard !sources.isEmpty else { fail("give at least one SOURCE=MEMBER") }
+let skip = BackupPipeline.skipRule(exclude: exclude)
 
 func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
 var t0 = timespec(), t1 = timespec()
@@ -50,7 +54,7 @@ var files = 0
 do {
     let builder = try ArchiveBuilder(path: out, level: level, threads: threads)
     for (src, member) in sources {
-        files += try builder.addTree(source: src, member: member, skip: { skips.contains($0) })
+        files += try builder.addTree(source: src, member: member, skip: skip)
             .filter { $0.type == .file }.count
     }
     try builder.finish()
@@ -59,7 +63,7 @@ do {
     var ru = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &ru)
     let mib = Double(builder.bytesIn) / 1_048_576
-    print(String(format: "bytes_in=%llu bytes_out=%llu files=%d wall_s=%.3f cpu_s=%.1f rss_mib=%.1f mib_per_s=%.1f threads=%d level=%d",
+    print(String(format: "bytes_in=%llu bytes_out=%llu files=%d wall_s=%.3f cpu_s=%.1f rss_mib=%.1f mib_per_s=%.1f threads=%d (0: one per CPU) level=%d",
                  builder.bytesIn, builder.compressedBytes, files, wall, seconds(ru.ru_utime) + seconds(ru.ru_stime),
                  Double(ru.ru_maxrss) / 1024, mib / wall, threads, level))
 } catch {

@@ -86,7 +86,7 @@ public struct BackupPipeline: Sendable {
         let pg = PostgresAdapter(target: target)
         let db = try pg.preflight(passfile: passfile)
 
-        let skip = skipper(volumes: [])
+        let skip = skipper()
         var items: [BackupPlan.Item] = []
         var volumes: [Volume] = []
         for p in config.paths {
@@ -157,9 +157,14 @@ public struct BackupPipeline: Sendable {
         return m
     }
 
-    /// Members left out: the configured excludes, boot-resources, our own snapshot folders.
-    func skipper(volumes: [Volume]) -> @Sendable (String) -> Bool {
-        let excluded = config.exclude.map { p -> String in
+    /// Members left out: the configured excludes (boot-resources by default), our own snapshot folders.
+    func skipper() -> @Sendable (String) -> Bool { Self.skipRule(exclude: config.exclude) }
+
+    /// The rule `skipper` applies to a member (a path below the root, no leading "/"): left out when
+    /// it is one of `exclude` (paths as the config writes them, "/var/lib/maas/boot-resources") or
+    /// below one, or is a Btrfs snapshot folder of ours. Public for the archive benchmark.
+    public static func skipRule(exclude: [String]) -> @Sendable (String) -> Bool {
+        let excluded = exclude.map { p -> String in
             var m = p
             while m.hasPrefix("/") { m.removeFirst() }
             return m

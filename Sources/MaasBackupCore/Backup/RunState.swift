@@ -158,7 +158,7 @@ struct RunState {
         }
 
         let sources = plan.items.map { item -> (String, String) in (sourcePath(item, stagingRoot: dir.path + "/staging"), pipeline.member(of: item.livePath)) }
-        let skip = pipeline.skipper(volumes: plan.volumes)
+        let skip = pipeline.skipper()
         // Row counts and the schema head, in the same pinned snapshots as the dump, also concurrently.
         let maasDB = target.maasDatabase
         let countsTask = Task { () throws -> DatabaseFacts in
