@@ -133,6 +133,8 @@ busy_share() {
   read -r b2 i2 < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
   calc "%.0f" "100 * (b2 - b1) / ((b2 - b1) + (i2 - i1))" b1="$b1" b2="$b2" i1="$i1" i2="$i2"
 }
+# figure NAME FILE: the value of NAME=VALUE in msb-bench-archive's line of figures.
+figure() { sed -n "s/.*\\<$1=\\([0-9.]*\\).*/\\1/p" "$2"; }
 # median NUMBER...: the middle one (the mean of the middle two for an even count).
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 # calc FORMAT EXPR [name=value ...]: awk arithmetic on named values.
@@ -254,6 +256,7 @@ run_scale() {
   a_down=$(calc "%.3f" "b - a" a="$a0" b="$a4"); a_total=$(calc "%.3f" "b - a" a="$a0" b="$a5")
   a_stop=$(calc "%.3f" "b - a" a="$a0" b="$a1"); a_dumpt=$(calc "%.3f" "b - a" a="$a1" b="$a2")
   a_tar=$(calc "%.3f" "b - a" a="$a2" b="$a3"); a_start=$(calc "%.3f" "b - a" a="$a3" b="$a4")
+  local a_sync; a_sync=$(calc "%.3f" "b - a" a="$a4" b="$a5")
   local a_tar_cpu; a_tar_cpu=$(times_of "$w/a-tar.time" | awk '{ printf "%.1f", $2 + $3 }')
   local a_dump_cpu; a_dump_cpu=$(times_of "$w/a-dump.time" | awk '{ printf "%.1f", $2 + $3 }')
 
@@ -313,13 +316,13 @@ run_scale() {
     read -r pw pu ps < <(times_of "$w/c-pigz.time")
     p_walls+=("$pw"); p_cpus+=("$(calc "%.1f" "u + s" u="$pu" s="$ps")")
     p_size=$(fsize "$w/tree-pigz.tgz"); rm -f "$w/tree-pigz.tgz"
-    # The stand-ins' small files rewritten in place or renamed meanwhile are left out (a backup
-    # reads a frozen snapshot, where a file that shrinks under it is an error, not a warning).
-    "$abin" "$w/tree-msb.tgz" "$m=var/lib/maas" --skip var/lib/maas/boot-resources \
-      --skip var/lib/maas/rackd-heartbeat --skip var/lib/maas/counter --skip var/lib/maas/counter.tmp >"$w/c-msb.out"
-    x_walls+=("$(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' "$w/c-msb.out")")
-    x_cpus+=("$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' "$w/c-msb.out")")
-    x_rsss+=("$(sed -n 's/.*rss_mib=\([0-9.]*\).*/\1/p' "$w/c-msb.out")")
+    # boot-resources is left out by the default config's exclude; the stand-ins' small files
+    # rewritten in place or renamed meanwhile are left out too (a backup reads a frozen snapshot,
+    # where a file that shrinks under it is an error, not a warning).
+    "$abin" "$w/tree-msb.tgz" "$m=var/lib/maas" --exclude /var/lib/maas/rackd-heartbeat \
+      --exclude /var/lib/maas/counter --exclude /var/lib/maas/counter.tmp >"$w/c-msb.out"
+    x_walls+=("$(figure wall_s "$w/c-msb.out")"); x_cpus+=("$(figure cpu_s "$w/c-msb.out")")
+    x_rsss+=("$(figure rss_mib "$w/c-msb.out")")
     x_size=$(fsize "$w/tree-msb.tgz"); rm -f "$w/tree-msb.tgz"
   done
   local p_wall p_cpu x_wall x_cpu x_rss
@@ -339,7 +342,7 @@ run_scale() {
   b_post_s=$(calc "%.2f" "e - p" e="$b1" p="$s_partial_last")
   local mibs="x / m / t"
   local thr_a thr_b thr_bt thr_g thr_p thr_x
-  thr_a=$(calc "%.1f" "$mibs" x=$((tree + a_dump_bytes)) m=$MiB t="$(calc "%.3f" "t + y" t="$a_tar" y="$(calc "%.3f" "b - a" a="$a4" b="$a5")")")
+  thr_a=$(calc "%.1f" "x / m / (t + y)" x=$((tree + a_dump_bytes)) m=$MiB t="$a_tar" y="$a_sync")   # B fsyncs too
   thr_b=$(calc "%.1f" "$mibs" x=$((tree + b_dump_bytes)) m=$MiB t="$b_arch_s")
   thr_bt=$(calc "%.1f" "$mibs" x="$tree" m=$MiB t="$b_tree_s")
   thr_g=$(calc "%.1f" "$mibs" x="$vlm" m=$MiB t="$g_wall")
@@ -360,7 +363,7 @@ run_scale() {
   echo "| archive step alone on the var/lib/maas tree, MiB/s (services up, nothing else; outputs fsynced; medians of $runs) | tar -czf $thr_g; tar \\| pigz $thr_p (runs ${p_walls[*]} s) | $thr_x (msb-bench-archive: runs ${x_walls[*]} s, $x_cpu s CPU, $(calc "$gib" "x / g" x="$x_size" g=$GiB), RSS $x_rss MiB) | $(calc "%.2fx" "b / a" a="$thr_g" b="$thr_x") tar+gzip, $(calc "%.2fx" "b / a" a="$thr_p" b="$thr_x") pigz | >= 1.7x tar+gzip, >= pigz |"
   echo "| var/lib/maas tree, MiB/s | tar -czf $thr_g ($(calc "%.1f s" "x" x="$g_wall"), $g_cpu s CPU, $(calc "$gib" "x / g" x="$g_size" g=$GiB)); tar \\| pigz $thr_p ($(calc "%.1f s" "x" x="$p_wall"), $p_cpu s CPU, $(calc "$gib" "x / g" x="$p_size" g=$GiB)) | $thr_bt (tree files open for $b_tree_s s, pg_dump running beside) | $(calc "%.2fx" "b / a" a="$thr_g" b="$thr_bt") tar+gzip, $(calc "%.2fx" "b / a" a="$thr_p" b="$thr_bt") pigz | >= 1.7x tar+gzip, >= pigz |"
   echo
-  echo "A's steps: stop $(calc "%.2f" x x="$a_stop") s, pg_dumpall $(calc "%.1f" x x="$a_dumpt") s, tar $(calc "%.1f" x x="$a_tar") s, start $(calc "%.2f" x x="$a_start") s, sync of backup.tgz $(calc "%.2f" "b - a" a="$a4" b="$a5") s."
+  echo "A's steps: stop $(calc "%.2f" x x="$a_stop") s, pg_dumpall $(calc "%.1f" x x="$a_dumpt") s, tar $(calc "%.1f" x x="$a_tar") s, start $(calc "%.2f" x x="$a_start") s, sync of backup.tgz $(calc "%.2f" x x="$a_sync") s."
   echo "B's window ($(calc "%.0f" "x * 1000" x="$b_down") ms; $(calc "%.1f" "x * 1000" x="$b_own") ms without the services' own stop and start): $b_window."
   echo "B's run ($(calc "%.1f" x x="$b_dur") s; from outside, $s_samples samples): preflight and connections $b_pre_s s; window $(calc "%.2f" x x="$b_down") s; to the first archive byte $b_gap_s s; tree archived $b_tree_s s with pg_dump running $b_dump_s s beside it; waiting for pg_dump after the tree $b_wait_s s; dump.sql member, manifest, fsync and rename $b_tail_s s; snapshot removal and exit $b_post_s s."
   summary_rows+=("$scale $a_down $b_down $a_total $b_dur $b_rss $thr_a $thr_b $thr_g $thr_p $thr_bt $thr_x $svc_busy $b_own ${load_before// //}|${load_after// //}")
