@@ -216,9 +216,9 @@ struct RunState {
         let dumpRecord = try await Blocking.run { try builder.addSpooled(spoolBox.spool, header: dumpHeader) }
 
         let packages = await InstalledPackages.installed(root: config.root)
-        var saved: [String: String]?
+        var saved: [String: String]?, savedSums: [String: String]?
         if !pipeline.options.debsToSave.isEmpty {
-            saved = try saveDebs(pipeline.options.debsToSave, archiveName: name)
+            (saved, savedSums) = try saveDebs(pipeline.options.debsToSave, archiveName: name)
         }
         let manifest = Manifest(
             host: host, createdAt: ArchiveName.iso8601(now), reason: pipeline.options.reason,
@@ -230,7 +230,7 @@ struct RunState {
                             databases: plan.database.databases, maasDatabase: target.maasDatabase,
                             snapshotIDs: ids, schemaHead: head, rowCounts: counts),
             window: .init(servicesStopped: stopped, downtimeMs: downtimeMs, steps: steps),
-            files: files, dump: dumpRecord, savedDebs: saved)
+            files: files, dump: dumpRecord, savedDebs: saved, savedDebsSha256: savedSums)
         files = []
         let manifestBytes = try manifest.encoded()
         try await Blocking.run {
@@ -322,18 +322,18 @@ struct RunState {
         }
     }
 
-    func saveDebs(_ debs: [String: String], archiveName: String) throws -> [String: String] {
+    /// Copies the .debs beside the archive; returns package -> `<name>.debs/<file>` and package -> SHA-256.
+    func saveDebs(_ debs: [String: String], archiveName: String) throws -> (paths: [String: String], sha256: [String: String]) {
         let folder = config.destination + "/" + archiveName.replacingOccurrences(of: ArchiveName.suffix, with: ".debs")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        var out: [String: String] = [:]
+        var out: [String: String] = [:], sums: [String: String] = [:]
         for (pkg, src) in debs.sorted(by: { $0.key < $1.key }) {
             let dst = folder + "/" + (src as NSString).lastPathComponent
             _ = unlink(dst)
-            try FileManager.default.copyItem(atPath: src, toPath: dst)
-            chmod(dst, 0o600)
+            sums[pkg] = try DebCopy.copy(src, to: dst)
             out[pkg] = (folder as NSString).lastPathComponent + "/" + (src as NSString).lastPathComponent
         }
-        return out
+        return (out, sums)
     }
 
     /// Removes what the run made; on success nothing but the archive is left.

@@ -53,6 +53,8 @@ public struct Manifest: Sendable, Codable, Equatable {
     public var dump: FileRecord
     /// .deb files saved beside the archive (pre-upgrade backups), by package name.
     public var savedDebs: [String: String]?
+    /// SHA-256 of each saved .deb, by package name; rollback reinstalls only a .deb that matches.
+    public var savedDebsSha256: [String: String]?
 
     public static func encoder() -> JSONEncoder {
         let e = JSONEncoder()

@@ -30,6 +30,10 @@ enum Extractor {
                     try reader.skipData()
                     continue
                 }
+                // Only what the backup writes: files, folders, symlinks, hard links (verify refuses the rest too).
+                guard h.kind != .other else {
+                    throw BackupError.data("the archive's member \(h.path) is a device, FIFO or socket: not extracted")
+                }
                 try writer.writeHeader(from: reader, pathPrefix: ".")
                 if h.kind == .file {
                     try buffer.withUnsafeMutableBytes { buf in
@@ -45,7 +49,7 @@ enum Extractor {
             }
             try writer.close()
         } catch let e as ArchiveError {
-            throw BackupError.failed("extracting \(archive) failed: \(e.message)")
+            throw BackupError.failed("extracting the archive failed: \(e.message)")
         }
         return count
     }

@@ -88,6 +88,8 @@ public struct RestorePipeline: Sendable {
 
     /// Everything restore decides before it changes anything (rollback --dry-run prints it).
     struct Prepared {
+        /// The archive, opened once: every later read goes through `source.readPath`.
+        var source: ArchiveSource
         var path: String
         var manifest: Manifest
         var verify: VerifyReport
@@ -101,16 +103,17 @@ public struct RestorePipeline: Sendable {
         guard geteuid() == 0 else {
             throw BackupError(.noPermission, "\(options.command) must run as root", hint: "run it with sudo")
         }
-        let path = try ArchiveVerifier.resolve(archive, config: config)
+        let source = try ArchiveVerifier.open(archive, config: config)
+        let path = source.path
         log("verifying \(path)")
         let (manifest, report): (Manifest, VerifyReport)
         do {
-            (manifest, report) = try await ArchiveVerifier.verify(archive: path, checkInterrupted: { try Interruption.check() })
+            (manifest, report) = try await ArchiveVerifier.verify(source, config: config, checkInterrupted: { try Interruption.check() })
         } catch let e as BackupError where e.code == .dataError {
             VerifiedStamp.remove(archive: path)
             throw BackupError.data("refusing to \(options.command): \(e.message)", hint: "nothing was changed; " + (e.hint ?? "use another backup"))
         }
-        VerifiedStamp.write(archive: path, sha256: report.sha256, deep: false)
+        VerifiedStamp.write(archive: path, sha256: report.sha256, deep: false, opened: source.status)
         try Self.faultPoint("restore-verify")
 
         // Version guard: the archive's MAAS major.minor against the installed one.
@@ -157,7 +160,7 @@ public struct RestorePipeline: Sendable {
             paths: swaps.map { .init(path: $0.path, live: $0.live, mode: $0.mode.rawValue, aside: $0.aside,
                                      carriedOver: $0.keep + $0.leftInPlace.filter { $0 != TreeSwap.snapshotFolder && $0 != "lost+found" }, bytes: $0.restoreBytes) },
             servicesToStop: active)
-        return Prepared(path: path, manifest: manifest, verify: report, plan: plan, swaps: swaps, target: target, psql: psql)
+        return Prepared(source: source, path: path, manifest: manifest, verify: report, plan: plan, swaps: swaps, target: target, psql: psql)
     }
 
     public func dryRun(archive: String) async throws -> RestorePlan {
@@ -249,7 +252,7 @@ final class RestoreRun {
         database = "loading"
         try record()
         log("restoring the database from dump.sql (\(manifest.dump.size) bytes) with psql")
-        let outcome = try await DumpLoader.load(archive: p.path, psql: p.psql, database: "postgres",
+        let outcome = try await DumpLoader.load(archive: p.source.readPath, psql: p.psql, database: "postgres",
                                                 environment: p.target.environment(passfile: passfile),
                                                 asUser: p.target.osUser?.name, errorLog: dir.path + "/psql.log")
         if outcome.failed {
@@ -284,7 +287,7 @@ final class RestoreRun {
         let members = swaps.map(\.member)
         let root = config.root
         let count = try await Blocking.run {
-            try Extractor.extract(archive: self.p.path, root: root, members: members, checkInterrupted: { try Interruption.check() })
+            try Extractor.extract(archive: self.p.source.readPath, root: root, members: members, checkInterrupted: { try Interruption.check() })
         }
         log("extracted \(count) files and folders")
         try RestorePipeline.faultPoint("restore-extract")

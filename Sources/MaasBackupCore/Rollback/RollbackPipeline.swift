@@ -10,6 +10,8 @@ public struct PackageReinstall: Sendable, Codable {
     public var installedVersion: String?
     /// The saved .deb (absolute path).
     public var deb: String
+    /// Its SHA-256, as the backup recorded it and as checked on the private copy dpkg installs.
+    public var sha256: String
 }
 
 public struct RollbackPlan: Sendable, Codable {
@@ -69,22 +71,34 @@ public enum RollbackPipeline {
         return e.archive
     }
 
-    /// The packages to put back and the command that does it.
-    static func packagePlan(manifest: Manifest, config: Config) async throws -> (changes: [PackageReinstall], command: [String], extra: [String]) {
+    /// The packages to put back and the command that does it. Each saved .deb is copied into
+    /// `staging` (a private folder) and its SHA-256 checked against the manifest's there; dpkg gets
+    /// the checked copies, so nothing can swap a .deb between the check and the install.
+    static func packagePlan(manifest: Manifest, config: Config, archive: String, staging: String) async throws -> (changes: [PackageReinstall], command: [String], extra: [String]) {
         let installed = await InstalledPackages.installed(root: config.root)
         var changes: [PackageReinstall] = []
         var missing: [String] = []
         for (pkg, version) in manifest.maasPackages.sorted(by: { $0.key < $1.key }) where installed[pkg] != version {
-            guard let rel = manifest.savedDebs?[pkg] else {
+            guard let rel = manifest.savedDebs?[pkg], let file = ArchiveVerifier.savedDebName(rel) else {
                 missing.append("\(pkg) \(version)")
                 continue
             }
-            let deb = rel.hasPrefix("/") ? rel : config.destination + "/" + rel
+            guard let want = manifest.savedDebsSha256?[pkg] else {
+                missing.append("\(pkg) \(version) (the backup recorded no checksum for it)")
+                continue
+            }
+            let deb = Catalog.debsFolder(archive) + "/" + file
             guard FileManager.default.fileExists(atPath: deb) else {
                 missing.append("\(pkg) \(version) (\(deb) is gone)")
                 continue
             }
-            changes.append(PackageReinstall(package: pkg, backupVersion: version, installedVersion: installed[pkg], deb: deb))
+            let copy = staging + "/" + file
+            let got = try DebCopy.copy(deb, to: copy)
+            guard got == want else {
+                throw BackupError.data("\(deb) does not match the SHA-256 the backup recorded for \(pkg) \(version)",
+                                       hint: "the saved package was changed or damaged; reinstall MAAS \(version) by hand, then use `maas-snapshot-backup restore`")
+            }
+            changes.append(PackageReinstall(package: pkg, backupVersion: version, installedVersion: installed[pkg], deb: deb, sha256: want))
         }
         if !missing.isEmpty {
             throw BackupError.unavailable("the backup has no saved .deb for \(missing.joined(separator: ", ")): the packages cannot be put back without the network",
@@ -102,6 +116,7 @@ public enum RollbackPipeline {
             // version's epoch ("Pathname to install is not absolute") once the repository no longer
             // had that version: just the case a rollback is for.
             guard let dpkg = Command.find("dpkg") else { throw BackupError.unavailable("dpkg was not found") }
+            // Shown with the saved .debs; run with their checked copies in `staging` (same file names).
             command = [dpkg, "--force-confdef", "--force-confold", "-i"] + changes.map(\.deb)
         }
         return (changes, command, extra)
@@ -112,19 +127,24 @@ public enum RollbackPipeline {
         if let why = insideAptOrDpkg(environment: environment, root: config.root) {
             throw BackupError(.locked, "rollback cannot run now: \(why)", hint: "run it after apt or dpkg has finished")
         }
-        let path = try archive ?? defaultArchive(config: config)
+        let path = try ArchiveVerifier.open(try archive ?? defaultArchive(config: config), config: config).path
+        let staging = try PrivateDir.makeTemporary()
+        defer { staging.remove() }
         let planBox = PlanBox()
         var options = base
         options.command = "rollback"
         options.skipVersionGuard = true
         options.preflight = { manifest in
-            let p = try await packagePlan(manifest: manifest, config: config)
+            let p = try await packagePlan(manifest: manifest, config: config, archive: path, staging: staging.path)
             planBox.set(p)
         }
         options.packageStep = { manifest in
             guard let p = planBox.get(), !p.command.isEmpty else { return await InstalledPackages.installed(root: config.root) }
             base.log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))")
-            let r = try await Command.run(p.command[0], Array(p.command.dropFirst()),
+            // dpkg and its options as planned, then the checked copies instead of the saved .debs.
+            let options = p.command.dropFirst().prefix(while: { $0.hasPrefix("-") })
+            let staged = p.changes.map { staging.path + "/" + ($0.deb as NSString).lastPathComponent }
+            let r = try await Command.run(p.command[0], Array(options) + staged,
                                           environment: ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_HOOK": "skip",
                                                         "APT_LISTCHANGES_FRONTEND": "none"])
             guard r.succeeded else {

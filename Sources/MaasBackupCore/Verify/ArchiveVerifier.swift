@@ -49,30 +49,33 @@ public enum ArchiveVerifier {
         var sha256: String?
     }
 
-    /// Resolves ARCHIVE: a path, or a bare name in the destination.
-    public static func resolve(_ archive: String, config: Config) throws -> String {
-        var st = stat()
-        if stat(archive, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFREG else {
-                throw BackupError(.usage, "\(archive) is not a regular file", hint: "give a .tar.gz archive written by maas-snapshot-backup")
-            }
-            return archive.hasPrefix("/") ? archive : FileManager.default.currentDirectoryPath + "/" + archive
+    /// Opens ARCHIVE once (see ArchiveSource): a path (with a `/`), or a bare name, which is looked up
+    /// in the destination only (never in the current folder, where anybody may have put a file).
+    public static func open(_ archive: String, config: Config) throws -> ArchiveSource {
+        if archive.contains("/") {
+            return try ArchiveSource(path: archive.hasPrefix("/") ? archive : FileManager.default.currentDirectoryPath + "/" + archive)
         }
-        if !archive.contains("/") {
-            let p = config.destination + "/" + archive
-            if stat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG { return p }
+        var st = stat()
+        let p = config.destination + "/" + archive
+        if lstat(p, &st) == 0 { return try ArchiveSource(path: p) }
+        if lstat(archive, &st) == 0 {
+            throw BackupError(.usage, "the archive \(archive) is not in the destination \(config.destination)",
+                              hint: "a bare name means a backup in the destination; to use the file in the current folder, give ./\(archive)")
         }
         throw BackupError(.usage, "the archive \(archive) does not exist", hint: "run `maas-snapshot-backup list` to see the backups")
     }
 
     /// Full verification. Throws BackupError.data (exit 65) on the first kind of mismatch found.
-    public static func verify(archive path: String, checkInterrupted: @escaping @Sendable () throws -> Void = {}) async throws -> (Manifest, VerifyReport) {
+    /// With `config`, the manifest's paths must be configured ones (see `checkShape`).
+    public static func verify(_ source: ArchiveSource, config: Config?,
+                              checkInterrupted: @escaping @Sendable () throws -> Void = {}) async throws -> (Manifest, VerifyReport) {
         let clock = Stopwatch()
+        let path = source.path, readPath = source.readPath
         // The gzip check and the tar pass read the file at the same time, on two threads.
-        async let gz = Blocking.run { try GzipIntegrity.check(path: path, checkInterrupted: checkInterrupted) }
+        async let gz = Blocking.run { try GzipIntegrity.check(path: readPath, checkInterrupted: checkInterrupted) }
         let tarResult: Result<(UncheckedSendable<[String: Observed]>, [UInt8]?), any Error>
         do {
-            tarResult = .success(try await Blocking.run { try tarPass(path: path, checkInterrupted: checkInterrupted) })
+            tarResult = .success(try await Blocking.run { try tarPass(path: readPath, display: path, checkInterrupted: checkInterrupted) })
         } catch {
             tarResult = .failure(error)
         }
@@ -88,6 +91,7 @@ public enum ArchiveVerifier {
                                    hint: "use another backup")
         }
         let manifest = try Manifest.decode(manifestBytes)
+        try checkShape(manifest, archive: path, config: config)
         try compare(manifest: manifest, observed: observed, archive: path)
 
         // The sidecar copy (for `list` and `prune`) must say the same.
@@ -117,14 +121,18 @@ public enum ArchiveVerifier {
     }
 
     /// Reads every member to its end, hashing file data. Returns what it saw and manifest.json's bytes.
-    static func tarPass(path: String, checkInterrupted: () throws -> Void) throws -> (UncheckedSendable<[String: Observed]>, [UInt8]?) {
+    static func tarPass(path readPath: String, display path: String, checkInterrupted: () throws -> Void) throws -> (UncheckedSendable<[String: Observed]>, [UInt8]?) {
         var observed: [String: Observed] = [:]
         var manifestBytes: [UInt8]?
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         do {
-            let reader = try TarReader(path: path)
+            let reader = try TarReader(path: readPath)
             while var h = try reader.nextHeader() {
                 try checkInterrupted()
+                guard h.kind != .other else {
+                    throw BackupError.data("\(path): member \(h.path) is a device, FIFO or socket, which maas-snapshot-backup never writes",
+                                           hint: "the archive was not written by this tool or was changed; use another backup")
+                }
                 // tar writes folders as "name/".
                 while h.kind == .directory && h.path.count > 1 && h.path.hasSuffix("/") { h.path.removeLast() }
                 if manifestBytes != nil {
@@ -190,6 +198,50 @@ public enum ArchiveVerifier {
         while m.hasPrefix("/") { m = m.dropFirst() }
         while m.hasSuffix("/") { m = m.dropLast() }
         return String(m)
+    }
+
+    /// An absolute path of plain components: no empty, `.` or `..` component, no trailing `/`.
+    static func isPlainAbsolute(_ p: String) -> Bool {
+        guard p.hasPrefix("/"), p.count > 1, !p.hasSuffix("/") else { return false }
+        return !p.dropFirst().split(separator: "/", omittingEmptySubsequences: false).contains { $0.isEmpty || $0 == "." || $0 == ".." }
+    }
+
+    /// What the manifest says restore should touch: at least one path, each a plain absolute path and,
+    /// with `config`, one of the configured `paths` (a manifest naming /etc must not make restore move
+    /// the host's /etc aside); `exclude` entries below those paths; saved .debs named as files in the
+    /// archive's own `<name>.debs/` folder.
+    static func checkShape(_ m: Manifest, archive: String, config: Config?) throws {
+        func refuse(_ why: String, hint: String = "the archive was not written by this tool or was changed; use another backup") -> BackupError {
+            BackupError.data("\(archive): the manifest \(why)", hint: hint)
+        }
+        guard !m.paths.isEmpty else { throw refuse("names no backed-up path") }
+        var seen = Set<String>()
+        for p in m.paths {
+            guard isPlainAbsolute(p.path) else { throw refuse("names the path '\(p.path)', which is not a plain absolute path") }
+            guard seen.insert(p.path).inserted else { throw refuse("names \(p.path) twice") }
+            if let config, !config.paths.contains(p.path) {
+                throw refuse("names \(p.path), which is not one of the configured paths (\(config.paths.joined(separator: ", ")))",
+                             hint: "restore and verify only touch the paths in the config's `paths`; use an archive of this region, or add the path there if it really is one")
+            }
+        }
+        for ex in m.exclude {
+            guard isPlainAbsolute(ex), m.paths.contains(where: { ex == $0.path || ex.hasPrefix($0.path + "/") }) else {
+                throw refuse("excludes '\(ex)', which is not a plain path below the backed-up paths")
+            }
+        }
+        for (pkg, rel) in (m.savedDebs ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard savedDebName(rel) != nil else {
+                throw refuse("names '\(rel)' as the saved .deb of \(pkg): it must be a .deb file in the archive's own <name>.debs/ folder")
+            }
+        }
+    }
+
+    /// The file name of a saved .deb (`<name>.debs/<file>.deb`), or nil when `rel` is anything else.
+    public static func savedDebName(_ rel: String) -> String? {
+        let parts = rel.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].hasSuffix(".debs"), !parts[0].hasPrefix("."),
+              parts[1].hasSuffix(".deb"), !parts[1].hasPrefix("."), !parts[1].isEmpty else { return nil }
+        return String(parts[1])
     }
 
     static func compare(manifest: Manifest, observed: [String: Observed], archive: String) throws {

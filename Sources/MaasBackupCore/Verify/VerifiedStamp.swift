@@ -24,10 +24,14 @@ public struct VerifiedStamp: Sendable, Codable, Equatable {
     public static func path(for archive: String) -> String { archive + suffix }
 
     /// Writes the stamp for `archive` atomically; returns its path, or nil when it cannot.
+    /// `opened`: the fstat of the file that was verified (ArchiveSource), so that a file renamed over
+    /// the archive's name meanwhile is not stamped as verified.
     @discardableResult
-    static func write(archive: String, sha256: String, deep: Bool) -> String? {
+    static func write(archive: String, sha256: String, deep: Bool, opened: stat? = nil) -> String? {
         var st = stat()
         guard stat(archive, &st) == 0 else { return nil }
+        if let o = opened, o.st_ino != st.st_ino || o.st_dev != st.st_dev || o.st_size != st.st_size
+            || o.st_mtim.tv_sec != st.st_mtim.tv_sec || o.st_mtim.tv_nsec != st.st_mtim.tv_nsec { return nil }
         // A deep stamp stays deep when a later plain verify of the same file passes.
         var wasDeep = false
         if let old = read(archive: archive), old.sha256 == sha256 { wasDeep = old.deep }
