@@ -123,6 +123,9 @@ database:
 lock_file: $dir/lock
 state_dir: $dir/state
 services: [maas-regiond, maas-rackd, maas-dhcpd]
+# The tests keep every archive they make (UnattendedTests turns the retention after backups on).
+retention:
+  after_backup: false
 CONF
   echo "testenv: up in $dir (config $dir/config.yaml)"
   ;;

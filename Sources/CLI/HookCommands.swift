@@ -40,6 +40,10 @@ enum HookSupport {
             let r = try await runBackup(config: config, reason: reason, snapshot: nil, dryRun: false, lockTimeout: 300,
                                         json: false, debs: debs)
             log("maas-snapshot-backup: backup written: \(r.archive ?? "-") (MAAS stopped \(Int(r.downtimeMs)) ms)")
+            if let p = r.pruned, !p.removed.isEmpty {
+                log("maas-snapshot-backup: the retention removed \(p.removed.count) old backup(s): \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+            }
+            for w in r.warnings { log("maas-snapshot-backup: warning: \(w)") }
         }
     }
 }

@@ -104,6 +104,10 @@ struct Backup: AsyncParsableCommand {
             let result = try await runBackup(config: config, reason: reason, snapshot: snapshot, dryRun: dryRun,
                                              lockTimeout: lockTimeout, json: global.json, debs: [:])
             printResult(result, json: global.json)
+            if !result.warnings.isEmpty {
+                for w in result.warnings { Output.err("maas-snapshot-backup: warning: \(w)") }
+                throw ArgumentParser.ExitCode(MaasBackupCore.ExitCode.partial.rawValue)
+            }
         }
     }
 }
@@ -119,6 +123,7 @@ func runBackup(config: Config, reason: String, snapshot: Config.SnapshotChoice?,
     opts.dryRun = dryRun
     opts.lockTimeout = lockTimeout
     opts.debsToSave = debs
+    opts.pruneWhenShort = reason.hasPrefix("pre-upgrade")
     opts.guardExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
     if !json { opts.log = { Output.err($0) } }
     let bar = Output.Progress()
@@ -146,6 +151,9 @@ func printResult(_ r: BackupResult, json: Bool) {
     print("  stopped:   \(r.servicesStopped.isEmpty ? "nothing" : r.servicesStopped.joined(separator: " "))")
     print(String(format: "  downtime:  %.1f ms (%@)", r.downtimeMs, r.window.map { "\($0.step) \(String(format: "%.1f", $0.ms))" }.joined(separator: ", ")))
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
+    if let p = r.pruned, !p.removed.isEmpty {
+        print("  pruned:    \(p.removed.count) old backup(s), \(Human.bytes(p.freedBytes)) freed: \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+    }
 }
 
 struct GuardCommand: AsyncParsableCommand {

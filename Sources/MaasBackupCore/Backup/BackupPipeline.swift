@@ -19,6 +19,9 @@ public struct BackupOptions: Sendable {
     public var progress: (@Sendable (Int64, Int64) -> Void)?
     /// .deb files to keep beside the archive (pre-upgrade backups): package -> path.
     public var debsToSave: [String: String] = [:]
+    /// When the destination is short of space, apply the retention first (pre-upgrade backups,
+    /// which would otherwise block the upgrade) and say what it removed.
+    public var pruneWhenShort = false
     public init() {}
 }
 
@@ -35,6 +38,11 @@ public struct BackupResult: Sendable, Codable {
     public var reason: String
     public var dryRun: Bool
     public var plan: BackupPlan?
+    /// The retention applied after the backup (`retention.after_backup`), or before it when the
+    /// destination was short of space for a pre-upgrade backup.
+    public var pruned: PruneReport?
+    /// Problems that did not fail the backup (exit 3 when there is one).
+    public var warnings: [String] = []
 }
 
 /// The backup pipeline: preflight, the freeze window, the archive while MAAS runs, finish.
@@ -135,7 +143,17 @@ public struct BackupPipeline: Sendable {
         }
         let files = items.reduce(Int64(0)) { $0 + $1.sizeBytes }
         let estimate = files + db.sizeBytes * 2
-        let free = FileSystem.freeBytes(probe) ?? Int64.max
+        var free = FileSystem.freeBytes(probe) ?? Int64.max
+        if free < estimate && options.pruneWhenShort && !options.dryRun {
+            // A pre-upgrade backup that fails blocks the upgrade: old backups that retention would
+            // remove anyway go first (the run lock is held).
+            let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
+            prunedInPreflight.set(report)
+            if !report.removed.isEmpty {
+                log("not enough free space in \(dest): removed \(report.removed.count) old backup(s) by the retention (\(formatBytes(report.freedBytes)) freed): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+            }
+            free = FileSystem.freeBytes(probe) ?? Int64.max
+        }
         guard free >= estimate else {
             throw BackupError(.cantCreate, "not enough free space in \(dest): \(formatBytes(free)) free, about \(formatBytes(estimate)) needed",
                               hint: "free some space, run prune, or set destination elsewhere")
@@ -177,8 +195,35 @@ public struct BackupPipeline: Sendable {
 
     // MARK: - Run
 
+    /// A pruning done by preflight (pre-upgrade backup short of space), for the result.
+    let prunedInPreflight = PruneBox()
+
+    final class PruneBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: PruneReport?
+        func set(_ v: PruneReport) { lock.lock(); value = v; lock.unlock() }
+        func get() -> PruneReport? { lock.lock(); defer { lock.unlock() }; return value }
+    }
+
+    /// A backup run; the metrics textfile (when configured) is written whatever the outcome.
     public func run() async throws -> BackupResult {
         let clock = Stopwatch()
+        do {
+            var r = try await runLocked(clock: clock)
+            if !r.dryRun, let path = config.metricsTextfile, let w = Metrics.write(path: path, outcome: .success(r)) {
+                r.warnings.append(w)
+            }
+            return r
+        } catch {
+            if !options.dryRun, let path = config.metricsTextfile {
+                let code = (error as? BackupError)?.code ?? .failed
+                Metrics.write(path: path, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2))
+            }
+            throw error
+        }
+    }
+
+    func runLocked(clock: Stopwatch) async throws -> BackupResult {
         let lock = try RunLock(path: config.lockFile, timeout: options.lockTimeout)
         defer { lock.release() }
 
@@ -202,15 +247,39 @@ public struct BackupPipeline: Sendable {
         let runID = ArchiveName.timestamp(Date()) + "-\(getpid())"
         let journal = try RunJournal(stateDir: config.stateDir, runID: runID, command: "backup")
         var run = RunState(pipeline: self, plan: plan, runID: runID, journal: journal, target: target)
+        var result: BackupResult
         do {
-            let result = try await run.execute(clock: clock)
+            result = try await run.execute(clock: clock)
             journal.close()
-            return result
         } catch {
             await run.cleanupAfterFailure()
             journal.close()
             throw Self.destinationFull(error, destination: config.destination)
         }
+        result.pruned = prunedInPreflight.get()
+        // Retention, now that a newer complete backup exists (the lock is still held).
+        if config.retention.afterBackup {
+            do {
+                let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
+                if !report.removed.isEmpty {
+                    log("retention removed \(report.removed.count) old backup(s): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+                }
+                result.warnings += report.errors.map { "retention: \($0)" }
+                if var before = result.pruned {
+                    before.removed += report.removed
+                    before.kept = report.kept
+                    before.freedBytes += report.freedBytes
+                    before.errors += report.errors
+                    result.pruned = before
+                } else {
+                    result.pruned = report
+                }
+            } catch {
+                result.warnings.append("retention after the backup failed: \(error)")
+            }
+        }
+        result.durationMs = clock.elapsedMs.ms2
+        return result
     }
 }
 

@@ -266,9 +266,6 @@ struct RunState {
         let result = BackupResult(status: "ok", archive: final, sizeBytes: size, snapshotMethod: plan.methodSummary,
                                   servicesStopped: stopped, downtimeMs: downtimeMs, window: steps,
                                   durationMs: clock.elapsedMs.ms2, reason: pipeline.options.reason, dryRun: false, plan: nil)
-        if let metrics = config.metricsTextfile {
-            Metrics.write(path: metrics, result: result)
-        }
         return result
     }
 

@@ -33,6 +33,8 @@ public struct Config: Sendable, Codable, Equatable {
         public var keep = 7
         public var keepPreUpgrade = 3
         public var maxAgeDays = 90
+        /// Run this retention after every successful backup (`prune` also runs alone).
+        public var afterBackup = true
         public init() {}
     }
 
@@ -149,7 +151,8 @@ extension Config {
                     case "keep": c.retention.keep = try r.int(rv, key: "retention.keep", range: 1...100000)
                     case "keep_pre_upgrade": c.retention.keepPreUpgrade = try r.int(rv, key: "retention.keep_pre_upgrade", range: 0...100000)
                     case "max_age_days": c.retention.maxAgeDays = try r.int(rv, key: "retention.max_age_days", range: 0...100000)
-                    default: throw r.unknown("retention.\(rk)", rv, allowed: ["keep", "keep_pre_upgrade", "max_age_days"])
+                    case "after_backup": c.retention.afterBackup = try r.bool(rv, key: "retention.after_backup")
+                    default: throw r.unknown("retention.\(rk)", rv, allowed: ["keep", "keep_pre_upgrade", "max_age_days", "after_backup"])
                     }
                 }
             case "hook":
@@ -245,6 +248,15 @@ private struct Reader {
             throw fail(n, key, "'\(s)' is not allowed", "use one of: \(T.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return v
+    }
+
+    func bool(_ n: Node, key: String) throws -> Bool {
+        let s = try string(n, key: key)
+        switch s.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw fail(n, key, "'\(s)' is not true or false", "write true or false")
+        }
     }
 
     func int(_ n: Node, key: String, range: ClosedRange<Int>) throws -> Int {

@@ -74,9 +74,10 @@ public enum Prune {
         return (keep, remove)
     }
 
-    public static func run(config: Config, dryRun: Bool, lockTimeout: Double = 30) throws -> PruneReport {
+    /// `lockHeld`: the caller (a backup) holds the run lock already.
+    public static func run(config: Config, dryRun: Bool, lockTimeout: Double = 30, lockHeld: Bool = false) throws -> PruneReport {
         // Never alongside a backup that is writing into the destination.
-        let lock = dryRun ? nil : try RunLock(path: config.lockFile, timeout: lockTimeout)
+        let lock = dryRun || lockHeld ? nil : try RunLock(path: config.lockFile, timeout: lockTimeout)
         defer { lock?.release() }
         let entries = Catalog.entries(destination: config.destination)
         let (keep, remove) = plan(entries, retention: config.retention)
