@@ -13,7 +13,7 @@ enum HookSupport {
             || env["MAAS_SNAPSHOT_BACKUP_HOOK"] == "skip"
     }
 
-    static func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+    static func log(_ s: String) { Output.err(s) }
 
     /// The config, or one line saying how to fix it or skip the backup.
     static func loadConfig(_ path: String?) throws -> Config {

@@ -28,6 +28,35 @@ struct GlobalOptions: ParsableArguments {
     func loadConfig() throws -> Config { try Config.load(path: config) }
 }
 
+/// Syslog priorities for stderr when it is the journal (systemd sets JOURNAL_STREAM to the
+/// device:inode of the stream it connected; see sd_journal_stream_fd(3) and systemd.exec(5)): each
+/// line gets `<3>` (error), `<4>` (warning), `<2>` (critical) or `<6>` (info), so that
+/// `journalctl -p err -u maas-snapshot-backup` finds the failures. A terminal, apt's output or a
+/// pipe gets the lines as they are.
+enum Journal {
+    static let isJournal: Bool = {
+        guard let v = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] else { return false }
+        let parts = v.split(separator: ":")
+        var st = stat()
+        guard parts.count == 2, let dev = UInt64(parts[0]), let ino = UInt64(parts[1]), fstat(STDERR_FILENO, &st) == 0 else { return false }
+        return UInt64(st.st_dev) == dev && UInt64(st.st_ino) == ino
+    }()
+
+    /// The syslog priority of one of our lines, from the words it starts its message with.
+    static func priority(_ line: String) -> Int {
+        if line.contains("CRITICAL") { return 2 }
+        if line.contains(": error: ") || line.hasPrefix("error: ") { return 3 }
+        if line.contains(": warning: ") || line.hasPrefix("warning: ") { return 4 }
+        return 6
+    }
+
+    static func prefixed(_ text: String) -> String {
+        guard isJournal else { return text }
+        return text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.isEmpty ? "" : "<\(priority(String($0)))>\($0)" }.joined(separator: "\n")
+    }
+}
+
 /// Prints results and errors; maps errors to the documented exit codes.
 enum Output {
     static let isTerminal = isatty(STDERR_FILENO) == 1
@@ -40,7 +69,7 @@ enum Output {
     }
 
     static func err(_ s: String) {
-        FileHandle.standardError.write(Data((s + "\n").utf8))
+        FileHandle.standardError.write(Data((Journal.prefixed(s) + "\n").utf8))
     }
 
     struct ErrorJSON: Encodable { var status = "error"; var error: String; var exitCode: Int32 }

@@ -114,4 +114,20 @@ final class UnattendedTests {
         #expect(left.count == 2 && left.contains("maas-backup-old1-20200102T000000Z.tar.gz") && !left.contains("maas-backup-old0-20200101T000000Z.tar.gz"), "\(left)")
         #expect(!FileManager.default.fileExists(atPath: dest + "/maas-backup-old0-20200101T000000Z.tar.gz.manifest.json"))
     }
+
+    @Test("on the journal (JOURNAL_STREAM names stderr) each line carries its syslog priority; elsewhere lines are as they were")
+    func journalPriorities() throws {
+        // bash sets JOURNAL_STREAM to its own stderr's device:inode (the test's pipe), as systemd does for a unit.
+        let script = "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec \"$@\""
+        let r = try TestEnv.sh(["bash", "-c", script, "bash", TestEnv.binary, "--config", env.config],
+                               env: env.environment.merging(["MSB_TEST_FAIL_AFTER": "stop"]) { $1 })
+        #expect(r.status == 1, "\(r.stderr)")
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("<6>preflight passed") }, "\(r.stderr)")
+        #expect(lines.contains { $0.hasPrefix("<3>maas-snapshot-backup: error: ") && $0.contains("injected failure") }, "\(r.stderr)")
+        #expect(lines.allSatisfy { $0.hasPrefix("<") }, "\(r.stderr)")
+        // A JOURNAL_STREAM that names another stream (inherited from a parent) is ignored.
+        let other = try env.tool(["--json"], env: ["MSB_TEST_FAIL_AFTER": "stop", "JOURNAL_STREAM": "1:1"])
+        #expect(other.status == 1 && !other.stderr.contains("<3>") && other.stderr.contains("maas-snapshot-backup: error: "), "\(other.stderr)")
+    }
 }

@@ -110,6 +110,6 @@ enum Confirmation {
 
 extension Output {
     static func err(_ s: String, newline: Bool) {
-        FileHandle.standardError.write(Data((s + (newline ? "\n" : "")).utf8))
+        FileHandle.standardError.write(Data((Journal.prefixed(s) + (newline ? "\n" : "")).utf8))
     }
 }

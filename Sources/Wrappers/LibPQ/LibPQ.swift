@@ -44,6 +44,9 @@ public final class PQConnection {
             PQfinish(c)
             throw PQError(function: "PQconnectdbParams", message: message)
         }
+        // PQsetNoticeProcessor: the server's NOTICE and WARNING messages (e.g. "there is no
+        // transaction in progress") would go to stderr unasked, between the tool's own lines.
+        _ = PQsetNoticeProcessor(c, { _, _ in }, nil)
         conn = c
     }
 
