@@ -127,9 +127,18 @@ struct Backup: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds to wait for another run's lock.")
     var lockTimeout: Double = 30
 
+    @Option(name: .long, help: "When the system has been up for less than SECONDS, wait until it has (the daily unit's catch-up run after boot).")
+    var afterBoot: Int?
+
     func run() async throws {
         try await Output.run(json: global.json) {
             let config = try global.loadConfig()
+            if let afterBoot, !dryRun {
+                Interruption.install()
+                var log: (@Sendable (String) -> Void)?
+                if !global.json { log = { line in Output.err(line) } }
+                try await BootSettle.wait(seconds: afterBoot, log: log)
+            }
             let result = try await runBackup(config: config, reason: reason, snapshot: snapshot, dryRun: dryRun,
                                              lockTimeout: lockTimeout, json: global.json, debs: [:])
             printResult(result, json: global.json)

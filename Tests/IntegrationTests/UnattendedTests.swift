@@ -130,4 +130,17 @@ final class UnattendedTests {
         let other = try env.tool(["--json"], env: ["MSB_TEST_FAIL_AFTER": "stop", "JOURNAL_STREAM": "1:1"])
         #expect(other.status == 1 && !other.stderr.contains("<3>") && other.stderr.contains("maas-snapshot-backup: error: "), "\(other.stderr)")
     }
+
+    @Test("--after-boot: a run soon after boot waits until the system has been up that long, then goes on")
+    func afterBoot() throws {
+        let up = try #require(Double(try String(contentsOfFile: "/proc/uptime", encoding: .utf8).split(separator: " ")[0]))
+        let t0 = Date()
+        let r = try env.tool(["--after-boot", String(Int(up) + 4)], env: ["MSB_TEST_FAIL_AFTER": "stop"])
+        let took = Date().timeIntervalSince(t0)
+        #expect(r.status == 1 && r.stderr.contains("injected failure"), "\(r.stderr)")
+        #expect(r.stderr.contains("waiting") && r.stderr.contains("--after-boot"), "\(r.stderr)")
+        #expect(took >= 2.5, "it did not wait: \(took) s")
+        let quick = try env.tool(["--after-boot", "1"], env: ["MSB_TEST_FAIL_AFTER": "stop"])
+        #expect(quick.status == 1 && !quick.stderr.contains("waiting"), "\(quick.stderr)")
+    }
 }

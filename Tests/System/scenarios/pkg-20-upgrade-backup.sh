@@ -117,10 +117,40 @@ msb_assert_eq 1:3.5.0-0msb1 "$(msb_pkg_version maas-region-controller)" "version
 msb_assert_eq 2 "$(msb_archive_count)" "archives (none for the warned upgrade)"
 msb_pkg_write_config </dev/null
 
+# --- the daily unit, as its timer starts it: hardened, priorities in the journal, the failure hook ---
+# (The VM booted minutes ago: a drop-in leaves out the unit's --after-boot wait.)
+mkdir -p /etc/systemd/system/maas-snapshot-backup.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/sbin/maas-snapshot-backup --reason scheduled\n' \
+  >/etc/systemd/system/maas-snapshot-backup.service.d/msb-test.conf
+msb_defer "rm -rf /etc/systemd/system/maas-snapshot-backup.service.d /etc/maas-snapshot-backup/on-failure /var/tmp/msb-on-failure; systemctl daemon-reload"
+systemctl daemon-reload
+msb_wait_active maas-regiond.service 120
+systemctl start maas-snapshot-backup.service ||
+  msb_fail "the daily unit failed: $(journalctl -u maas-snapshot-backup -n 20 --no-pager -o cat | tr '\n' ' ')"
+msb_assert_eq 3 "$(msb_archive_count)" "archives after the daily unit"
+msb_assert_eq scheduled "$(msb_archive_reason "$(msb_archives | tail -n1)")" "reason (daily unit)"
+exposure=$(systemd-analyze security maas-snapshot-backup.service --no-pager 2>/dev/null |
+  sed -n 's/.*Overall exposure level for maas-snapshot-backup.service: \([0-9.]*\).*/\1/p')
+msb_log "systemd-analyze security maas-snapshot-backup.service: exposure ${exposure:-?}"
+# A failed run: its error is in the journal at priority err, and OnFailure= runs the admin's hook.
+printf '#!/bin/sh\necho "$1" >/var/tmp/msb-on-failure\n' >/etc/maas-snapshot-backup/on-failure
+chmod 755 /etc/maas-snapshot-backup/on-failure
+rm -f /var/tmp/msb-on-failure
+msb_pkg_write_config <<'EOF'
+destination: /proc/msb-cannot-write-here
+EOF
+since=$(date '+%Y-%m-%d %H:%M:%S')
+systemctl start maas-snapshot-backup.service && msb_fail "the daily unit succeeded with an unwritable destination"
+for _ in $(seq 90); do [[ -s /var/tmp/msb-on-failure ]] && break; sleep 1; done
+msb_assert_eq maas-snapshot-backup.service "$(cat /var/tmp/msb-on-failure 2>/dev/null)" "the OnFailure= hook's argument"
+journalctl -u maas-snapshot-backup -p err --since "$since" --no-pager -o cat | grep -q "error: the destination" ||
+  msb_fail "journalctl -p err -u maas-snapshot-backup does not show the failure"
+msb_pkg_write_config </dev/null
+
 # --- removing MAAS: one more --------------------------------------------------------------------------
 msb_wait_active maas-regiond.service 120
 msb_apt remove maas-region-controller
 msb_assert_eq 0 "$MSB_RC" "apt-get remove maas-region-controller"
-msb_assert_eq 3 "$(msb_archive_count)" "archives after the removal"
+msb_assert_eq 4 "$(msb_archive_count)" "archives after the removal"
 msb_assert_eq "pre-upgrade maas-region-controller 1:3.5.0-0msb1 -> removed" "$(msb_archive_reason "$(msb_archives | tail -n1)")" "reason (remove)"
-msb_summary "fresh install 0, upgrade 1 (with saved .deb), reinstall 0, unrelated upgrade 0 (${unrelated_s} s), dpkg downgrade 1, blocked/skipped/warned 0, remove 1 backups"
+msb_summary "fresh install 0, upgrade 1 (with saved .deb), reinstall 0, unrelated upgrade 0 (${unrelated_s} s), dpkg downgrade 1, blocked/skipped/warned 0, daily unit 1 (exposure ${exposure:-?}, failure hook ran), remove 1 backups"
