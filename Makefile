@@ -9,9 +9,9 @@ deps:
 build:
 	swift build
 test:
-	bash scripts/install-deps.sh
-	swift build --build-tests
-	swift test
+	@scripts/stage.sh "install packages" bash scripts/install-deps.sh
+	@scripts/stage.sh "build with tests" swift build --build-tests
+	@scripts/stage.sh "host tests" swift test
 demo:
 	bash scripts/install-deps.sh
 	swift build
@@ -31,9 +31,9 @@ vm-test:
 # vm-test-deb: what CI runs after `make test`: the Debian package built here and installed in the
 # VM with apt, then every scenario (the package ones included).
 vm-test-deb:
-	bash scripts/install-deps.sh --vm --deb
-	$(MAKE) deb
-	Tests/System/run-vm-tests.sh --deb "$$(ls -t out/maas-snapshot-backup_*_amd64.deb | head -n1)" $(SCENARIOS)
+	@scripts/stage.sh "install packages (VM, package)" bash scripts/install-deps.sh --vm --deb
+	@scripts/stage.sh "Debian package" $(MAKE) deb
+	@scripts/stage.sh "VM tests" Tests/System/run-vm-tests.sh --deb "$$(ls -t out/maas-snapshot-backup_*_amd64.deb | head -n1)" $(SCENARIOS)
 .PHONY: vm-test-deb
 # test-all: the README's test command and what CI runs: the host tests, then the VM system tests.
 test-all: test vm-test-deb

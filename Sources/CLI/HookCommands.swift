@@ -7,7 +7,8 @@ import Glibc
 
 /// Shared by the apt and dpkg hooks: skip switches, config, and the backup with the old .debs saved.
 enum HookSupport {
-    /// MAAS_SNAPSHOT_BACKUP_SKIP=1 (or MAAS_SNAPSHOT_BACKUP_HOOK=skip) lets one package change go on without a backup.
+    /// MAAS_SNAPSHOT_BACKUP_SKIP=1 lets one package change go on without a backup (the only documented
+    /// spelling; MAAS_SNAPSHOT_BACKUP_HOOK=skip, which the hook scripts of 0.1.0 read, still works).
     static func skipRequested(_ env: [String: String]) -> Bool {
         env["MAAS_SNAPSHOT_BACKUP_SKIP"].map { ["1", "yes", "true"].contains($0.lowercased()) } == true
             || env["MAAS_SNAPSHOT_BACKUP_HOOK"] == "skip"

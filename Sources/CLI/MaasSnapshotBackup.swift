@@ -10,7 +10,32 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "maas-snapshot-backup",
         abstract: "Back up a MAAS region with the services stopped only for the snapshot instant.",
-        discussion: "Exit codes: 0 ok, 1 failed (services started again, leftovers removed), 3 partial, 64 usage, 65 bad archive or hook input, 69 unavailable, 73 cannot create output, 75 locked, 77 not root, 78 config.",
+        discussion: """
+            Backs up the PostgreSQL database, /etc/maas and /var/lib/maas (without boot-resources) into one \
+            tar.gz with a manifest, stopping the MAAS services only while Btrfs or LVM snapshots are taken and a \
+            PostgreSQL snapshot is pinned; restores, verifies, lists and prunes those backups, and rolls back a \
+            failed MAAS upgrade (database, files and package versions).
+
+            CONFIGURATION: /etc/maas-snapshot-backup/config.yaml (every key optional; --config overrides). \
+            The keys and their defaults: /usr/share/doc/maas-snapshot-backup/README.md.gz, "Configuration".
+
+            PACKAGE HOOKS: apt (/etc/apt/apt.conf.d/80maas-snapshot-backup) and dpkg \
+            (/etc/dpkg/dpkg.cfg.d/maas-snapshot-backup) run a backup before a MAAS package is upgraded, \
+            downgraded or removed, and keep the installed .debs beside it for `rollback`. A failed backup \
+            stops the change (hook.on_failure: block) unless MAAS_SNAPSHOT_BACKUP_SKIP=1 is set.
+
+            SCHEDULED BACKUPS: `systemctl enable --now maas-snapshot-backup.timer` (daily; the retention runs \
+            after each backup). A failed run starts maas-snapshot-backup-failure@.service, which runs \
+            /etc/maas-snapshot-backup/on-failure when it exists; `journalctl -p err -u maas-snapshot-backup` \
+            shows the errors; metrics_textfile writes node_exporter metrics after every run.
+
+            FILES: /var/backups/maas-snapshot-backup/ (archives, kept when the package is purged), \
+            /var/lib/maas-snapshot-backup/ (run journals), /run/maas-snapshot-backup/ (the run lock, apt run markers).
+
+            EXIT STATUS: 0 ok, 1 failed (services started again, leftovers removed), 3 partial (the backup is \
+            written, a later step such as the retention or the metrics failed), 64 usage, 65 bad archive or hook \
+            input, 69 unavailable, 73 cannot create output, 75 locked, 77 not root, 78 config.
+            """,
         version: ToolInfo.version,
         subcommands: [Backup.self, ListCommand.self, Verify.self, Restore.self, Rollback.self, Prune.self,
                       Status.self, Recover.self, AptHook.self, DpkgHook.self, GuardCommand.self],

@@ -145,7 +145,7 @@ public enum RollbackPipeline {
             let options = p.command.dropFirst().prefix(while: { $0.hasPrefix("-") })
             let staged = p.changes.map { staging.path + "/" + ($0.deb as NSString).lastPathComponent }
             let r = try await Command.run(p.command[0], Array(options) + staged,
-                                          environment: ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_HOOK": "skip",
+                                          environment: ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_SKIP": "1",
                                                         "APT_LISTCHANGES_FRONTEND": "none"])
             guard r.succeeded else {
                 throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")

@@ -99,7 +99,7 @@ msb_pkg_restore_config() {
 
 # Removes the stand-in MAAS packages and their database without any hook taking a backup.
 msb_pkg_remove_fake_maas() {
-  MAAS_SNAPSHOT_BACKUP_HOOK=skip dpkg --purge --force-all maas-region-controller maas-cli >/dev/null 2>&1 || true
+  MAAS_SNAPSHOT_BACKUP_SKIP=1 dpkg --purge --force-all maas-region-controller maas-cli >/dev/null 2>&1 || true
   systemctl stop maas-regiond.service 2>/dev/null || true
   rm -rf /etc/maas /var/lib/maas
   msb_psql -c "DROP DATABASE IF EXISTS maasdb" >/dev/null 2>&1 || true
