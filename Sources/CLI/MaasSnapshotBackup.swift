@@ -138,6 +138,7 @@ func printResult(_ r: BackupResult, json: Bool) {
         print("  stop:      \(p.servicesToStop.isEmpty ? "(nothing active)" : p.servicesToStop.joined(separator: " "))\(p.stopForWholeRun ? " for the whole run" : " for the window only")")
         if !p.servicesInactive.isEmpty { print("  not active, left alone: \(p.servicesInactive.joined(separator: " "))") }
         print("  archive:   into \(p.destination), about \(p.estimatedBytes) bytes at most, \(p.freeBytes) bytes free")
+        for w in r.warnings { print("  warning:   \(w)") }
         return
     }
     print("Backup written: \(r.archive ?? "-")")
@@ -146,6 +147,7 @@ func printResult(_ r: BackupResult, json: Bool) {
     print("  stopped:   \(r.servicesStopped.isEmpty ? "nothing" : r.servicesStopped.joined(separator: " "))")
     print(String(format: "  downtime:  %.1f ms (%@)", r.downtimeMs, r.window.map { "\($0.step) \(String(format: "%.1f", $0.ms))" }.joined(separator: ", ")))
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
+    for w in r.warnings { print("  warning:   \(w)") }
 }
 
 struct GuardCommand: AsyncParsableCommand {

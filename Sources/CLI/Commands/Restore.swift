@@ -50,11 +50,15 @@ struct RestoreFlags: ParsableArguments {
     @Option(name: .long, help: "Seconds to wait for another run's lock.")
     var lockTimeout: Double = 30
 
+    @Flag(name: .long, help: "Go on while other region controllers are connected to the database: their sessions are ended and their own files are not restored.")
+    var forceOtherRegions = false
+
     /// Asks for confirmation first (refused without a terminal and without --yes), unless a dry run.
     func options(what: String, json: Bool, dryRun: Bool = false) throws -> RestoreOptions {
         var opts = RestoreOptions()
         opts.confirm = dryRun ? nil : try Confirmation.make(yes: yes, what: what)
         opts.lockTimeout = lockTimeout
+        opts.forceOtherRegions = forceOtherRegions
         if !json { opts.log = { Output.err($0) } }
         return opts
     }
@@ -102,7 +106,9 @@ enum Confirmation {
             lines.append("  - replace \(x.live) with the backup's copy" + (x.mode == "create" ? "" : "; the current one is kept in \(x.aside)")
                          + (x.carriedOver.isEmpty ? "" : " (\(x.carriedOver.joined(separator: ", ")) carried over)"))
         }
+        if let u = p.dbUpgrade { lines.append("  - run maas-region dbupgrade: \(u)") }
         lines.append("  - start the services again and check them")
+        for w in p.warnings where w != p.dbUpgrade { lines.append("  warning: \(w)") }
         lines.append("  MAAS version: backup \(p.backupMaasVersion ?? "unknown"), installed \(p.installedMaasVersion ?? "unknown") (\(p.versionCheck))")
         return lines.joined(separator: "\n")
     }

@@ -35,6 +35,8 @@ public struct BackupResult: Sendable, Codable {
     public var reason: String
     public var dryRun: Bool
     public var plan: BackupPlan?
+    /// What this backup does not cover (secrets in Vault, other regions' files).
+    public var warnings: [String] = []
 }
 
 /// The backup pipeline: preflight, the freeze window, the archive while MAAS runs, finish.
@@ -85,6 +87,7 @@ public struct BackupPipeline: Sendable {
         let target = try PostgresTarget.resolve(config)
         let pg = PostgresAdapter(target: target)
         let db = try pg.preflight(passfile: passfile)
+        let region = try regionFacts(target: target, passfile: passfile)
 
         let skip = skipper()
         var items: [BackupPlan.Item] = []
@@ -143,9 +146,23 @@ public struct BackupPipeline: Sendable {
 
         let active = try await services.activeUnits(config.services)
         let inactive = config.services.filter { !active.contains($0) }
-        return BackupPlan(items: items, volumes: volumes, servicesToStop: active, servicesInactive: inactive,
-                          database: db, databaseTarget: target.display, destination: dest, estimatedBytes: estimate,
-                          freeBytes: free, stopForWholeRun: choice == .none)
+        var plan = BackupPlan(items: items, volumes: volumes, servicesToStop: active, servicesInactive: inactive,
+                              database: db, databaseTarget: target.display, destination: dest, estimatedBytes: estimate,
+                              freeBytes: free, stopForWholeRun: choice == .none)
+        (plan.maasId, plan.otherRegions, plan.vaultUrl, plan.warnings) = region
+        return plan
+    }
+
+    /// This region's id, the other regions connected to the database, Vault, and the warnings they
+    /// call for (README "Region layouts").
+    func regionFacts(target: PostgresTarget, passfile: String?) throws -> (String?, [String], String?, [String]) {
+        let own = RegionLayout.maasID(config)
+        let others = RegionLayout.ids(try RegionLayout.otherRegions(target: target, database: target.maasDatabase, passfile: passfile, ownID: own))
+        let vault = RegionLayout.vaultURL(config)
+        var warnings: [String] = []
+        if let vault { warnings.append(RegionLayout.vaultWarning(vault)) }
+        if !others.isEmpty { warnings.append(RegionLayout.otherRegionsWarning(others)) }
+        return (own, others, vault, warnings)
     }
 
     /// Archive member name of a live path: relative to root, without a leading slash.
@@ -179,6 +196,11 @@ public struct BackupPipeline: Sendable {
 
     public func run() async throws -> BackupResult {
         let clock = Stopwatch()
+        guard geteuid() == 0 else {
+            throw BackupError(.noPermission, "maas-snapshot-backup must run as root", hint: "run it with sudo")
+        }
+        // Before anything reads regiond.conf or the database: a snap MAAS has neither where we look.
+        try await RegionLayout.refuseSnap(config, services: services, command: "backup")
         let lock = try RunLock(path: config.lockFile, timeout: options.lockTimeout)
         defer { lock.release() }
 
@@ -186,7 +208,7 @@ public struct BackupPipeline: Sendable {
             let plan = try await preflight(passfile: nil)
             return BackupResult(status: "dry-run", archive: nil, sizeBytes: 0, snapshotMethod: plan.methodSummary,
                                 servicesStopped: [], downtimeMs: 0, window: [], durationMs: clock.elapsedMs.ms2,
-                                reason: options.reason, dryRun: true, plan: plan)
+                                reason: options.reason, dryRun: true, plan: plan, warnings: plan.warnings)
         }
         // Preflight with a passfile in memory only: the private folder is made once preflight passes.
         let target = try PostgresTarget.resolve(config)
@@ -203,8 +225,9 @@ public struct BackupPipeline: Sendable {
         let journal = try RunJournal(stateDir: config.stateDir, runID: runID, command: "backup")
         var run = RunState(pipeline: self, plan: plan, runID: runID, journal: journal, target: target)
         do {
-            let result = try await run.execute(clock: clock)
+            var result = try await run.execute(clock: clock)
             journal.close()
+            result.warnings = plan.warnings
             return result
         } catch {
             await run.cleanupAfterFailure()
