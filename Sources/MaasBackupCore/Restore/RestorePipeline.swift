@@ -153,7 +153,7 @@ public struct RestorePipeline: Sendable {
         let bin = target.binDir ?? "/usr/lib/postgresql/\(db.serverVersionNum / 10000)/bin"
         let psql = bin + "/psql"
         guard FileManager.default.isExecutableFile(atPath: psql) else {
-            throw BackupError.unavailable("\(psql) is missing", hint: "apt-get install postgresql-client-\(db.serverVersionNum / 10000), or set database.bin_dir")
+            throw BackupError.unavailable("\(psql) is missing", hint: PostgresAdapter.clientPackageHint(major: db.serverVersionNum / 10000))
         }
 
         let stamp = ArchiveName.timestamp(Date())
