@@ -92,8 +92,9 @@ public enum RegionLayout {
     }
 
     /// MAAS connections (application_name maas-regiond-<id>, and maas-temporal-<id> from 3.5 on) of
-    /// regions other than `ownID` in `database`. MAAS names them so since 3.x; a region whose MAAS
-    /// sets no application_name is not seen.
+    /// regions other than `ownID` in `database`, as MAAS names them (maasserver/djangosettings/settings.py,
+    /// maasserver/regiondservices/temporal.py; "NO_ID" before a region has its maas_id). A region whose
+    /// MAAS sets no application_name (older releases) is not seen.
     static func otherRegions(target: PostgresTarget, database: String, passfile: String?, ownID: String?) throws -> [Connection] {
         let c = try target.connect(database: database, passfile: passfile)
         defer { c.finish() }

@@ -21,7 +21,7 @@ enum RegionChecks {
             guard force else {
                 throw BackupError.unavailable(
                     "another region controller is connected to the MAAS database \(target.maasDatabase): \(names); a \(command) would replace the database under it",
-                    hint: "stop MAAS there first (systemctl stop maas-regiond maas-temporal maas-temporal-worker maas-apiserver on each of those hosts), then run \(command) again; --force-other-regions goes on anyway")
+                    hint: "stop MAAS there first, e.g. `systemctl stop maas-regiond maas-temporal maas-temporal-worker maas-apiserver` on each of those hosts, then run \(command) again; --force-other-regions goes on anyway")
             }
             out.otherRegions = RegionLayout.ids(others)
             out.warnings.append("--force-other-regions: \(names) were connected; their sessions are ended and they reconnect to the restored database with their own /etc/maas and /var/lib/maas, which this \(command) did not change and which may not match it: restart MAAS on those hosts (systemctl restart maas-regiond ...) and check them")
