@@ -11,12 +11,15 @@ struct Restore: AsyncParsableCommand {
         abstract: "Restore MAAS (database, /etc/maas, /var/lib/maas) from an archive.",
         discussion: """
             Verifies the archive first and refuses a damaged one (exit 65) before changing anything; refuses a \
-            backup of another MAAS major.minor than the installed one unless --force. Then stops the MAAS \
+            backup of another MAAS major.minor than the installed one unless --force, and refuses while another \
+            region controller is connected to the database unless --force-other-regions. Then stops the MAAS \
             services (PostgreSQL stays up), restores dump.sql with psql, moves the current folders aside to \
             <path>.pre-restore-<UTC time> (mount points: <path>/.maas-snapshot-backup/pre-restore-<UTC time>; \
             never deleted by the tool), extracts the archived files, carries excluded folders such as \
             boot-resources over, starts the services and checks them and the schema head. On any failure the \
-            previous folders are put back and the services started; the message says what state the database is in.
+            previous folders are put back and the services started; the message says what state the database is in. \
+            When the installed MAAS differs from the backup's by its patch version only, `maas-region dbupgrade` \
+            runs before the services start.
             """)
 
     @OptionGroup var global: GlobalOptions

@@ -24,7 +24,7 @@ enum RegionChecks {
                     hint: "stop MAAS there first, e.g. `systemctl stop maas-regiond maas-temporal maas-temporal-worker maas-apiserver` on each of those hosts, then run \(command) again; --force-other-regions goes on anyway")
             }
             out.otherRegions = RegionLayout.ids(others)
-            out.warnings.append("--force-other-regions: \(names) were connected; their sessions are ended and they reconnect to the restored database with their own /etc/maas and /var/lib/maas, which this \(command) did not change and which may not match it: restart MAAS on those hosts (systemctl restart maas-regiond ...) and check them")
+            out.warnings.append("--force-other-regions: \(names) were connected; their sessions are ended (if they reconnect while the dump loads, the \(command) fails) and they then use the restored database with their own /etc/maas and /var/lib/maas, which this \(command) did not change and which may not match it: restart MAAS on those hosts (systemctl restart maas-regiond ...) and check them")
         }
         if let vault = RegionLayout.vaultURL(config) {
             out.warnings.append(RegionLayout.vaultWarning(vault) + "; this \(command) does not change what Vault holds")
@@ -64,7 +64,7 @@ enum RegionChecks {
         log("running \(exe) dbupgrade (the installed MAAS differs from the backup's by its patch version)")
         let r = try await Command.run(exe, ["dbupgrade"])
         guard r.succeeded else {
-            throw BackupError.failed("\(exe) dbupgrade failed (exit \(r.status)): \(r.lastErrorLine)",
+            throw BackupError.failed("\(exe) dbupgrade failed (exit \(r.status)): \(r.lastErrorLine); the database may be partly upgraded",
                                      hint: "see its output with `\(exe) dbupgrade` run by hand")
         }
         log("\(exe) dbupgrade finished")
