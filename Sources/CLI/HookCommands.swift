@@ -27,6 +27,14 @@ enum HookSupport {
     /// The backup a hook takes: reason from the hook, the installed MAAS .debs kept beside it.
     static func backup(config: Config) -> PackageHookRunner.Backup {
         { reason in
+            if let why = await RegionLayout.snapReason(config, services: try? Systemctl()) {
+                log("maas-snapshot-backup: MAAS is installed as a snap here (\(why)): no backup (this tool handles the deb-installed MAAS only; use `snap save maas`); the change goes on")
+                return
+            }
+            if let why = RegionLayout.vaultCredentialsMissing(config) {
+                log("maas-snapshot-backup: warning: no backup before this change: \(why); to back up before upgrades, set database.user, database.name and database.password_file in the config; the change goes on")
+                return
+            }
             guard config.hasMaasRegion else {
                 log("maas-snapshot-backup: no MAAS region on this host (no \(config.live("/etc/maas/regiond.conf")), no database in the config): nothing to back up")
                 return
@@ -44,7 +52,7 @@ enum HookSupport {
             if let p = r.pruned, !p.removed.isEmpty {
                 log("maas-snapshot-backup: the retention removed \(p.removed.count) old backup(s): \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
             }
-            for w in r.warnings { log("maas-snapshot-backup: warning: \(w)") }
+            for w in r.warnings + r.failedSteps { log("maas-snapshot-backup: warning: \(w)") }
         }
     }
 }

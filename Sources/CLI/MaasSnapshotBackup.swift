@@ -167,8 +167,8 @@ struct Backup: AsyncParsableCommand {
             let result = try await runBackup(config: config, reason: reason, snapshot: snapshot, dryRun: dryRun,
                                              lockTimeout: lockTimeout, json: global.json, debs: [:])
             printResult(result, json: global.json)
-            if !result.warnings.isEmpty {
-                for w in result.warnings { Output.err("maas-snapshot-backup: warning: \(w)") }
+            if !result.failedSteps.isEmpty {
+                for w in result.failedSteps { Output.err("maas-snapshot-backup: warning: \(w)") }
                 throw ArgumentParser.ExitCode(MaasBackupCore.ExitCode.partial.rawValue)
             }
         }
@@ -206,6 +206,7 @@ func printResult(_ r: BackupResult, json: Bool) {
         print("  stop:      \(p.servicesToStop.isEmpty ? "(nothing active)" : p.servicesToStop.joined(separator: " "))\(p.stopForWholeRun ? " for the whole run" : " for the window only")")
         if !p.servicesInactive.isEmpty { print("  not active, left alone: \(p.servicesInactive.joined(separator: " "))") }
         print("  archive:   into \(p.destination), about \(p.estimatedBytes) bytes at most, \(p.freeBytes) bytes free")
+        for w in r.warnings { print("  warning:   \(w)") }
         return
     }
     print("Backup written: \(r.archive ?? "-")")
@@ -217,6 +218,7 @@ func printResult(_ r: BackupResult, json: Bool) {
     if let p = r.pruned, !p.removed.isEmpty {
         print("  pruned:    \(p.removed.count) old backup(s), \(Human.bytes(p.freedBytes)) freed: \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
     }
+    for w in r.warnings { print("  warning:   \(w)") }
 }
 
 struct GuardCommand: AsyncParsableCommand {

@@ -19,7 +19,7 @@ import Testing
         #expect(c.destination == "/var/backups/maas-snapshot-backup")
         #expect(c.paths == ["/etc/maas", "/var/lib/maas"])
         #expect(c.exclude == ["/var/lib/maas/boot-resources"])
-        #expect(c.services.first == "maas-regiond")
+        #expect(c.services.first == "maas-http" && c.services.contains("maas-regiond") && c.services.last == "maas-syslog")
         #expect(c.snapshot == .auto)
         #expect(c.database.scope == .maas)
         #expect(c.copyInWindowMax == 64 << 20)

@@ -11,12 +11,15 @@ struct Restore: AsyncParsableCommand {
         abstract: "Restore MAAS (database, /etc/maas, /var/lib/maas) from an archive.",
         discussion: """
             Verifies the archive first and refuses a damaged one (exit 65) before changing anything; refuses a \
-            backup of another MAAS major.minor than the installed one unless --force. Then stops the MAAS \
+            backup of another MAAS major.minor than the installed one unless --force, and refuses while another \
+            region controller is connected to the database unless --force-other-regions. Then stops the MAAS \
             services (PostgreSQL stays up), restores dump.sql with psql, moves the current folders aside to \
             <path>.pre-restore-<UTC time> (mount points: <path>/.maas-snapshot-backup/pre-restore-<UTC time>; \
             never deleted by the tool), extracts the archived files, carries excluded folders such as \
             boot-resources over, starts the services and checks them and the schema head. On any failure the \
-            previous folders are put back and the services started; the message says what state the database is in.
+            previous folders are put back and the services started; the message says what state the database is in. \
+            When the installed MAAS differs from the backup's by its patch version only, `maas-region dbupgrade` \
+            runs before the services start.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -50,11 +53,15 @@ struct RestoreFlags: ParsableArguments {
     @Option(name: .long, help: "Seconds to wait for another run's lock.")
     var lockTimeout: Double = 30
 
+    @Flag(name: .long, help: "Go on while other region controllers are connected to the database: their sessions are ended and their own files are not restored.")
+    var forceOtherRegions = false
+
     /// Asks for confirmation first (refused without a terminal and without --yes), unless a dry run.
     func options(what: String, json: Bool, dryRun: Bool = false) throws -> RestoreOptions {
         var opts = RestoreOptions()
         opts.confirm = dryRun ? nil : try Confirmation.make(yes: yes, what: what)
         opts.lockTimeout = lockTimeout
+        opts.forceOtherRegions = forceOtherRegions
         if !json { opts.log = { Output.err($0) } }
         return opts
     }
@@ -102,7 +109,9 @@ enum Confirmation {
             lines.append("  - replace \(x.live) with the backup's copy" + (x.mode == "create" ? "" : "; the current one is kept in \(x.aside)")
                          + (x.carriedOver.isEmpty ? "" : " (\(x.carriedOver.joined(separator: ", ")) carried over)"))
         }
+        if let u = p.dbUpgrade { lines.append("  - run maas-region dbupgrade: \(u)") }
         lines.append("  - start the services again and check them")
+        for w in p.warnings where w != p.dbUpgrade { lines.append("  warning: \(w)") }
         lines.append("  MAAS version: backup \(p.backupMaasVersion ?? "unknown"), installed \(p.installedMaasVersion ?? "unknown") (\(p.versionCheck))")
         return lines.joined(separator: "\n")
     }

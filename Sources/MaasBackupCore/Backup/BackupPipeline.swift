@@ -41,8 +41,11 @@ public struct BackupResult: Sendable, Codable {
     /// The retention applied after the backup (`retention.after_backup`), or before it when the
     /// destination was short of space for a pre-upgrade backup.
     public var pruned: PruneReport?
-    /// Problems that did not fail the backup (exit 3 when there is one).
+    /// What this backup does not cover (secrets in Vault, other regions' files).
     public var warnings: [String] = []
+    /// Later steps that failed although the backup is written (the retention after it, the
+    /// metrics textfile): the run exits 3.
+    public var failedSteps: [String] = []
 }
 
 /// The backup pipeline: preflight, the freeze window, the archive while MAAS runs, finish.
@@ -93,6 +96,7 @@ public struct BackupPipeline: Sendable {
         let target = try PostgresTarget.resolve(config)
         let pg = PostgresAdapter(target: target)
         let db = try pg.preflight(passfile: passfile)
+        let region = try regionFacts(target: target, passfile: passfile)
 
         let skip = skipper()
         var items: [BackupPlan.Item] = []
@@ -161,9 +165,23 @@ public struct BackupPipeline: Sendable {
 
         let active = try await services.activeUnits(config.services)
         let inactive = config.services.filter { !active.contains($0) }
-        return BackupPlan(items: items, volumes: volumes, servicesToStop: active, servicesInactive: inactive,
-                          database: db, databaseTarget: target.display, destination: dest, estimatedBytes: estimate,
-                          freeBytes: free, stopForWholeRun: choice == .none)
+        var plan = BackupPlan(items: items, volumes: volumes, servicesToStop: active, servicesInactive: inactive,
+                              database: db, databaseTarget: target.display, destination: dest, estimatedBytes: estimate,
+                              freeBytes: free, stopForWholeRun: choice == .none)
+        (plan.maasId, plan.otherRegions, plan.vaultUrl, plan.warnings) = region
+        return plan
+    }
+
+    /// This region's id, the other regions connected to the database, Vault, and the warnings they
+    /// call for (README "Region layouts").
+    func regionFacts(target: PostgresTarget, passfile: String?) throws -> (String?, [String], String?, [String]) {
+        let own = RegionLayout.maasID(config)
+        let others = RegionLayout.ids(try RegionLayout.otherRegions(target: target, database: target.maasDatabase, passfile: passfile, ownID: own))
+        let vault = RegionLayout.vaultURL(config)
+        var warnings: [String] = []
+        if let vault { warnings.append(RegionLayout.vaultWarning(vault)) }
+        if !others.isEmpty { warnings.append(RegionLayout.otherRegionsWarning(others)) }
+        return (own, others, vault, warnings)
     }
 
     /// Archive member name of a live path: relative to root, without a leading slash.
@@ -211,7 +229,7 @@ public struct BackupPipeline: Sendable {
         do {
             var r = try await runLocked(clock: clock)
             if !r.dryRun, let path = config.metricsTextfile, let w = Metrics.write(path: path, outcome: .success(r)) {
-                r.warnings.append(w)
+                r.failedSteps.append(w)
             }
             return r
         } catch {
@@ -224,6 +242,11 @@ public struct BackupPipeline: Sendable {
     }
 
     func runLocked(clock: Stopwatch) async throws -> BackupResult {
+        guard geteuid() == 0 else {
+            throw BackupError(.noPermission, "maas-snapshot-backup must run as root", hint: "run it with sudo")
+        }
+        // Before anything reads regiond.conf or the database: a snap MAAS has neither where we look.
+        try await RegionLayout.refuseSnap(config, services: services, command: "backup")
         let lock = try RunLock(path: config.lockFile, timeout: options.lockTimeout)
         defer { lock.release() }
 
@@ -231,7 +254,7 @@ public struct BackupPipeline: Sendable {
             let plan = try await preflight(passfile: nil)
             return BackupResult(status: "dry-run", archive: nil, sizeBytes: 0, snapshotMethod: plan.methodSummary,
                                 servicesStopped: [], downtimeMs: 0, window: [], durationMs: clock.elapsedMs.ms2,
-                                reason: options.reason, dryRun: true, plan: plan)
+                                reason: options.reason, dryRun: true, plan: plan, warnings: plan.warnings)
         }
         // Preflight with a passfile in memory only: the private folder is made once preflight passes.
         let target = try PostgresTarget.resolve(config)
@@ -251,6 +274,7 @@ public struct BackupPipeline: Sendable {
         do {
             result = try await run.execute(clock: clock)
             journal.close()
+            result.warnings = plan.warnings
         } catch {
             await run.cleanupAfterFailure()
             journal.close()
@@ -264,7 +288,7 @@ public struct BackupPipeline: Sendable {
                 if !report.removed.isEmpty {
                     log("retention removed \(report.removed.count) old backup(s): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
                 }
-                result.warnings += report.errors.map { "retention: \($0)" }
+                result.failedSteps += report.errors.map { "retention: \($0)" }
                 if var before = result.pruned {
                     before.removed += report.removed
                     before.kept = report.kept
@@ -275,7 +299,7 @@ public struct BackupPipeline: Sendable {
                     result.pruned = report
                 }
             } catch {
-                result.warnings.append("retention after the backup failed: \(error)")
+                result.failedSteps.append("retention after the backup failed: \(error)")
             }
         }
         result.durationMs = clock.elapsedMs.ms2

@@ -25,6 +25,13 @@ public struct BackupPlan: Sendable, Codable {
     public var freeBytes: Int64
     /// True with `--snapshot none`: the services stay stopped for the whole run.
     public var stopForWholeRun: Bool
+    /// This host's maas_id; the maas_id of other regions connected to the database (README "Region layouts").
+    public var maasId: String? = nil
+    public var otherRegions: [String] = []
+    /// regiond.conf's vault_url, when the region keeps its secrets in Vault.
+    public var vaultUrl: String? = nil
+    /// What the backup does not cover on this layout (printed, and in --json).
+    public var warnings: [String] = []
 
     public var methodSummary: String {
         let ms = Set(items.map(\.method.rawValue)).sorted()

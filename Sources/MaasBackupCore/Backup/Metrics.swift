@@ -45,7 +45,7 @@ enum Metrics {
         switch outcome {
         case .success(let r):
             v["last_run_success"] = 1
-            v["last_run_exit_code"] = r.warnings.isEmpty ? 0 : Double(ExitCode.partial.rawValue)
+            v["last_run_exit_code"] = r.failedSteps.isEmpty ? 0 : Double(ExitCode.partial.rawValue)
             v["last_run_duration_milliseconds"] = r.durationMs
             v["last_success_timestamp_seconds"] = Double(now)
             v["downtime_milliseconds"] = r.downtimeMs

@@ -220,7 +220,7 @@ struct RunState {
         if !pipeline.options.debsToSave.isEmpty {
             (saved, savedSums) = try saveDebs(pipeline.options.debsToSave, archiveName: name)
         }
-        let manifest = Manifest(
+        var manifest = Manifest(
             host: host, createdAt: ArchiveName.iso8601(now), reason: pipeline.options.reason,
             snapshotMethod: plan.methodSummary, root: config.root,
             paths: plan.items.map { .init(path: $0.path, method: $0.method, volume: $0.volume?.identity) },
@@ -231,6 +231,7 @@ struct RunState {
                             snapshotIDs: ids, schemaHead: head, rowCounts: counts),
             window: .init(servicesStopped: stopped, downtimeMs: downtimeMs, steps: steps),
             files: files, dump: dumpRecord, savedDebs: saved, savedDebsSha256: savedSums)
+        (manifest.maasId, manifest.otherRegions, manifest.vaultUrl) = (plan.maasId, plan.otherRegions.isEmpty ? nil : plan.otherRegions, plan.vaultUrl)
         files = []
         let manifestBytes = try manifest.encoded()
         try await Blocking.run {

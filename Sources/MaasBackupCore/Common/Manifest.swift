@@ -55,6 +55,13 @@ public struct Manifest: Sendable, Codable, Equatable {
     public var savedDebs: [String: String]?
     /// SHA-256 of each saved .deb, by package name; rollback reinstalls only a .deb that matches.
     public var savedDebsSha256: [String: String]?
+    /// This host's MAAS region id (/var/lib/maas/maas_id), when it has one.
+    public var maasId: String?
+    /// maas_id of the other region controllers connected to the database at backup time: their own
+    /// /etc/maas and /var/lib/maas are not in this archive.
+    public var otherRegions: [String]?
+    /// regiond.conf's vault_url: MAAS keeps its secrets there, outside this archive (never the approle).
+    public var vaultUrl: String?
 
     public static func encoder() -> JSONEncoder {
         let e = JSONEncoder()

@@ -64,10 +64,13 @@ public struct Config: Sendable, Codable, Equatable {
     public var stateDir = "/var/lib/maas-snapshot-backup"
 
     public static let defaultPath = "/etc/maas-snapshot-backup/config.yaml"
-    /// In dependency order: stopped in this order, started in reverse.
+    /// In dependency order: stopped in this order, started in reverse. MAAS 3.5+ adds maas-http
+    /// (nginx in front of the region: stopped first), maas-proxy and maas-syslog (which the others
+    /// log to: stopped last); all three keep files open in /var/lib/maas. Units that are not
+    /// active (or do not exist, as on 3.4) are left alone.
     public static let defaultServices = [
-        "maas-regiond", "maas-rackd", "maas-dhcpd", "maas-dhcpd6", "maas-apiserver",
-        "maas-temporal", "maas-temporal-worker", "maas-agent",
+        "maas-http", "maas-regiond", "maas-rackd", "maas-dhcpd", "maas-dhcpd6", "maas-apiserver",
+        "maas-temporal", "maas-temporal-worker", "maas-agent", "maas-proxy", "maas-syslog",
     ]
 
     public init() {}

@@ -9,6 +9,8 @@ import Glibc
 public struct RestoreOptions: Sendable {
     /// Restore over an installed MAAS of another major.minor version.
     public var force = false
+    /// Go on while other region controllers are connected to the database (README "Region layouts").
+    public var forceOtherRegions = false
     public var lockTimeout: Double = 30
     /// Asked once the plan is known and before anything changes; false cancels. nil: go ahead.
     public var confirm: (@Sendable (RestorePlan) async -> Bool)?
@@ -47,6 +49,12 @@ public struct RestorePlan: Sendable, Codable {
     public var databases: [String]
     public var paths: [PathPlan]
     public var servicesToStop: [String]
+    /// The `maas-region dbupgrade` run after the restore (patch-level version change), if any.
+    public var dbUpgrade: String? = nil
+    /// Other regions connected at the time (only with --force-other-regions).
+    public var otherRegions: [String] = []
+    /// What this restore does not cover, or what was overridden (also in the result's warnings).
+    public var warnings: [String] = []
 }
 
 public struct RestoreResult: Sendable, Codable {
@@ -103,6 +111,7 @@ public struct RestorePipeline: Sendable {
         guard geteuid() == 0 else {
             throw BackupError(.noPermission, "\(options.command) must run as root", hint: "run it with sudo")
         }
+        try await RegionLayout.refuseSnap(config, services: services, command: options.command)
         let source = try ArchiveVerifier.open(archive, config: config)
         let path = source.path
         log("verifying \(path)")
@@ -132,17 +141,22 @@ public struct RestorePipeline: Sendable {
             }
             versionCheck = "forced (\(want!) over \(have!))"
         }
+        let dbUpgrade = options.skipVersionGuard ? nil : try RegionChecks.dbUpgradeNeeded(backup: manifest.maasVersion, installed: installedVersion)
 
         try await options.preflight?(manifest)
 
-        let target = try PostgresTarget.resolve(config)
+        let target = try PostgresTarget.resolve(config, fallbackDatabase: manifest.database.maasDatabase)
         let tmp = try PrivateDir.makeTemporary()
         defer { tmp.remove() }
-        let db = try PostgresAdapter(target: target).preflight(passfile: try target.writePassfile(in: tmp.path))
+        let passfile = try target.writePassfile(in: tmp.path)
+        let db = try PostgresAdapter(target: target).preflight(passfile: passfile)
+        var regions = try RegionChecks.check(config: config, target: target, passfile: passfile,
+                                             force: options.forceOtherRegions, command: options.command)
+        if let dbUpgrade { regions.warnings.append(dbUpgrade) }
         let bin = target.binDir ?? "/usr/lib/postgresql/\(db.serverVersionNum / 10000)/bin"
         let psql = bin + "/psql"
         guard FileManager.default.isExecutableFile(atPath: psql) else {
-            throw BackupError.unavailable("\(psql) is missing", hint: "apt-get install postgresql-client-\(db.serverVersionNum / 10000), or set database.bin_dir")
+            throw BackupError.unavailable("\(psql) is missing", hint: PostgresAdapter.clientPackageHint(major: db.serverVersionNum / 10000))
         }
 
         let stamp = ArchiveName.timestamp(Date())
@@ -159,7 +173,7 @@ public struct RestorePipeline: Sendable {
             database: target.display, databases: manifest.database.databases,
             paths: swaps.map { .init(path: $0.path, live: $0.live, mode: $0.mode.rawValue, aside: $0.aside,
                                      carriedOver: $0.keep + $0.leftInPlace.filter { $0 != TreeSwap.snapshotFolder && $0 != "lost+found" }, bytes: $0.restoreBytes) },
-            servicesToStop: active)
+            servicesToStop: active, dbUpgrade: dbUpgrade, otherRegions: regions.otherRegions, warnings: regions.warnings)
         return Prepared(source: source, path: path, manifest: manifest, verify: report, plan: plan, swaps: swaps, target: target, psql: psql)
     }
 
@@ -181,6 +195,7 @@ public struct RestorePipeline: Sendable {
         do {
             var result = try await run.execute()
             result.durationMs = clock.elapsedMs.ms2
+            result.warnings = prepared.plan.warnings + result.warnings
             journal.close()
             return result
         } catch {
@@ -311,6 +326,9 @@ final class RestoreRun {
                 throw PackageStepError(message: "\(error)")
             }
         }
+
+        // ---- maas-region dbupgrade: the installed MAAS differs from the backup's by a patch version ----
+        if p.plan.dbUpgrade != nil { step = "dbupgrade"; try await RegionChecks.dbUpgrade(log: { self.log($0) }) }
 
         // ---- Start and check ----
         step = "start services"

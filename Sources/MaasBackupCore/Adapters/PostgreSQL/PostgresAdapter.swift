@@ -76,8 +76,8 @@ public struct PostgresAdapter: Sendable {
             let dir = target.binDir ?? "/usr/lib/postgresql/\(major)/bin"
             let dump = dir + "/pg_dump", dumpall = dir + "/pg_dumpall"
             for tool in [dump, dumpall] where !FileManager.default.isExecutableFile(atPath: tool) {
-                throw BackupError.unavailable("\(tool) is missing: pg_dump of the server's major version \(major) is needed",
-                                              hint: "apt-get install postgresql-client-\(major), or set database.bin_dir")
+                throw BackupError.unavailable("\(tool) is missing: pg_dump of the server's major version \(major) is needed (the server is \(target.host ?? "local") at PostgreSQL \(version))",
+                                              hint: PostgresAdapter.clientPackageHint(major: major))
             }
             let superuser = try c.exec("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").scalar == "t"
             return DatabasePlan(serverVersion: version, serverVersionNum: num, databases: dbs, sizeBytes: size,
@@ -192,6 +192,13 @@ public struct PostgresAdapter: Sendable {
             guard r.succeeded else { throw BackupError.failed("pg_dump of \(pin.database) failed: \(r.lastErrorLine)") }
         }
         try writeAll(fd, "\n--\n-- PostgreSQL database cluster dump complete\n--\n\n")
+    }
+
+    /// How to get the client programs of a server's major version: the Debian package, which for a
+    /// major the Debian release does not ship (a remote server, or another major than the local one)
+    /// comes from the PostgreSQL project's apt repository.
+    public static func clientPackageHint(major: Int) -> String {
+        "apt-get install postgresql-client-\(major) (from apt.postgresql.org when this Debian release does not ship PostgreSQL \(major)), or set database.bin_dir to the folder holding its pg_dump"
     }
 
     private func writeAll(_ fd: FileDescriptor, _ s: String) throws {

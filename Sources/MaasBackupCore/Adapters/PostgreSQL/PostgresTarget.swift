@@ -19,40 +19,36 @@ public struct PostgresTarget: Sendable {
     public var osUser: (name: String, uid: uid_t, gid: gid_t)?
     public var binDir: String?
 
-    /// Resolves the target: config keys first, then regiond.conf under the root, then the local socket
-    /// as the postgres user.
-    public static func resolve(_ config: Config) throws -> PostgresTarget {
+    /// Resolves the target: config keys first, then regiond.conf under the root (empty values count
+    /// as unset: `maas config-vault migrate` empties database_name, database_user and database_pass),
+    /// then the local socket as the postgres user. Without a database name from either, a local
+    /// target finds the one database holding maasserver_* tables (`fallbackDatabase` instead when
+    /// given: restore passes the archive's).
+    public static func resolve(_ config: Config, fallbackDatabase: String? = nil) throws -> PostgresTarget {
         let d = config.database
-        var regiond: [String: String] = [:]
-        let regiondPath = config.live("/etc/maas/regiond.conf")
-        if let text = try? String(contentsOfFile: regiondPath, encoding: .utf8) {
-            do {
-                if let node = try Yams.compose(yaml: text), case .mapping(let m) = node {
-                    for (k, v) in m { if let ks = k.string, let vs = v.string { regiond[ks] = vs } }
-                }
-            } catch {
-                throw BackupError.config("\(regiondPath) is not valid YAML", hint: "fix it, or set database.* in the config")
-            }
-        }
+        let regiond = try RegionLayout.regiondConf(config)
         // A MAAS region's database is usually local: then connect as the postgres superuser over
         // the socket (peer authentication), which can dump the roles too. regiond.conf's own user
         // (maas, not a superuser) is used only for a remote database or when the config says so.
         let regiondHost = regiond["database_host"] ?? ""
         let regiondIsLocal = regiondHost.isEmpty || ["localhost", "127.0.0.1", "::1"].contains(regiondHost) || regiondHost.hasPrefix("/")
         let useRegiondCredentials = d.host == nil && d.user == nil && !regiondIsLocal
+        if let why = RegionLayout.vaultCredentialsMissing(config) {
+            throw BackupError.config(why, hint: RegionLayout.vaultCredentialsHint)
+        }
         var password: String?
         if let pf = d.passwordFile {
             guard let s = try? String(contentsOfFile: pf, encoding: .utf8) else {
                 throw BackupError.config("database.password_file \(pf) cannot be read", hint: "create it (mode 0600) holding the password")
             }
             password = s.trimmingCharacters(in: .newlines)
-        } else if useRegiondCredentials, let p = regiond["database_pass"], !p.isEmpty {
+        } else if useRegiondCredentials, let p = regiond["database_pass"] {
             password = p
         }
         let host = d.host ?? (useRegiondCredentials || regiondHost.hasPrefix("/") ? regiondHost : nil)
         let port = d.port ?? regiond["database_port"].flatMap { Int($0) }
         let user = d.user ?? (useRegiondCredentials ? regiond["database_user"] ?? "maas" : "postgres")
-        let name = d.name ?? regiond["database_name"] ?? "maasdb"
+        let named = d.name.flatMap { $0.isEmpty ? nil : $0 } ?? regiond["database_name"]
         var os: (String, uid_t, gid_t)?
         let localSocket = host == nil || host!.hasPrefix("/")
         if password == nil && localSocket {
@@ -62,8 +58,12 @@ public struct PostgresTarget: Sendable {
             }
             os = (osName, pw.pointee.pw_uid, pw.pointee.pw_gid)
         }
-        return PostgresTarget(host: host, port: port, user: user, maasDatabase: name, scope: d.scope,
-                              password: password, osUser: os, binDir: d.binDir)
+        var target = PostgresTarget(host: host, port: port, user: user, maasDatabase: named ?? fallbackDatabase ?? "maasdb", scope: d.scope,
+                                    password: password, osUser: os, binDir: d.binDir)
+        if named == nil && fallbackDatabase == nil && password == nil && localSocket {
+            target.maasDatabase = try RegionLayout.findMaasDatabase(target, passfile: nil)
+        }
+        return target
     }
 
     /// Human description without secrets.
