@@ -107,7 +107,7 @@ enum DumpLoader {
                         throw BackupError.data("dump.sql line \(lineNo): no CREATE DATABASE for \(db)")
                     }
                     try plan.create(spec, copy)
-                    splitter.created.insert(db)
+                    splitter.markCreated(db)
                 }
                 context = ctx
             }

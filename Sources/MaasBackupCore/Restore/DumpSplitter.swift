@@ -75,7 +75,13 @@ struct DumpSplitter {
     /// CREATE DATABASE seen, database not created yet.
     private(set) var pending: [String: CreateDatabaseSpec] = [:]
     /// Databases whose copy exists (created on their first `\connect`).
-    var created: Set<String> = []
+    private(set) var created: Set<String> = []
+
+    /// The copy of `db` exists now: its lines are pointed at it from here on.
+    mutating func markCreated(_ db: String) {
+        created.insert(db)
+        pending[db] = nil
+    }
 
     init(names: [String: String]) { self.names = names }
 
