@@ -178,4 +178,65 @@ struct DatabaseRestoreTests {
         try env.dropRestoreCopies()
         RT.removeAsideFolders(root: env.root)
     }
+
+    @Test("as a non-superuser that owns maasdb and has CREATEDB (a remote region's maas role) restore works and leaves the roles alone")
+    func nonSuperuserOwnerRestores() throws {
+        let shared = try shared
+        let env = shared.env
+        _ = try shared.baselineArchive()
+        let maasConfig = env.dir + "/config-maas-owner.yaml"
+        try String(contentsOfFile: env.config, encoding: .utf8).replacingOccurrences(of: "  user: postgres\n", with: "  user: maas\n")
+            .write(toFile: maasConfig, atomically: true, encoding: .utf8)
+        // maas owns maasdb and everything in it, as on a region whose database MAAS made itself.
+        _ = try env.psql("ALTER ROLE maas CREATEDB", db: "postgres")
+        _ = try env.psql("ALTER DATABASE maasdb OWNER TO maas", db: "postgres")
+        defer {
+            _ = try? env.psql("ALTER DATABASE maasdb OWNER TO postgres", db: "postgres")
+            _ = try? env.psql("ALTER ROLE maas NOCREATEDB", db: "postgres")
+        }
+        _ = try env.psql("""
+            DO $$ DECLARE r record; BEGIN
+              FOR r IN SELECT c.oid::regclass AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+                       WHERE s.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') LOOP
+                EXECUTE format('ALTER TABLE %s OWNER TO maas', r.n);
+              END LOOP;
+              FOR r IN SELECT c.oid::regclass AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+                       WHERE s.nspname = 'public' AND c.relkind = 'S' AND pg_get_userbyid(c.relowner) <> 'maas' LOOP
+                EXECUTE format('ALTER SEQUENCE %s OWNER TO maas', r.n);
+              END LOOP;
+              FOR r IN SELECT p.oid::regprocedure AS n FROM pg_proc p JOIN pg_namespace s ON s.oid = p.pronamespace WHERE s.nspname = 'public' LOOP
+                EXECUTE format('ALTER ROUTINE %s OWNER TO maas', r.n);
+              END LOOP;
+              FOR r IN SELECT t.oid::regtype AS n FROM pg_type t JOIN pg_namespace s ON s.oid = t.typnamespace
+                       WHERE s.nspname = 'public' AND t.typtype IN ('e', 'd', 'r') LOOP
+                EXECUTE format('ALTER TYPE %s OWNER TO maas', r.n);
+              END LOOP;
+              FOR r IN SELECT oid FROM pg_largeobject_metadata LOOP
+                EXECUTE format('ALTER LARGE OBJECT %s OWNER TO maas', r.oid);
+              END LOOP;
+            END $$
+            """)
+        let b = try env.tool(["--json", "--reason", "as maas"], config: maasConfig)
+        #expect(b.status == 0, "backup as maas: \(b.stderr)")
+        let archive = try #require(RT.json(b)["archive"] as? String)
+        defer { for x in ["", ".manifest.json", ".verified"] { try? FileManager.default.removeItem(atPath: archive + x) } }
+        let m = try RT.manifest(sidecarOf: archive)
+        _ = try env.psql("DELETE FROM maasserver_event WHERE id % 6 = 0")
+        let events = try eventCount(env)
+
+        let r = try env.tool(["restore", archive, "--yes", "--json"], config: maasConfig)
+        #expect(r.status == 0, "restore as maas: \(r.stderr)")
+        let j = RT.json(r)
+        let warnings = (j["warnings"] as? [String]) ?? []
+        #expect(warnings.contains { $0.contains("refused for lack of privilege") && $0.contains("42501") }, "\(warnings)")
+        let previous = (j["previous_databases"] as? [String]) ?? []
+        #expect(previous.count == 1, "\(j)")
+        if let p = previous.first { #expect(try eventCount(env, db: p) == events) }
+        #expect(try eventCount(env) == Int(m.database.rowCounts["maasdb"]?["public.maasserver_event"] ?? -1))
+        #expect(try env.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'maasdb'", db: "postgres") == "maas")
+        #expect(try env.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'postgres'", db: "postgres") == "t")
+        #expect(try servicesActive(env))
+        try env.dropRestoreCopies()
+        RT.removeAsideFolders(root: env.root)
+    }
 }

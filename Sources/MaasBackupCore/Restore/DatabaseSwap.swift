@@ -185,13 +185,17 @@ enum DatabaseSwap {
         try c.exec("SELECT 1 FROM pg_database WHERE datname = $1", [name]).rows.count > 0
     }
 
-    /// Ends the other sessions on `db` (the best we can: sessions of roles we may not signal stay).
+    /// Ends the other sessions on `db`, one by one: a session of a role we may not signal stays (and
+    /// the rename that follows says the database is in use).
     static func endSessions(_ c: PQConnection, on db: String, log: ((String) -> Void)?) {
         let wait = c.serverVersion() >= 140000 ? ", 5000" : ""
-        if let n = try? c.exec("SELECT count(pg_terminate_backend(pid\(wait))) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [db]).scalar,
-           n != "0" {
-            log?("ended \(n) session(s) on \(db)")
+        guard let pids = try? c.exec("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [db]).rows else { return }
+        var ended = 0
+        for row in pids {
+            guard let pid = row.first ?? nil else { continue }
+            if (try? c.exec("SELECT pg_terminate_backend($1::int\(wait))", [pid]).scalar) == "t" { ended += 1 }
         }
+        if ended > 0 { log?("ended \(ended) session(s) on \(db)") }
     }
 
     static func create(_ spec: CreateDatabaseSpec, as copy: String, target: PostgresTarget, passfile: String?, avoiding: [String]) throws {
