@@ -239,4 +239,41 @@ struct DatabaseRestoreTests {
         try env.dropRestoreCopies()
         RT.removeAsideFolders(root: env.root)
     }
+
+    @Test("scope all: every database (postgres included) is loaded into its copy with its settings and swapped in; the previous ones are kept")
+    func scopeAll() throws {
+        let shared = try shared
+        let env = shared.env
+        _ = try shared.baselineArchive()
+        let allConfig = env.dir + "/config-all.yaml"
+        try String(contentsOfFile: env.config, encoding: .utf8).replacingOccurrences(of: "  name: maasdb\n", with: "  name: maasdb\n  scope: all\n")
+            .write(toFile: allConfig, atomically: true, encoding: .utf8)
+        _ = try env.psql("CREATE DATABASE \"other db\"", db: "postgres")
+        defer { _ = try? env.psql("DROP DATABASE IF EXISTS \"other db\" WITH (FORCE)", db: "postgres") }
+        _ = try env.psql("ALTER DATABASE \"other db\" SET work_mem = '7MB'", db: "postgres")
+        _ = try env.psql("COMMENT ON DATABASE \"other db\" IS 'kept by the restore'", db: "postgres")
+        _ = try env.psql("CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2)", db: "other db")
+        _ = try env.psql("CREATE TABLE msb_pt (a int); INSERT INTO msb_pt VALUES (5)", db: "postgres")
+        defer { _ = try? env.psql("DROP TABLE IF EXISTS msb_pt", db: "postgres") }
+        let b = try env.tool(["--json", "--reason", "scope all"], config: allConfig)
+        #expect(b.status == 0, "\(b.stderr)")
+        let archive = try #require(RT.json(b)["archive"] as? String)
+        defer { for x in ["", ".manifest.json", ".verified"] { try? FileManager.default.removeItem(atPath: archive + x) } }
+        _ = try env.psql("INSERT INTO t VALUES (3)", db: "other db")
+        _ = try env.psql("INSERT INTO msb_pt VALUES (6)", db: "postgres")
+
+        let r = try env.tool(["restore", archive, "--yes", "--json"], config: allConfig)
+        #expect(r.status == 0, "\(r.stderr)")
+        let previous = ((RT.json(r)["previous_databases"] as? [String]) ?? []).sorted()
+        #expect(previous.map { $0.components(separatedBy: "_pre_restore_")[0] } == ["maasdb", "other db", "postgres"], "\(previous)")
+        #expect(try env.psql("SELECT count(*) FROM t", db: "other db") == "2")
+        #expect(try env.psql("SELECT string_agg(a::text, ',') FROM msb_pt", db: "postgres") == "5")
+        #expect(try env.psql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'other db'", db: "postgres") == "kept by the restore")
+        #expect(try env.psql("SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'other db'",
+                             db: "postgres") == "work_mem=7MB")
+        if let p = previous.first(where: { $0.hasPrefix("other db") }) { #expect(try env.psql("SELECT count(*) FROM t", db: p) == "3") }
+        #expect(try servicesActive(env))
+        try env.dropRestoreCopies()
+        RT.removeAsideFolders(root: env.root)
+    }
 }

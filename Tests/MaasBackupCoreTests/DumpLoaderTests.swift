@@ -62,6 +62,7 @@ import Testing
             \\unrestrict dumpkey1
             CREATE DATABASE maasdb WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LOCALE = 'C.UTF-8';
             ALTER DATABASE maasdb OWNER TO maas;
+            \\encoding SQL_ASCII
             \\connect maasdb
             COMMENT ON DATABASE maasdb IS 'the maas db';
             ALTER DATABASE maasdb SET work_mem TO '8MB';
@@ -81,7 +82,7 @@ import Testing
         #expect(creates == [#"CREATE DATABASE "maasdb_restoring_T" WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LOCALE = 'C.UTF-8' OWNER = "maas""#])
         let all = parts.flatMap(\.1)
         #expect(!all.contains { $0.hasPrefix("DROP DATABASE") || $0.hasPrefix("CREATE DATABASE") || $0.contains("OWNER TO") })
-        #expect(!all.contains { $0.hasPrefix("\\restrict") || $0.hasPrefix("\\unrestrict") })
+        #expect(!all.contains { $0.hasPrefix("\\restrict") || $0.hasPrefix("\\unrestrict") || $0.hasPrefix("\\encoding") })
         #expect(parts[1].1 == ["DROP ROLE IF EXISTS maas;", "CREATE ROLE maas;"])
         #expect(parts[2].1 == [#"COMMENT ON DATABASE "maasdb_restoring_T" IS 'the maas db';"#,
                                #"ALTER DATABASE "maasdb_restoring_T" SET work_mem TO '8MB';"#,

@@ -158,17 +158,17 @@ enum DatabaseSwap {
                 names.append(names1)
             }
             let need = max(liveBytes, manifest.dump.size)
-            var space = "not checked (\(target.isLocalSocket ? "the restore role is not a superuser" : "the server is not on this host")): the restored copy needs about \(need) bytes next to the current database until it is dropped"
+            var space = "not checked (\(target.isLocalSocket ? "the restore role is not a superuser" : "the server is not on this host")): the restored copy needs about \(mib(need)) next to the current database until it is dropped"
             if target.isLocalSocket && superuser, let dir = try c.exec("SHOW data_directory").scalar {
                 var fs = statvfs()
                 if statvfs(dir, &fs) == 0 {
                     let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
                     let want = need + need / 10 + (64 << 20)
                     guard free >= want else {
-                        throw BackupError.unavailable("not enough free space in \(dir) for the restored copy of the database: about \(want) bytes needed, \(free) free; nothing was changed",
+                        throw BackupError.unavailable("not enough free space in \(dir) for the restored copy of the database: about \(mib(want)) needed, \(mib(free)) free; nothing was changed",
                                                       hint: "free space there (restore keeps the current database until you drop it)")
                     }
-                    space = "ok: \(free) bytes free in \(dir) for about \(need)"
+                    space = "ok: \(mib(free)) free in \(dir) for about \(mib(need))"
                 }
             }
             return DatabaseRestorePlan(role: target.user, superuser: superuser, databases: names, freeSpace: space, psqlRunsAs: psqlUser)
@@ -176,6 +176,8 @@ enum DatabaseSwap {
             throw BackupError.unavailable("database preflight for the restore failed: \(e.message)")
         }
     }
+
+    static func mib(_ n: Int64) -> String { n >= 10 << 30 ? "\(n >> 30) GiB" : "\((n + (1 << 20) - 1) >> 20) MiB" }
 
     // MARK: - Changes
 

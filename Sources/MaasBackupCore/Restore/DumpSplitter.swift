@@ -52,7 +52,8 @@ struct CreateDatabaseSpec: Equatable, Sendable {
 /// Reads dump.sql line by line (as pg_dumpall --clean and our backup write it) and decides for each
 /// line where it goes. Lines at the start of a line outside COPY ... FROM stdin data are looked at:
 /// - `\connect DB` ends a part: the next one runs on DB's `_restoring_` copy (template1: the roles);
-/// - the dump's own `\restrict KEY` / `\unrestrict KEY` are dropped (psql gets our key instead);
+/// - the dump's own `\restrict KEY` / `\unrestrict KEY` are dropped (psql gets our key instead), and
+///   `\encoding` (each part sets client_encoding itself);
 /// - `DROP DATABASE` is never run; `CREATE DATABASE` and its `ALTER DATABASE ... OWNER TO` are taken
 ///   over (we create the copy under its new name);
 /// - database-level lines that name a dumped database (`ALTER DATABASE d SET`, `COMMENT ON DATABASE d`,
@@ -118,6 +119,10 @@ struct DumpSplitter {
             let word = line.prefix { !$0.isWhitespace }
             switch word {
             case "\\restrict", "\\unrestrict":
+                return .skip
+            case "\\encoding":
+                // pg_dump sets psql's client encoding before a \connect to a name that needs quoting;
+                // each part starts with its own SET client_encoding, so it is not needed.
                 return .skip
             case "\\connect", "\\c":
                 let arg = line.dropFirst(word.count).trimmingCharacters(in: .whitespaces)
