@@ -151,8 +151,9 @@ struct DatabaseRestoreTests {
         // database.restore_user supplies a stronger role for restore: the plan then passes preflight.
         let withRestoreUser = config.replacingOccurrences(of: "  user: maas\n", with: "  user: maas\n  restore_user: postgres\n")
         try withRestoreUser.write(toFile: maasConfig, atomically: true, encoding: .utf8)
-        let plan = try env.tool(["rollback", archive, "--dry-run", "--json"], config: maasConfig)
-        #expect(!plan.stderr.contains("CREATEDB"), "\(plan.stderr)")
+        let passes = try env.tool(["restore", archive, "--yes"], env: ["MSB_TEST_FAIL_AFTER": "restore-stop"], config: maasConfig)
+        #expect(passes.status == 1 && passes.stderr.contains("injected failure after step 'restore-stop'"), "\(passes.stderr)")
+        #expect(try servicesActive(env))
     }
 
     @Test("a successful restore swaps the new database in and keeps the previous one as <name>_pre_restore_<time>")
