@@ -9,7 +9,10 @@ import Glibc
 /// Btrfs /var/lib/maas (a mount point) with a plain /etc/maas, and daemons that keep writing.
 @Suite("restore", .serialized, .enabled(if: TestEnv.skipReason == nil, "\(TestEnv.skipReason ?? "")"), .sharedEnv("restore"))
 struct RestoreIntegrationTests {
-    static let steps = ["restore-verify", "restore-stop", "restore-database", "restore-aside", "restore-extract", "restore-keep", "restore-start"]
+    static let steps = ["restore-verify", "restore-stop", "restore-db-create", "restore-db-load", "restore-db-check", "restore-database",
+                        "restore-aside", "restore-extract", "restore-keep", "restore-start"]
+    /// Steps before the swap: the live database was never touched.
+    static let beforeSwap: Set<String> = ["restore-verify", "restore-stop", "restore-db-create", "restore-db-load", "restore-db-check"]
 
     var shared: SharedEnv { get throws { try SharedEnv.get() } }
 
@@ -94,6 +97,10 @@ struct RestoreIntegrationTests {
         #expect(FileManager.default.fileExists(atPath: libAside + "/image-storage/blob-text"))
         #expect(!FileManager.default.fileExists(atPath: libAside + "/boot-resources"))
         #expect(((j["previous_files"] as? [String]) ?? []).sorted() == aside)
+        // The previous database is kept under a new name, never dropped by the tool.
+        let previousDBs = (j["previous_databases"] as? [String]) ?? []
+        #expect(previousDBs.count == 1 && previousDBs.first?.hasPrefix("maasdb_pre_restore_") == true, "\(previousDBs)")
+        #expect(try env.restoreCopies() == previousDBs)
 
         // Rows and schema head as in the manifest; MAAS running.
         #expect(try eventCount(env) == wantEvents)
@@ -116,6 +123,7 @@ struct RestoreIntegrationTests {
         #expect(withSecret == ["  maas-rack register --url http://127.0.0.1:5240/MAAS --secret \(archivedSecret)"])
         #expect(!h.stderr.contains(archivedSecret))
         RT.removeAsideFolders(root: env.root)
+        try env.dropRestoreCopies()
     }
 
     @Test("a damaged archive is refused before anything changes", arguments: [VerifyIntegrationTests.Damage.bitFlip, .truncated, .fileReplaced, .manifestModeEdited])
@@ -152,6 +160,7 @@ struct RestoreIntegrationTests {
         lstat(env.maas, &dirBefore)
         let snapshotFolder = env.maas + "/.maas-snapshot-backup"
         let hadSnapshotFolder = FileManager.default.fileExists(atPath: snapshotFolder)
+        let events = try eventCount(env)
 
         let r = try RT.tool(env, ["restore", archive, "--yes"], extraEnv: ["MSB_TEST_FAIL_AFTER": step])
         #expect(r.status == 1, "\(step): exit \(r.status): \(r.stderr)")
@@ -161,9 +170,13 @@ struct RestoreIntegrationTests {
             #expect(r.stderr.contains("services started again"), "\(r.stderr)")
         }
         if step != "restore-verify" {
-            let dbSays = step == "restore-stop" ? "the database was not changed" : "the database holds the backup's data"
+            let dbSays = RestoreIntegrationTests.beforeSwap.contains(step) ? "the database was not changed" : "the previous database was put back"
             #expect(r.stderr.contains(dbSays), "\(step): \(r.stderr)")
         }
+        // The live maasdb holds its rows as they were, and no copy is left.
+        #expect(try eventCount(env) == events, "\(step): the live database changed")
+        let copies = try env.restoreCopies()
+        #expect(copies.isEmpty, "\(step): \(copies)")
         let diff = RT.diff(before, RT.fingerprint(root: env.root))
         #expect(diff.isEmpty, "\(step): the files differ: \(diff)")
         var dirAfter = stat()
@@ -270,16 +283,19 @@ struct RestoreIntegrationTests {
         #expect(((RT.json(rb)["restore"] as? [String: Any])?["status"] as? String) == "ok")
         #expect(try servicesActive(env))
         RT.removeAsideFolders(root: env.root)
+        try env.dropRestoreCopies()
     }
 
     @Test("a restore killed at each step is shown by status and undone by recover",
-          arguments: ["restore-stop", "restore-database", "restore-aside", "restore-extract", "restore-keep", "restore-start"])
+          arguments: ["restore-stop", "restore-db-create", "restore-db-load", "restore-db-check", "restore-database", "restore-aside",
+                      "restore-extract", "restore-keep", "restore-start"])
     func killedRestoreIsRecovered(step: String) throws {
         let env = try shared.env
         let archive = try shared.baselineArchive()
         let tag = "killed-" + step
         try mutate(env, tag: tag)
         let before = RT.fingerprint(root: env.root)
+        let events = try eventCount(env)
         let marker = env.dir + "/restore-pause-marker"
         try? FileManager.default.removeItem(atPath: marker)
         let pid = try env.start(["restore", archive, "--yes"], env: ["MSB_TEST_PAUSE_AFTER": step, "MSB_TEST_PAUSE_MARKER": marker])
@@ -309,6 +325,9 @@ struct RestoreIntegrationTests {
         let diff = RT.diff(before, RT.fingerprint(root: env.root))
         #expect(diff.isEmpty, "recover did not put the files back after a kill at \(step): \(diff)")
         #expect(try servicesActive(env))
+        #expect(try eventCount(env) == events, "recover did not put the previous database back after a kill at \(step)")
+        let copies = try env.restoreCopies()
+        #expect(copies.isEmpty, "\(step): \(copies)")
         #expect(journals(env).isEmpty)
         #expect(RT.asideFolders(root: env.root).isEmpty)
         if let privateDir { #expect(!FileManager.default.fileExists(atPath: privateDir), "recover left \(privateDir)") }

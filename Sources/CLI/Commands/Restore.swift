@@ -17,7 +17,9 @@ struct Restore: AsyncParsableCommand {
             <path>.pre-restore-<UTC time> (mount points: <path>/.maas-snapshot-backup/pre-restore-<UTC time>; \
             never deleted by the tool), extracts the archived files, carries excluded folders such as \
             boot-resources over, starts the services and checks them and the schema head. On any failure the \
-            previous folders are put back and the services started; the message says what state the database is in. \
+            previous folders and the previous database are put back and the services started. \
+            The database is loaded into a new <name>_restoring_<time>, checked, then swapped in by name; the \
+            previous one is kept as <name>_pre_restore_<time> (never dropped by the tool). \
             When the installed MAAS differs from the backup's by its patch version only, `maas-region dbupgrade` \
             runs before the services start.
             """)
@@ -74,6 +76,9 @@ func printRestore(_ r: RestoreResult, verb: String) {
     for p in r.plan.paths {
         print("  files:     \(p.live)" + (p.mode == "create" ? " (created)" : ", the previous one is in \(p.aside)"))
     }
+    for (db, drop) in zip(r.previousDatabases, r.dropPreviousDatabases) {
+        print("  database:  the previous one is kept as \(db); drop it when done: \(drop)")
+    }
     print("  services:  \(r.servicesStarted.isEmpty ? "none were running" : r.servicesStarted.joined(separator: " ") + " active")")
     for w in r.warnings { print("  warning:   \(w)") }
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
@@ -105,6 +110,12 @@ enum Confirmation {
         var lines = ["This \(what) will:"]
         lines.append("  - stop \(p.servicesToStop.isEmpty ? "(no MAAS service is active)" : p.servicesToStop.joined(separator: " "))")
         lines.append("  - replace the databases \(p.databases.joined(separator: ", ")) on \(p.database) with the backup's (\(Human.time(p.createdAt)) UTC, \(p.reason))")
+        if let d = p.databaseRestore {
+            for n in d.databases {
+                lines.append("    loaded into \(n.restoring) and checked first; " + (n.existed ? "the current \(n.name) is kept as \(n.previous)" : "\(n.name) does not exist yet"))
+            }
+            lines.append("    as role \(d.role), psql as \(d.psqlRunsAs); free space: \(d.freeSpace)")
+        }
         for x in p.paths {
             lines.append("  - replace \(x.live) with the backup's copy" + (x.mode == "create" ? "" : "; the current one is kept in \(x.aside)")
                          + (x.carriedOver.isEmpty ? "" : " (\(x.carriedOver.joined(separator: ", ")) carried over)"))

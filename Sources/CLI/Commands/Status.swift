@@ -33,6 +33,7 @@ struct Status: AsyncParsableCommand {
                     if !l.servicesStillStopped.isEmpty { what.append("services stopped: \(l.servicesStillStopped.joined(separator: " "))") }
                     if !l.snapshots.isEmpty { what.append("snapshots: \(l.snapshots.joined(separator: " "))") }
                     if !l.files.isEmpty { what.append("files: \(l.files.joined(separator: " "))") }
+                    if let d = l.database { what.append("database: \(d)") }
                     print("Leftover:      \(l.command) run \(l.runID) (PID \(l.pid), phase \(l.phase))\(what.isEmpty ? "" : ": " + what.joined(separator: "; ")) - run `maas-snapshot-backup recover`")
                 }
             }

@@ -21,6 +21,10 @@ public struct Config: Sendable, Codable, Equatable {
         public var osUser: String?
         /// Folder with pg_dump; default /usr/lib/postgresql/<server major>/bin.
         public var binDir: String?
+        /// A stronger role for restore (CREATEDB, owner of the databases it renames); nil: `user`.
+        public var restoreUser: String?
+        /// The password file of `restoreUser`, read like `passwordFile`.
+        public var restorePasswordFile: String?
         public init() {}
     }
 
@@ -177,7 +181,7 @@ extension Config {
     static let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "database",
                           "copy_in_window_max", "compression_level", "compression_threads", "window_timeout",
                           "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir"]
-    static let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir"]
+    static let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file"]
 }
 
 /// Reads typed values out of YAML nodes, with errors that name the key, the line and what is allowed.
@@ -313,8 +317,16 @@ private struct Reader {
             case "password_file": d.passwordFile = try optionalAbsolutePath(v, key: key)
             case "os_user": d.osUser = try string(v, key: key)
             case "bin_dir": d.binDir = try optionalAbsolutePath(v, key: key)
+            case "restore_user": d.restoreUser = try string(v, key: key)
+            case "restore_password_file": d.restorePasswordFile = try optionalAbsolutePath(v, key: key)
             default: throw unknown(key, v, allowed: Config.databaseKeys)
             }
+        }
+        if d.restoreUser?.isEmpty == true {
+            throw fail(n, "database.restore_user", "must not be empty", "name a PostgreSQL role, or leave the key out")
+        }
+        if d.restorePasswordFile != nil && d.restoreUser == nil {
+            throw fail(n, "database.restore_password_file", "is set without database.restore_user", "set database.restore_user to the role the password is for")
         }
         return d
     }

@@ -20,6 +20,8 @@ public struct StatusReport: Sendable, Codable {
         public var servicesStillStopped: [String]
         public var snapshots: [String]
         public var files: [String]
+        /// A restore's database step and its copies (what `recover` drops or swaps back).
+        public var database: String? = nil
     }
     public var destination: String
     public var backups: Int
@@ -71,7 +73,9 @@ public enum StatusCheck {
             let r = j.record
             leftovers.append(.init(journal: j.path, command: r.command, runID: r.runID, pid: r.pid, startedAt: r.startedAt, phase: r.phase,
                                    servicesStillStopped: r.servicesRestarted ? [] : r.stoppedServices, snapshots: [],
-                                   files: (r.filesFinal ? [] : r.swaps.filter(\.asideDone).map(\.aside)) + [r.privateDir].compactMap { $0 }))
+                                   files: (r.filesFinal ? [] : r.swaps.filter(\.asideDone).map(\.aside)) + [r.privateDir].compactMap { $0 },
+                                   database: r.database == "untouched" ? nil
+                                       : "\(r.database)" + ((r.databases ?? []).isEmpty ? "" : " (\((r.databases ?? []).map { "\($0.name) -> \($0.restoring), kept as \($0.previous)" }.joined(separator: "; ")))")))
         }
         let last = entries.first
         var result = last == nil ? "none" : "ok"

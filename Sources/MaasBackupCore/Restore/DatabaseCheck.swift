@@ -15,12 +15,13 @@ public struct DatabaseCheckResult: Sendable, Codable {
 
 enum DatabaseCheck {
     /// Row counts of every table of every dumped database, and the MAAS schema head, against the manifest.
-    static func compare(manifest: Manifest, target: PostgresTarget, passfile: String?) throws -> DatabaseCheckResult {
+    /// `names`: the database each dumped one is read from (its new copy, before the swap); default: its own name.
+    static func compare(manifest: Manifest, target: PostgresTarget, passfile: String?, names: [String: String] = [:]) throws -> DatabaseCheckResult {
         var out = DatabaseCheckResult(databases: manifest.database.databases, tables: 0, rows: 0, schemaHead: SchemaHead(),
                                       warnings: [], problems: [])
         let pg = PostgresAdapter(target: target)
         for db in manifest.database.databases {
-            let c = try target.connect(database: db, passfile: passfile)
+            let c = try target.connect(database: names[db] ?? db, passfile: passfile)
             defer { c.finish() }
             let counts: [String: Int64]
             do { counts = try PostgresAdapter.rowCounts(c) } catch let e as PQError {

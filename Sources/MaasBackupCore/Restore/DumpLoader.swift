@@ -1,22 +1,25 @@
 import Foundation
 import LibArchive
-import Subprocess
-import SystemPackage
-import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Feeds dump.sql from the archive straight into `psql -X -f -` (no copy on disk), and sorts
-/// psql's complaints into the expected ones of a `pg_dumpall --clean` restore (the connected
-/// role cannot be dropped, roles that still own objects, roles that already exist) and real errors.
+/// Loads dump.sql from the archive (streamed, no copy on disk) part by part: DumpSplitter cuts it at
+/// each `\connect`; the roles part runs on the maintenance database, each database's part on its
+/// new copy, which `create` makes (our own CREATE DATABASE) on the part's first `\connect`. Each part
+/// goes to its own psql (PsqlSession: never root, meta-commands refused), whose messages are sorted
+/// by SQLSTATE: in the roles part, roles that exist or still own objects are expected and privilege
+/// refusals are reported; anything else is an error.
 enum DumpLoader {
     struct Outcome: Sendable {
+        /// The worst psql exit status.
         var status: Int32
-        /// ERROR/FATAL lines that are not expected: the load failed when there is any.
+        /// Errors: the load failed when there is any.
         var errors: [String]
-        /// Expected errors of a --clean restore into a live cluster.
+        /// Expected errors of a --clean roles part on a live cluster.
         var expected: [String]
+        /// Role statements refused for lack of privilege (a restore role that is not a superuser).
+        var refused: [String]
         var bytes: Int64
         var failed: Bool { status != 0 || !errors.isEmpty }
         var firstProblem: String {
@@ -24,127 +27,164 @@ enum DumpLoader {
         }
     }
 
-    /// Errors a `pg_dumpall --clean` style restore makes on a cluster that has the roles already.
-    static func isExpected(_ line: String) -> Bool {
-        if line.contains("ERROR:  current user cannot be dropped") { return true }
-        if line.contains("ERROR:  role \"") && line.hasSuffix("\" already exists") { return true }
-        if line.contains("ERROR:  role \"") && line.contains("\" cannot be dropped because some objects depend on it") { return true }
-        return false
+    struct Plan {
+        var psql: String
+        var osUser: String
+        /// PG* variables for psql (host, port, user, passfile): see PostgresTarget.environment.
+        var environment: [String: String?]
+        /// Dumped database -> the name it is loaded under.
+        var names: [String: String]
+        /// Where the roles part runs.
+        var maintenanceDatabase: String
+        /// Makes the copy of a dumped database (called once, before its part).
+        var create: (CreateDatabaseSpec, String) throws -> Void
     }
 
-    static func classify(_ log: String) -> (errors: [String], expected: [String]) {
-        var errors: [String] = [], expected: [String] = []
-        for raw in log.split(separator: "\n") {
-            let line = String(raw)
-            let isError = line.contains("ERROR:") || line.contains("FATAL:") || line.contains("PANIC:")
-                || (line.hasPrefix("psql:") && line.contains(": error: "))
-            guard isError else { continue }
-            if isExpected(line) { expected.append(line) } else { errors.append(line) }
-        }
-        return (errors, expected)
+    static func load(archive: String, plan: Plan, errorLog: String) async throws -> Outcome {
+        let box = UncheckedSendable(plan)
+        return try await Blocking.run { try loadNow(archive: archive, plan: box.value, errorLog: errorLog) }
     }
 
-    /// Runs psql on `database` with dump.sql from `archive` on its standard input. psql's stderr
-    /// goes to `errorLog` (a file in a private folder), which is read back and classified.
-    static func load(archive: String, psql: String, database: String, environment: [String: String?],
-                     asUser: String?, errorLog: String) async throws -> Outcome {
+    struct Part {
+        var context: DumpContext
+        var session: PsqlSession
+        var logEnd: Int64
+        var status: Int32
+    }
+
+    static func loadNow(archive: String, plan: Plan, errorLog: String) throws -> Outcome {
         signal(SIGPIPE, SIG_IGN)
-        var fds: [Int32] = [0, 0]
-        guard pipe2(&fds, O_CLOEXEC) == 0 else {
-            throw BackupError.failed("cannot create a pipe for psql: \(String(cString: strerror(errno)))")
-        }
-        let readFD = fds[0], writeFD = fds[1]
-        let logFD = open(errorLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard logFD >= 0 else {
-            close(readFD); close(writeFD)
-            throw BackupError.failed("cannot create \(errorLog): \(String(cString: strerror(errno)))")
-        }
+        let logFD = open(errorLog, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard logFD >= 0 else { throw BackupError.failed("cannot create \(errorLog): \(String(cString: strerror(errno)))") }
         defer { close(logFD) }
+        let setup = PsqlSession.Setup(psql: plan.psql, osUser: plan.osUser, environment: plan.environment, logFD: logFD)
 
-        let writer = Task.detached { () -> Result<Int64, any Error> in
-            do { return .success(try await Blocking.run { try streamDump(archive: archive, to: writeFD) }) } catch { return .failure(error) }
+        var splitter = DumpSplitter(names: plan.names)
+        var context = DumpContext.cluster
+        var session: PsqlSession?
+        var parts: [Part] = []
+        var problems: [String] = []
+        var lineNo = 0
+        var total: Int64 = 0
+
+        func endPart() {
+            guard let s = session else { return }
+            let st = s.finish()
+            parts.append(Part(context: s.context, session: s, logEnd: Int64(lseek(logFD, 0, SEEK_END)), status: st))
+            session = nil
         }
-
-        var executable = psql
-        var arguments = ["-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-", "--no-password", database]
-        if let asUser, let pw = getpwnam(asUser), pw.pointee.pw_uid != geteuid() {
-            guard let runuser = Command.find("runuser", extraDirs: ["/usr/sbin", "/sbin"]) else {
-                close(readFD)
-                _ = await writer.value
-                throw BackupError.unavailable("runuser was not found", hint: "install util-linux")
+        func current() throws -> PsqlSession {
+            if let s = session { return s }
+            let db: String
+            switch context {
+            case .cluster: db = plan.maintenanceDatabase
+            case .database(let d): db = plan.names[d]!
             }
-            arguments = ["-u", asUser, "--", executable] + arguments
-            executable = runuser
+            let s = try PsqlSession(setup: setup, database: db, context: context)
+            session = s
+            return s
         }
-        var env: [Environment.Key: String?] = [:]
-        for (k, v) in environment { env[Environment.Key(stringLiteral: k)] = v }
-        let status: Int32
-        do {
-            let r = try await Subprocess.run(
-                .path(FilePath(executable)), arguments: Arguments(arguments),
-                environment: Environment.inherit.updating(env),
-                input: .fileDescriptor(FileDescriptor(rawValue: readFD), closeAfterSpawningProcess: false),
-                output: .discarded,
-                error: .fileDescriptor(FileDescriptor(rawValue: logFD), closeAfterSpawningProcess: false))
-            status = Command.code(r.terminationStatus)
-        } catch {
-            close(readFD)  // the writer gets EPIPE and stops
-            _ = await writer.value
-            throw BackupError.unavailable("cannot run \(psql): \(error)", hint: "install the PostgreSQL client of the server's version")
-        }
-        close(readFD)
-        let written = await writer.value
-
-        // The first 8 MiB of psql's messages are plenty to tell what went wrong.
-        let log = FileHandle(forReadingAtPath: errorLog).map { h in
-            defer { try? h.close() }
-            return String(decoding: (try? h.read(upToCount: 8 << 20)) ?? Data(), as: UTF8.self)
-        } ?? ""
-        var (errors, expected) = classify(log)
-        var bytes: Int64 = 0
-        switch written {
-        case .success(let n): bytes = n
-        case .failure(let e):
-            // psql stopping early shows as a broken pipe here; its own message says more.
-            if !(e is PipeClosed) { errors.insert("reading dump.sql from the archive failed: \(e)", at: 0) }
-            else if errors.isEmpty && status == 0 { errors.append("psql stopped reading dump.sql before its end") }
-        }
-        return Outcome(status: status, errors: errors, expected: expected, bytes: bytes)
-    }
-
-    struct PipeClosed: Error {}
-
-    /// Writes dump.sql's data to `fd`, then closes it.
-    static func streamDump(archive: String, to fd: Int32) throws -> Int64 {
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
-        do {
-            let reader = try TarReader(path: archive)
-            while let h = try reader.nextHeader() {
-                guard h.path == "dump.sql" else { try reader.skipData(); continue }
-                var total: Int64 = 0
-                try buffer.withUnsafeMutableBytes { buf in
-                    while true {
-                        let n = try reader.readData(into: buf)
-                        if n == 0 { break }
-                        var off = 0
-                        while off < n {
-                            let w = write(fd, buf.baseAddress! + off, n - off)
-                            if w < 0 {
-                                if errno == EINTR { continue }
-                                if errno == EPIPE { throw PipeClosed() }
-                                throw BackupError.failed("writing to psql: \(String(cString: strerror(errno)))")
-                            }
-                            off += w
-                        }
-                        total += Int64(n)
+        func handle(_ line: UnsafeBufferPointer<UInt8>) throws {
+            lineNo += 1
+            switch try splitter.next(line, number: lineNo) {
+            case .pass:
+                // No psql for blank lines and comments between parts.
+                if session == nil && (line.isEmpty || (line.count >= 2 && line[0] == 0x2D && line[1] == 0x2D)) { return }
+                let s = try current()
+                s.sync(dumpLine: lineNo)
+                try s.send(line)
+            case .rewrite(let text):
+                let s = try current()
+                s.sync(dumpLine: lineNo)
+                try s.send(text)
+            case .skip:
+                return
+            case .connect(let ctx):
+                endPart()
+                try Interruption.check()
+                if case .database(let db) = ctx, !splitter.created.contains(db) {
+                    guard let spec = splitter.spec(for: db), let copy = plan.names[db] else {
+                        throw BackupError.data("dump.sql line \(lineNo): no CREATE DATABASE for \(db)")
                     }
+                    try plan.create(spec, copy)
+                    splitter.markCreated(db)
                 }
-                return total
+                context = ctx
             }
-        } catch let e as ArchiveError {
-            throw BackupError.data("reading \(archive): \(e.message)")
         }
-        throw BackupError.data("\(archive) has no dump.sql")
+
+        do {
+            let reader: TarReader
+            do { reader = try TarReader(path: archive) } catch let e as ArchiveError { throw BackupError.data("reading \(archive): \(e.message)") }
+            var found = false
+            var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+            var carry: [UInt8] = []
+            do {
+                while let h = try reader.nextHeader() {
+                    guard h.path == "dump.sql" else { try reader.skipData(); continue }
+                    found = true
+                    try buffer.withUnsafeMutableBytes { raw in
+                        let buf = raw.bindMemory(to: UInt8.self)
+                        while true {
+                            let n = try reader.readData(into: raw)
+                            if n == 0 { break }
+                            total += Int64(n)
+                            var start = 0
+                            while start < n {
+                                guard let nl = memchr(buf.baseAddress! + start, 0x0A, n - start) else {
+                                    carry.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<n]))
+                                    break
+                                }
+                                let end = buf.baseAddress!.distance(to: nl.assumingMemoryBound(to: UInt8.self))
+                                if carry.isEmpty {
+                                    try handle(UnsafeBufferPointer(rebasing: buf[start..<end]))
+                                } else {
+                                    carry.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<end]))
+                                    try carry.withUnsafeBufferPointer { try handle($0) }
+                                    carry.removeAll(keepingCapacity: true)
+                                }
+                                start = end + 1
+                            }
+                        }
+                    }
+                    if !carry.isEmpty { try carry.withUnsafeBufferPointer { try handle($0) } }
+                    break
+                }
+            } catch let e as ArchiveError {
+                throw BackupError.data("reading dump.sql from \(archive): \(e.message)")
+            }
+            guard found else { throw BackupError.data("\(archive) has no dump.sql") }
+            endPart()
+            for db in plan.names.keys.sorted() where !splitter.created.contains(db) {
+                problems.append("dump.sql holds no database \(db)")
+            }
+        } catch is PsqlSession.Closed {
+            endPart()
+            problems.append("psql stopped reading dump.sql at line \(lineNo)")
+        } catch {
+            if let s = session { _ = s.finish() }
+            throw error
+        }
+
+        // psql's messages, part by part (each part's own rules), the first 8 MiB of each.
+        var outcome = Outcome(status: 0, errors: problems, expected: [], refused: [], bytes: total)
+        var start = Int64(0)
+        let reader = open(errorLog, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        defer { if reader >= 0 { close(reader) } }
+        for p in parts {
+            start = p.session.logStart
+            let n = Int(min(p.logEnd - start, 8 << 20))
+            var bytes = [UInt8](repeating: 0, count: max(n, 0))
+            if n > 0 && reader >= 0 { _ = bytes.withUnsafeMutableBytes { pread(reader, $0.baseAddress, n, off_t(start)) } }
+            let sorted = PsqlMessages.classify(Substring(String(decoding: bytes, as: UTF8.self)), context: p.context)
+            let describe = { (l: PsqlMessages.Line) -> String in
+                (l.psqlLine.map { "dump.sql line \(p.session.dumpLine($0)) (\(p.context)): " } ?? "(\(p.context)): ") + l.text
+            }
+            outcome.errors += sorted.errors.map(describe)
+            outcome.expected += sorted.expected.map(describe)
+            outcome.refused += sorted.refused.map(describe)
+            if p.status != 0 && outcome.status == 0 { outcome.status = p.status }
+        }
+        return outcome
     }
 }

@@ -7,8 +7,9 @@ import Glibc
 /// - backup: starts the services it stopped (unless it restarted them), removes its snapshots through
 ///   their drivers, its private folder and its partial archive, then the journal;
 /// - restore/rollback: stops the services it had started again, puts the previous files back (unless
-///   the restored files were final), starts the services it stopped, then the journal. The database is
-///   left as it is; the report says what state the journal recorded.
+///   the restored files were final), puts the databases back as the journal recorded them (drops the
+///   new copies before the swap; swaps the names back after it, unless the files were final), starts
+///   the services it stopped, then the journal.
 public struct RecoverReport: Sendable, Codable {
     public struct Item: Sendable, Codable {
         public var journal: String
@@ -35,7 +36,7 @@ public enum Recovery {
         if backups.isEmpty && restores.isEmpty { return RecoverReport(items: [], status: "nothing to do") }
         let services = try given ?? Systemctl()
         for j in backups { items.append(await recoverBackup(j, config: config, services: services)) }
-        for j in restores { items.append(await recoverRestore(j, services: services)) }
+        for j in restores { items.append(await recoverRestore(j, config: config, services: services)) }
         return RecoverReport(items: items, status: items.allSatisfy(\.done) ? "ok" : "incomplete")
     }
 
@@ -85,10 +86,11 @@ public enum Recovery {
         return .init(journal: j.path, command: r.command, runID: r.runID, actions: actions, errors: errors, done: errors.isEmpty)
     }
 
-    static func recoverRestore(_ j: RestoreJournal, services: any ServiceManager) async -> RecoverReport.Item {
+    static func recoverRestore(_ j: RestoreJournal, config: Config, services: any ServiceManager) async -> RecoverReport.Item {
         var r = j.record
         var actions: [String] = [], errors: [String] = []
-        if !r.filesFinal && r.swaps.contains(where: { $0.asideDone }) {
+        let dbSwapped = ["swapping", "swapped", "restored"].contains(r.database) && !(r.databases ?? []).isEmpty
+        if (!r.filesFinal && r.swaps.contains(where: { $0.asideDone })) || (!r.filesFinal && dbSwapped) {
             // MAAS must not run while its files are put back.
             if r.servicesRestarted && !r.stoppedServices.isEmpty {
                 do { try await services.stop(r.stoppedServices); r.servicesRestarted = false } catch {
@@ -108,6 +110,20 @@ public enum Recovery {
                 }
             }
         }
+        // The databases, while MAAS is stopped.
+        if r.database == "untouched" {
+            actions.append("the database was not changed by that \(r.command)")
+        } else if errors.isEmpty {
+            do {
+                let target = try PostgresTarget.resolveForRestore(config, fallbackDatabase: r.databases?.first?.name)
+                let db = DatabaseUndo.run(state: r.database, names: r.databases ?? [], keep: r.filesFinal, target: target, command: r.command,
+                                          log: { actions.append($0) })
+                if db.failed { errors.append(db.note) } else {
+                    actions.append(db.note)
+                    if !r.filesFinal && !(r.databases ?? []).isEmpty { r.database = "untouched" }
+                }
+            } catch { errors.append("cannot reach the database to undo it: \(error)") }
+        }
         if !r.servicesRestarted && !r.stoppedServices.isEmpty {
             do {
                 try await services.start(Array(r.stoppedServices.reversed()))
@@ -122,11 +138,6 @@ public enum Recovery {
                     errors.append("cannot remove \(dir): \(error)")
                 }
             }
-        }
-        switch r.database {
-        case "untouched": actions.append("the database was not changed by that \(r.command)")
-        case "restored": actions.append("the database holds the data of \(r.archive)")
-        default: actions.append("the database may be incomplete (that \(r.command) stopped while loading it): run \(r.command) again")
         }
         let rr = r
         try? j.update { $0 = rr }

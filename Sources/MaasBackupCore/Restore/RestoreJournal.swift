@@ -16,8 +16,11 @@ public struct RestoreRecord: Sendable, Codable {
     public var phase: String
     public var stoppedServices: [String] = []
     public var servicesRestarted = false
-    /// "untouched", "loading", "loaded", "restored".
+    /// "untouched", "loading" (new databases being created and loaded), "loaded", "checked",
+    /// "swapping" (the rename transaction), "swapped", "restored" (final).
     public var database = "untouched"
+    /// The names of each database's new copy, kept previous one and failed copy (nil: a journal of an older version).
+    public var databases: [DatabaseNames]?
     public var swaps: [TreeSwap] = []
     /// True once the restored files are final (nothing to undo any more).
     public var filesFinal = false

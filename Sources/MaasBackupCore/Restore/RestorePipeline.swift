@@ -55,6 +55,8 @@ public struct RestorePlan: Sendable, Codable {
     public var otherRegions: [String] = []
     /// What this restore does not cover, or what was overridden (also in the result's warnings).
     public var warnings: [String] = []
+    /// The new databases, the names the current ones will be kept under, the role's privileges, free space.
+    public var databaseRestore: DatabaseRestorePlan?
 }
 
 public struct RestoreResult: Sendable, Codable {
@@ -67,6 +69,10 @@ public struct RestoreResult: Sendable, Codable {
     public var expectedPsqlErrors: Int
     /// Where the previous files are kept (never deleted by the tool).
     public var previousFiles: [String]
+    /// The previous databases, kept under `<name>_pre_restore_<time>` (never dropped by the tool).
+    public var previousDatabases: [String]
+    /// How to drop them once the restore is known good.
+    public var dropPreviousDatabases: [String]
     public var servicesStarted: [String]
     /// When the restored rack secret differs from the one the host had: the command that registers
     /// the rack controllers again. The only place a secret is shown.
@@ -105,6 +111,7 @@ public struct RestorePipeline: Sendable {
         var swaps: [TreeSwap]
         var target: PostgresTarget
         var psql: String
+        var database: DatabaseRestorePlan
     }
 
     func prepare(archive: String) async throws -> Prepared {
@@ -145,7 +152,7 @@ public struct RestorePipeline: Sendable {
 
         try await options.preflight?(manifest)
 
-        let target = try PostgresTarget.resolve(config, fallbackDatabase: manifest.database.maasDatabase)
+        let target = try PostgresTarget.resolveForRestore(config, fallbackDatabase: manifest.database.maasDatabase)
         let tmp = try PrivateDir.makeTemporary()
         defer { tmp.remove() }
         let passfile = try target.writePassfile(in: tmp.path)
@@ -160,6 +167,8 @@ public struct RestorePipeline: Sendable {
         }
 
         let stamp = ArchiveName.timestamp(Date())
+        let dbPlan = try await DatabaseSwap.preflight(target: target, manifest: manifest, psql: psql, stamp: stamp,
+                                                      passfile: mkdir(tmp.path + "/restore", 0o700) == 0 ? try target.writePassfile(in: tmp.path + "/restore") : nil)
         var swaps: [TreeSwap] = []
         for p in manifest.paths {
             let s = try TreeSwap.plan(path: p.path, config: config, manifest: manifest, stamp: stamp)
@@ -173,8 +182,10 @@ public struct RestorePipeline: Sendable {
             database: target.display, databases: manifest.database.databases,
             paths: swaps.map { .init(path: $0.path, live: $0.live, mode: $0.mode.rawValue, aside: $0.aside,
                                      carriedOver: $0.keep + $0.leftInPlace.filter { $0 != TreeSwap.snapshotFolder && $0 != "lost+found" }, bytes: $0.restoreBytes) },
-            servicesToStop: active, dbUpgrade: dbUpgrade, otherRegions: regions.otherRegions, warnings: regions.warnings)
-        return Prepared(source: source, path: path, manifest: manifest, verify: report, plan: plan, swaps: swaps, target: target, psql: psql)
+            servicesToStop: active, dbUpgrade: dbUpgrade, otherRegions: regions.otherRegions, warnings: regions.warnings,
+            databaseRestore: dbPlan)
+        return Prepared(source: source, path: path, manifest: manifest, verify: report, plan: plan, swaps: swaps, target: target, psql: psql,
+                        database: dbPlan)
     }
 
     public func dryRun(archive: String) async throws -> RestorePlan {
@@ -221,8 +232,9 @@ final class RestoreRun {
     var swaps: [TreeSwap]
     var stopped: [String] = []
     var servicesDown = false
-    /// untouched, loading, loaded, restored
+    /// untouched, loading, loaded, checked, swapping, swapped, restored (see RestoreRecord.database)
     var database = "untouched"
+    var dbNames: [DatabaseNames] = []
     var step = "prepare"
     var privateDir: PrivateDir?
     var filesFinal = false
@@ -237,8 +249,8 @@ final class RestoreRun {
     func log(_ s: String) { pipeline.log(s) }
 
     func record() throws {
-        let s = swaps, d = database, st = step, ff = filesFinal
-        try journal.update { $0.swaps = s; $0.database = d; $0.phase = st; $0.filesFinal = ff }
+        let s = swaps, d = database, st = step, ff = filesFinal, names = dbNames
+        try journal.update { $0.swaps = s; $0.database = d; $0.phase = st; $0.filesFinal = ff; $0.databases = names }
     }
 
     func execute() async throws -> RestoreResult {
@@ -261,31 +273,57 @@ final class RestoreRun {
         try RestorePipeline.faultPoint("restore-stop")
         try Interruption.check()
 
-        // ---- The database ----
+        // ---- The database: loaded into new databases, checked, then swapped in by name ----
+        // The live databases are not touched until the swap; they are kept under <name>_pre_restore_<time>.
         step = "database"
-        try terminateSessions(passfile: passfile)
+        dbNames = p.database.databases
+        let target = p.target
+        let all = dbNames.map(\.name)
+        let names = Dictionary(uniqueKeysWithValues: dbNames.map { ($0.name, $0.restoring) })
+        let psqlUser = p.database.psqlRunsAs
+        let psqlDir = try DatabaseSwap.psqlFolder(for: psqlUser)
+        defer { psqlDir.remove() }
+        let psqlPassfile = try DatabaseSwap.passfile(target, in: psqlDir, for: psqlUser)
         database = "loading"
         try record()
-        log("restoring the database from dump.sql (\(manifest.dump.size) bytes) with psql")
-        let outcome = try await DumpLoader.load(archive: p.source.readPath, psql: p.psql, database: "postgres",
-                                                environment: p.target.environment(passfile: passfile),
-                                                asUser: p.target.osUser?.name, errorLog: dir.path + "/psql.log")
+        log("loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser)")
+        let loadPlan = DumpLoader.Plan(
+            psql: p.psql, osUser: psqlUser, environment: target.environment(passfile: psqlPassfile), names: names,
+            maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all),
+            create: { spec, copy in
+                try DatabaseSwap.create(spec, as: copy, target: target, passfile: passfile, avoiding: all)
+                self.log("created the database \(copy) for \(spec.name)")
+                try RestorePipeline.faultPoint("restore-db-create")
+            })
+        let outcome = try await DumpLoader.load(archive: p.source.readPath, plan: loadPlan, errorLog: dir.path + "/psql.log")
         if outcome.failed {
             let n = outcome.errors.count
-            throw BackupError.failed("psql failed to restore dump.sql: \(outcome.firstProblem)" + (n > 1 ? " (\(n) errors)" : ""))
+            throw BackupError.failed("psql failed to load dump.sql: \(outcome.firstProblem)" + (n > 1 ? " (\(n) errors)" : ""))
+        }
+        if let first = outcome.refused.first {
+            warnings.append("\(outcome.refused.count) role statement(s) of dump.sql were refused for lack of privilege, so the roles were left as they are (first: \(first))")
         }
         database = "loaded"
         try record()
-        let check = try DatabaseCheck.compare(manifest: manifest, target: p.target, passfile: passfile)
+        try RestorePipeline.faultPoint("restore-db-load")
+        let check = try DatabaseCheck.compare(manifest: manifest, target: target, passfile: passfile, names: names)
         if let first = check.problems.first {
             throw BackupError.failed("the restored database does not match the backup: \(first)"
                                      + (check.problems.count > 1 ? " (and \(check.problems.count - 1) more)" : ""))
         }
         warnings += check.warnings
-        database = "restored"
+        database = "checked"
+        try record()
+        try RestorePipeline.faultPoint("restore-db-check")
+        try Interruption.check()
+        database = "swapping"
+        try record()
+        dbNames = try DatabaseSwap.swapIn(dbNames, target: target, passfile: passfile, log: { self.log($0) })
+        database = "swapped"
         try record()
         try RestorePipeline.faultPoint("restore-database")
-        log("database restored: \(check.tables) tables, \(check.rows) rows, schema head \(DatabaseCheck.describe(check.schemaHead))")
+        log("database restored: \(check.tables) tables, \(check.rows) rows, schema head \(DatabaseCheck.describe(check.schemaHead))"
+            + (dbNames.contains(where: \.existed) ? "; the previous one is kept as \(dbNames.filter(\.existed).map(\.previous).joined(separator: ", "))" : ""))
         try Interruption.check()
 
         // ---- The files ----
@@ -345,6 +383,7 @@ final class RestoreRun {
         }
         filesFinal = true
         step = "done"
+        database = "restored"
         try record()
 
         // Rack controllers register with the region's secret; a different one means registering again.
@@ -355,8 +394,11 @@ final class RestoreRun {
             rack = "maas-rack register --url \(url) --secret \(newSecret)"
         }
         let previous = swaps.filter { $0.mode != .create }.map(\.aside)
+        let previousDBs = dbNames.filter(\.existed).map(\.previous)
         return RestoreResult(status: "ok", archive: p.path, plan: p.plan, verify: p.verify, database: check,
-                             expectedPsqlErrors: outcome.expected.count, previousFiles: previous, servicesStarted: stopped,
+                             expectedPsqlErrors: outcome.expected.count, previousFiles: previous,
+                             previousDatabases: previousDBs, dropPreviousDatabases: previousDBs.map { DatabaseSwap.dropCommand($0, target: target) },
+                             servicesStarted: stopped,
                              rackRegisterCommand: rack, packages: packages, warnings: warnings, durationMs: 0)
     }
 
@@ -378,20 +420,6 @@ final class RestoreRun {
             try await Task.sleep(nanoseconds: 500_000_000)
         }
         return missing
-    }
-
-    /// Ends other sessions on the databases about to be dropped (DROP DATABASE refuses while they last).
-    func terminateSessions(passfile: String?) throws {
-        let c = try p.target.connect(database: "postgres", passfile: passfile)
-        defer { c.finish() }
-        for db in p.manifest.database.databases where db != "postgres" {
-            do {
-                let r = try c.exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [db])
-                if let n = r.scalar, n != "0" { log("ended \(n) session(s) on \(db)") }
-            } catch let e as PQError {
-                throw BackupError.failed("cannot end the other sessions on \(db): \(e.message)")
-            }
-        }
     }
 
     func readSecret(_ path: String) -> String? {
@@ -449,12 +477,16 @@ final class RestoreRun {
         } else if !filesFinal {
             notes.append("the files were not changed")
         }
-        switch database {
-        case "untouched": notes.append("the database was not changed")
-        case "loading": notes.append("the database restore failed part-way: the MAAS database may be missing or incomplete; fix the cause and run \(pipeline.options.command) again")
-        case "loaded": notes.append("the database was loaded from the backup but does not match it; run \(pipeline.options.command) again")
-        default: notes.append("the database holds the backup's data")
+        // The database: the live names hold the previous databases again, unless the restore's files stay.
+        let keepDatabase = error is PackageStepError || filesFinal
+        if !keepDatabase && (database == "swapped" || database == "swapping" || database == "restored")
+            && !servicesDown && !stopped.isEmpty {
+            do { try await services.stop(stopped); servicesDown = true } catch { log("warning: cannot stop \(stopped.joined(separator: " ")): \(error)") }
         }
+        let db = DatabaseUndo.run(state: database, names: dbNames, keep: keepDatabase, target: p.target, command: pipeline.options.command,
+                                  log: { self.log($0) })
+        notes.append(db.note)
+        if db.failed { undoFailed = true } else if !keepDatabase && database != "untouched" { database = "untouched"; try? record() }
         var servicesOK = true
         if servicesDown {
             do { try await startServices() } catch {

@@ -4,8 +4,10 @@ import Glibc
 #endif
 
 /// `verify --deep`: restores dump.sql into a throwaway PostgreSQL cluster (initdb and pg_ctl as the
-/// postgres user, in a private temporary folder, unix socket only) and compares per-table row counts
-/// and the schema head with the manifest. The cluster and its folder are removed afterwards.
+/// postgres user, in a private temporary folder, unix socket only; checked to be that cluster by its
+/// data_directory before anything is loaded) with the restore's loader (psql as postgres, every
+/// meta-command refused) and compares per-table row counts and the schema head with the manifest.
+/// The cluster and its folder are removed afterwards.
 public struct DeepVerifyResult: Sendable, Codable {
     public var serverBinaries: String
     public var databases: [String]
@@ -56,18 +58,31 @@ enum DeepVerify {
         do {
             let target = PostgresTarget(host: sock, port: nil, user: "postgres", maasDatabase: manifest.database.maasDatabase,
                                         scope: .maas, password: nil, osUser: ("postgres", uid, gid), binDir: bin)
+            // Never the production cluster: the server we reach through this target must be the one in our folder.
+            let probe = try target.connect(database: "postgres", passfile: nil)
+            let dataDir = try? probe.exec("SHOW data_directory").scalar
+            probe.finish()
+            guard let dataDir, (dataDir as NSString).standardizingPath == (data as NSString).standardizingPath else {
+                throw BackupError.failed("the throwaway cluster's socket \(sock) reached another server (\(dataDir ?? "?")); refusing to load dump.sql there")
+            }
+            try await DatabaseSwap.checkPsql(bin + "/psql")
             log?("deep verify: loading dump.sql (\(manifest.dump.size) bytes)")
             // psql's messages go to a file root can write and nobody else reads.
             let logDir = try PrivateDir.makeTemporary()
             defer { logDir.remove() }
-            let outcome = try await DumpLoader.load(archive: archive, psql: bin + "/psql", database: "postgres",
-                                                    environment: target.environment(passfile: nil), asUser: "postgres",
-                                                    errorLog: logDir.path + "/psql.log")
+            let stamp = ArchiveName.timestamp(Date())
+            let names = Dictionary(uniqueKeysWithValues: manifest.database.databases.map { ($0, "\($0)_restoring_\(stamp)") })
+            let all = manifest.database.databases
+            let plan = DumpLoader.Plan(
+                psql: bin + "/psql", osUser: "postgres", environment: target.environment(passfile: nil), names: names,
+                maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all),
+                create: { spec, copy in try DatabaseSwap.create(spec, as: copy, target: target, passfile: nil, avoiding: all) })
+            let outcome = try await DumpLoader.load(archive: archive, plan: plan, errorLog: logDir.path + "/psql.log")
             if outcome.failed {
                 throw BackupError.data("\(archive): dump.sql does not load into an empty cluster: \(outcome.firstProblem)",
                                        hint: outcome.errors.count > 1 ? "\(outcome.errors.count) errors in all" : nil)
             }
-            let check = try DatabaseCheck.compare(manifest: manifest, target: target, passfile: nil)
+            let check = try DatabaseCheck.compare(manifest: manifest, target: target, passfile: nil, names: names)
             if let p = check.problems.first {
                 let more = check.problems.count > 1 ? " (and \(check.problems.count - 1) more)" : ""
                 throw BackupError.data("\(archive): the restored dump does not match the manifest: \(p)\(more)")
