@@ -19,9 +19,7 @@ enum Metrics {
             maas_snapshot_backup_duration_milliseconds \(result.durationMs)
 
             """
-        let tmp = path + ".tmp"
-        if FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644]) {
-            _ = rename(tmp, path)
-        }
+        // 0644: node_exporter reads it. AtomicFile: a name planted in the textfile folder is never followed.
+        try? AtomicFile.write(Array(text.utf8), to: path, mode: 0o644)
     }
 }
