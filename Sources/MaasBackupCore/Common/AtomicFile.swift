@@ -11,10 +11,8 @@ import Glibc
 /// (metrics, `.verified` stamps, sidecar manifests, run and restore journals) goes through here.
 public enum AtomicFile {
     /// Writes `bytes` to `path` with `mode`, owned by `owner` (uid, gid) when given, else by the
-    /// caller. `exclusive`: fail with EEXIST when `path` already exists (the rename then does not
-    /// replace it). Throws a SystemCallError naming the failed call.
-    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t,
-                             owner: (uid_t, gid_t)? = nil, exclusive: Bool = false) throws {
+    /// caller. Throws a SystemCallError naming the failed call.
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t, owner: (uid_t, gid_t)? = nil) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
         var fd: Int32 = -1
@@ -44,13 +42,7 @@ public enum AtomicFile {
         guard fsync(fd) == 0 else { throw err("fsync", tmp) }
         guard close(fd) == 0 else { fd = -1; throw err("close", tmp) }
         fd = -1
-        if exclusive {
-            // link(2) never replaces: EEXIST when the target is there.
-            guard link(tmp, path) == 0 else { throw err("link", path) }
-            unlink(tmp)
-        } else {
-            guard rename(tmp, path) == 0 else { throw err("rename", path) }
-        }
+        guard rename(tmp, path) == 0 else { throw err("rename", path) }
         ok = true
         syncFolder(dir.isEmpty ? "." : dir)
     }

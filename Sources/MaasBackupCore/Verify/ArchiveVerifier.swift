@@ -113,7 +113,7 @@ public enum ArchiveVerifier {
     static func restoreSidecar(archive: String, manifest: Manifest) {
         let sidecar = archive + ".manifest.json"
         guard !FileManager.default.fileExists(atPath: sidecar), let bytes = try? manifest.encoded() else { return }
-        try? AtomicFile.write(bytes, to: sidecar, mode: 0o600, exclusive: true)
+        try? AtomicFile.write(bytes, to: sidecar, mode: 0o600)
     }
 
     /// Reads every member to its end, hashing file data. Returns what it saw and manifest.json's bytes.
