@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import MaasBackupCore
+import LibArchive
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -226,6 +227,31 @@ import Glibc
         ])
         #expect(!lines.contains { $0.hasPrefix("*") })
         #expect(Self.mode(path) == 0o600)
+    }
+
+    // MARK: 4. Names as bytes in the manifest
+
+    @Test("path_b64 keeps a name that is not UTF-8; it must match the readable path; old records still decode")
+    func manifestNamesAsBytes() throws {
+        let d = Manifest.decoder()
+        let raw: [UInt8] = Array("var/lib/maas/caf".utf8) + [0xE9]
+        let (readable, bytes) = PathBytes.split(raw)
+        #expect(readable == "var/lib/maas/caf\\xE9" && bytes == raw)
+        #expect(PathBytes.unbase64(PathBytes.base64(raw)) == raw)
+        let rec = FileRecord(path: readable, pathB64: PathBytes.base64(raw), type: .file, size: 1, mode: "0644", uid: 0, gid: 0,
+                             user: "root", group: "root", mtime: 1, sha256: "00", linkTarget: nil)
+        let json = try Manifest.encoder().encode(rec)
+        #expect(String(decoding: json, as: UTF8.self).contains("\"path_b64\""))
+        let back = try d.decode(FileRecord.self, from: json)
+        #expect(back == rec && back.rawPath == raw)
+        #expect(back.key != "var/lib/maas/caf\\xE9", "a name written as the text \\xE9 must not collide with the byte")
+        // A forged record whose bytes say something else than its readable path is refused.
+        var forged = rec
+        forged.pathB64 = PathBytes.base64(Array("../../etc/shadow".utf8) + [0xFF])
+        #expect(throws: (any Error).self) { try d.decode(FileRecord.self, from: try Manifest.encoder().encode(forged)) }
+        // A record of an older version (no *_b64 keys) decodes as before.
+        let old = #"{"path":"var/lib/maas/a","type":"file","size":1,"mode":"0644","uid":0,"gid":0,"mtime":1,"sha256":"00"}"#
+        #expect(try d.decode(FileRecord.self, from: Data(old.utf8)).key == "var/lib/maas/a")
     }
 
     // MARK: 8. Journals and PIDs; the password file

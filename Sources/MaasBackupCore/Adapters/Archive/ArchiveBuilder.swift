@@ -34,6 +34,32 @@ public struct FileRecord: Sendable, Codable, Equatable {
         self.sha256 = sha256; self.linkTarget = linkTarget; self.linkTargetB64 = linkTargetB64
     }
 
+    /// Decodes a record; `path_b64` must decode to bytes that are not UTF-8 and whose readable form
+    /// is `path` (same for the link target), so checks made on `path` hold for the bytes.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        path = try c.decode(String.self, forKey: .path)
+        pathB64 = try c.decodeIfPresent(String.self, forKey: .pathB64)
+        type = try c.decode(EntryKind.self, forKey: .type)
+        size = try c.decode(Int64.self, forKey: .size)
+        mode = try c.decode(String.self, forKey: .mode)
+        uid = try c.decode(Int64.self, forKey: .uid)
+        gid = try c.decode(Int64.self, forKey: .gid)
+        user = try c.decodeIfPresent(String.self, forKey: .user)
+        group = try c.decodeIfPresent(String.self, forKey: .group)
+        mtime = try c.decode(Int64.self, forKey: .mtime)
+        sha256 = try c.decodeIfPresent(String.self, forKey: .sha256)
+        linkTarget = try c.decodeIfPresent(String.self, forKey: .linkTarget)
+        linkTargetB64 = try c.decodeIfPresent(String.self, forKey: .linkTargetB64)
+        for (text, b64, key) in [(path, pathB64, CodingKeys.pathB64), (linkTarget ?? "", linkTargetB64, .linkTargetB64)] {
+            guard let b64 else { continue }
+            let decoded = PathBytes.unbase64(b64).map(PathBytes.split)
+            guard let (readable, raw) = decoded, raw != nil, readable == text else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "does not match the readable name \(text)")
+            }
+        }
+    }
+
     /// The same key as EntryHeader.key for the same name bytes.
     public var key: String { pathB64.map { "\u{0}" + $0 } ?? path }
     public var linkKey: String? { linkTarget.map { t in linkTargetB64.map { "\u{0}" + $0 } ?? t } }
