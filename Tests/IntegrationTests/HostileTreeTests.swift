@@ -93,6 +93,21 @@ struct TreeWalkTests {
         #expect(deep.sha256 == HostileTree.sha256("deep\n"))
     }
 
+    @Test("a tree of 2100 one-letter levels (4200 bytes of path) is walked on the archive thread's stack")
+    func manyLevels() throws {
+        let src = try HostileTree.tempDir("levels")
+        defer { _ = try? TestEnv.sh(["rm", "-rf", src]) }
+        try HostileTree.deepTree(src, levels: 2100, segment: "l", content: "bottom\n")
+        nonisolated(unsafe) var result: Result<[FileRecord], any Error>?
+        let t = Thread { result = Result { try build(src) } }
+        t.stackSize = 8 << 20  // as Blocking.run gives the archive step
+        t.start()
+        while result == nil { usleep(20_000) }
+        let records = try #require(try result?.get())
+        #expect(records.count == 2100 + 2)
+        #expect(records.last?.sha256 == HostileTree.sha256("bottom\n"))
+    }
+
     @Test("a folder swapped for a symlink while it is walked is not followed (root-only files are not archived)")
     func folderSwappedForSymlink() throws {
         let base = try HostileTree.tempDir("swap")

@@ -114,6 +114,7 @@ public final class ArchiveBuilder {
     /// (the data was not frozen) instead of being followed or blocking it. Names are bytes
     /// (readdir's d_name): a name that is not UTF-8 is archived and recorded as its bytes.
     public func addTree(source: String, member: String, skip: (String) -> Bool) throws -> [FileRecord] {
+        _ = Self.raiseOpenFileLimit
         var out: [FileRecord] = []
         var src = source
         while src.count > 1 && src.hasSuffix("/") { src.removeLast() }
@@ -123,9 +124,40 @@ public final class ArchiveBuilder {
         guard dfd >= 0 else { throw BackupError.failed("cannot open \(parent): \(String(cString: strerror(errno)))") }
         defer { close(dfd) }
         let m = Array(member.utf8)
-        try walk(dfd, name == "/" ? Array(".".utf8) : Array(name.utf8), what: src, member: m, display: member, valid: true, skip, &out)
+        // Depth first, with an explicit stack of open folders (no recursion: any depth fits).
+        var stack: [Folder] = []
+        defer { for f in stack { closedir(f.dir) } }
+        if let f = try visit(dfd, name == "/" ? Array(".".utf8) : Array(name.utf8), what: src, member: m, display: member,
+                             valid: true, skip, &out) {
+            stack.append(f)
+        }
+        while let top = stack.indices.last {
+            guard stack[top].next < stack[top].names.count else {
+                closedir(stack.removeLast().dir)
+                continue
+            }
+            let n = stack[top].names[stack[top].next]
+            stack[top].next += 1
+            let f = stack[top]
+            let (text, raw) = PathBytes.split(n)
+            if let child = try visit(dirfd(f.dir), n, what: f.what + "/" + text, member: f.member + [0x2F] + n,
+                                     display: f.display + "/" + text, valid: f.valid && raw == nil, skip, &out) {
+                stack.append(child)
+            }
+        }
         return out
     }
+
+    /// The walk holds one descriptor per folder level: the soft RLIMIT_NOFILE (often 1024) is
+    /// raised to the hard limit once, so that a deep tree does not run out of descriptors.
+    static let raiseOpenFileLimit: Void = {
+        var rl = rlimit()
+        let res = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        if getrlimit(res, &rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max
+            _ = setrlimit(res, &rl)
+        }
+    }()
 
     private static func kindName(_ fmt: mode_t) -> String {
         switch fmt {
@@ -175,10 +207,22 @@ public final class ArchiveBuilder {
         }
     }
 
-    private func walk(_ dfd: Int32, _ name: [UInt8], what: String, member: [UInt8], display: String, valid: Bool,
-                      _ skip: (String) -> Bool, _ out: inout [FileRecord]) throws {
+    /// An open folder of the walk: its entries (sorted by bytes) and the next one to visit.
+    private struct Folder {
+        let dir: OpaquePointer
+        var names: [[UInt8]]
+        var next = 0
+        let what: String
+        let member: [UInt8]
+        let display: String
+        let valid: Bool
+    }
+
+    /// Archives one entry; for a folder, returns it open with its entries for the caller to visit.
+    private func visit(_ dfd: Int32, _ name: [UInt8], what: String, member: [UInt8], display: String, valid: Bool,
+                       _ skip: (String) -> Bool, _ out: inout [FileRecord]) throws -> Folder? {
         try checkInterrupted?()
-        if skip(display) { return }
+        if skip(display) { return nil }
         var st = stat()
         guard withCBytes(name, { fstatat(dfd, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else {
             throw BackupError.failed("cannot read \(what): \(String(cString: strerror(errno)))")
@@ -196,7 +240,8 @@ public final class ArchiveBuilder {
                 close(fd)
                 throw BackupError.failed("cannot read the folder \(what): \(String(cString: strerror(errno)))")
             }
-            defer { closedir(dir) }
+            var handed = false
+            defer { if !handed { closedir(dir) } }
             h.kind = .directory
             try tar.writeHeader(h)
             try tar.finishEntry()
@@ -213,12 +258,8 @@ public final class ArchiveBuilder {
                 names.append(n)
             }
             names.sort { $0.lexicographicallyPrecedes($1) }
-            let childFD = dirfd(dir)
-            for n in names {
-                let (text, raw) = PathBytes.split(n)
-                try walk(childFD, n, what: what + "/" + text, member: member + [0x2F] + n, display: display + "/" + text,
-                         valid: valid && raw == nil, skip, &out)
-            }
+            handed = true
+            return Folder(dir: dir, names: names, what: what, member: member, display: display, valid: valid)
         case S_IFLNK:
             var size = max(Int(st.st_size), 255) + 1
             var target: [UInt8] = []
@@ -245,7 +286,7 @@ public final class ArchiveBuilder {
                 try tar.writeHeader(h)
                 try tar.finishEntry()
                 out.append(record(h, sha: nil))
-                return
+                return nil
             }
             let fd = try openChecked(dfd, name, st, what: what, folder: false)
             defer { close(fd) }
@@ -254,8 +295,9 @@ public final class ArchiveBuilder {
             let sha = try streamData(fd: fd, size: h.size, header: h, what: what)
             out.append(record(h, sha: sha))
         default:
-            return  // sockets, fifos, devices
+            return nil  // sockets, fifos, devices
         }
+        return nil
     }
 
     /// Writes a member whose data was compressed beforehand by a `MemberSpool` (dump.sql,
