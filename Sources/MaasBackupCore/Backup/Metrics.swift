@@ -71,10 +71,9 @@ enum Metrics {
     @discardableResult
     static func write(path: String, outcome: Outcome, now: Date = Date()) -> String? {
         let text = render(outcome, previous: previous(path), now: Int(now.timeIntervalSince1970))
-        let tmp = path + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644]),
-              rename(tmp, path) == 0 else {
-            return "cannot write the metrics textfile \(path): \(String(cString: strerror(errno)))"
+        // 0644: node_exporter reads it. AtomicFile: a name planted in the textfile folder is never followed.
+        do { try AtomicFile.write(Array(text.utf8), to: path, mode: 0o644) } catch {
+            return "cannot write the metrics textfile \(path): \(error)"
         }
         return nil
     }

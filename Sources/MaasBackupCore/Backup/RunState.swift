@@ -47,7 +47,7 @@ struct RunState {
         chmod(config.destination, 0o700)
         privateDir = dir
         try journal.update { $0.privateDir = dir.path; $0.phase = "prepare" }
-        passfile = try target.writePassfile(in: dir.path)
+        passfile = try target.writePassfile(in: dir.path, databases: plan.database.databases)
         if plan.items.contains(where: { $0.method == .copy }) {
             try FileManager.default.createDirectory(atPath: dir.path + "/staging", withIntermediateDirectories: false,
                                                     attributes: [.posixPermissions: 0o700])
@@ -250,8 +250,10 @@ struct RunState {
 
         // Finish: the sidecar manifest, then the rename that makes the archive complete.
         let sidecar = final + ".manifest.json"
-        guard FileManager.default.createFile(atPath: sidecar, contents: Data(manifestBytes), attributes: [.posixPermissions: 0o600]) else {
-            throw BackupError(.cantCreate, "cannot write \(sidecar)")
+        do {
+            try AtomicFile.write(manifestBytes, to: sidecar, mode: 0o600)
+        } catch {
+            throw BackupError(.cantCreate, "cannot write \(sidecar): \(error)")
         }
         guard rename(partial, final) == 0 else {
             let e = String(cString: strerror(errno))

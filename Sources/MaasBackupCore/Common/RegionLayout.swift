@@ -11,6 +11,7 @@ public enum RegionLayout {
         let path = config.live("/etc/maas/regiond.conf")
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
         var out: [String: String] = [:]
+        try SafeYAML.refuseAliases(text, source: path)
         do {
             if let node = try Yams.compose(yaml: text), case .mapping(let m) = node {
                 for (k, v) in m {

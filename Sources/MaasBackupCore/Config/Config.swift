@@ -64,7 +64,8 @@ public struct Config: Sendable, Codable, Equatable {
     public var retention = Retention()
     public var hook = Hook()
     public var metricsTextfile: String?
-    public var lockFile = "/run/lock/maas-snapshot-backup.lock"
+    /// In a root-owned 0700 folder (made by RunLock): /run/lock is writable by every user.
+    public var lockFile = "/run/maas-snapshot-backup/lock"
     public var stateDir = "/var/lib/maas-snapshot-backup"
 
     public static let defaultPath = "/etc/maas-snapshot-backup/config.yaml"
@@ -121,6 +122,7 @@ extension Config {
 
     public static func parse(yaml: String, source: String = "config") throws -> Config {
         let node: Node?
+        try SafeYAML.refuseAliases(yaml, source: source)
         do {
             node = try Yams.compose(yaml: yaml)
         } catch {

@@ -8,6 +8,9 @@ import Glibc
 public struct JournalRecord: Sendable, Codable {
     public var runID: String
     public var pid: Int32
+    /// The process's start time (/proc/<pid>/stat field 22, clock ticks since boot): with `pid`, it
+    /// names the run's process even after the PID is reused. nil in journals of older versions.
+    public var pidStartTime: UInt64? = ProcessIdentity.startTime(getpid())
     public var command: String
     public var startedAt: String
     public var phase: String
@@ -44,12 +47,10 @@ public final class RunJournal: @unchecked Sendable {
 
     private func save() throws {
         let data = try JSONEncoder().encode(record)
-        let tmp = path + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw BackupError.failed("cannot write the state journal \(tmp)")
-        }
-        guard rename(tmp, path) == 0 else {
-            throw BackupError.failed("cannot write the state journal \(path): \(String(cString: strerror(errno)))")
+        do {
+            try AtomicFile.write(Array(data), to: path, mode: 0o600)
+        } catch {
+            throw BackupError.failed("cannot write the state journal \(path): \(error)")
         }
     }
 
@@ -66,12 +67,34 @@ public final class RunJournal: @unchecked Sendable {
             let p = dir + "/" + n
             guard let d = FileManager.default.contents(atPath: p),
                   let r = try? JSONDecoder().decode(JournalRecord.self, from: d) else { return nil }
-            if r.pid != getpid() && kill(r.pid, 0) == 0 && isSameTool(pid: r.pid) { return nil }  // still running
+            if ProcessIdentity.isRunning(pid: r.pid, startTime: r.pidStartTime) { return nil }  // still running
             return RunJournal(path: p, record: r)
         }
     }
+}
 
-    private static func isSameTool(pid: Int32) -> Bool {
+/// A process named by its PID and its start time, so that a reused PID is not taken for the run
+/// that wrote a journal.
+public enum ProcessIdentity {
+    /// Field 22 (starttime) of /proc/<pid>/stat, or nil when there is no such process.
+    public static func startTime(_ pid: Int32) -> UInt64? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+        let bytes = Array(data)
+        // The command name (field 2) is in parentheses and may hold spaces or ')': skip past the last ')'.
+        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
+        // fields[0] is field 3 (state), so field 22 is fields[19].
+        guard fields.count > 19 else { return nil }
+        return UInt64(String(decoding: fields[19], as: UTF8.self))
+    }
+
+    /// True when `pid` is another process that is still the one recorded: same start time, not a
+    /// zombie. Journals of older versions (no start time) fall back to the command line.
+    public static func isRunning(pid: Int32, startTime: UInt64?) -> Bool {
+        guard pid != getpid(), pid > 0, let now = self.startTime(pid) else { return false }
+        if let state = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+           let close = state.lastIndex(of: ")"), state[state.index(after: close)...].hasPrefix(" Z") { return false }
+        if let startTime { return now == startTime }
         guard let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
         return cmd.contains("maas-snapshot-backup")
     }

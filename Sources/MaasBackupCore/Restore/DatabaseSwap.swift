@@ -45,10 +45,7 @@ extension PostgresTarget {
         t.user = ru
         t.password = nil
         if let pf = config.database.restorePasswordFile {
-            guard let s = try? String(contentsOfFile: pf, encoding: .utf8) else {
-                throw BackupError.config("database.restore_password_file \(pf) cannot be read", hint: "create it (mode 0600) holding the password")
-            }
-            t.password = s.trimmingCharacters(in: .newlines)
+            t.password = try readPasswordFile(pf, key: "database.restore_password_file")
         }
         let localSocket = t.host == nil || t.host!.hasPrefix("/")
         t.osUser = nil

@@ -10,6 +10,8 @@ import Glibc
 public struct RestoreRecord: Sendable, Codable {
     public var runID: String
     public var pid: Int32
+    /// /proc/<pid>/stat's start time: see JournalRecord.pidStartTime.
+    public var pidStartTime: UInt64? = ProcessIdentity.startTime(getpid())
     public var command: String
     public var archive: String
     public var startedAt: String
@@ -55,14 +57,10 @@ public final class RestoreJournal: @unchecked Sendable {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try e.encode(record)
-        let tmp = path + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw BackupError.failed("cannot write the restore journal \(tmp)")
-        }
-        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); Glibc.close(fd) }
-        guard rename(tmp, path) == 0 else {
-            throw BackupError.failed("cannot write the restore journal \(path): \(String(cString: strerror(errno)))")
+        do {
+            try AtomicFile.write(Array(data), to: path, mode: 0o600)
+        } catch {
+            throw BackupError.failed("cannot write the restore journal \(path): \(error)")
         }
     }
 
@@ -76,10 +74,7 @@ public final class RestoreJournal: @unchecked Sendable {
         return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { n in
             let p = dir + "/" + n
             guard let data = FileManager.default.contents(atPath: p), let r = try? d.decode(RestoreRecord.self, from: data) else { return nil }
-            if r.pid != getpid() && kill(r.pid, 0) == 0,
-               let cmd = try? String(contentsOfFile: "/proc/\(r.pid)/cmdline", encoding: .utf8), cmd.contains("maas-snapshot-backup") {
-                return nil  // still running
-            }
+            if ProcessIdentity.isRunning(pid: r.pid, startTime: r.pidStartTime) { return nil }  // still running
             return RestoreJournal(path: p, record: r)
         }
     }

@@ -260,7 +260,7 @@ final class RestoreRun {
         privateDir = dir
         defer { dir.remove(); privateDir = nil }
         try journal.update { $0.privateDir = dir.path }
-        let passfile = try p.target.writePassfile(in: dir.path)
+        let passfile = try p.target.writePassfile(in: dir.path, databases: manifest.database.databases)
 
         // ---- Stop MAAS (PostgreSQL stays up) ----
         step = "stop services"
@@ -432,7 +432,7 @@ final class RestoreRun {
     func maasURL() -> String? {
         for f in ["/etc/maas/regiond.conf", "/etc/maas/rackd.conf"] {
             guard let text = try? String(contentsOfFile: config.live(f), encoding: .utf8),
-                  let node = try? Yams.compose(yaml: text), case .mapping(let m) = node else { continue }
+                  let node = try? SafeYAML.compose(text, source: f), case .mapping(let m) = node else { continue }
             for (k, v) in m where k.string == "maas_url" {
                 if let s = v.string, !s.isEmpty { return s }
                 if case .sequence(let seq) = v, let first = seq.first?.string { return first }

@@ -117,7 +117,7 @@ public enum ArchiveVerifier {
     static func restoreSidecar(archive: String, manifest: Manifest) {
         let sidecar = archive + ".manifest.json"
         guard !FileManager.default.fileExists(atPath: sidecar), let bytes = try? manifest.encoded() else { return }
-        _ = FileManager.default.createFile(atPath: sidecar, contents: Data(bytes), attributes: [.posixPermissions: 0o600])
+        try? AtomicFile.write(bytes, to: sidecar, mode: 0o600)
     }
 
     /// Reads every member to its end, hashing file data. Returns what it saw and manifest.json's bytes.
@@ -134,7 +134,7 @@ public enum ArchiveVerifier {
                                            hint: "the archive was not written by this tool or was changed; use another backup")
                 }
                 // tar writes folders as "name/".
-                while h.kind == .directory && h.path.count > 1 && h.path.hasSuffix("/") { h.path.removeLast() }
+                while h.kind == .directory && h.path.count > 1 && h.path.hasSuffix("/") { h.path.removeLast(); h.pathBytes?.removeLast() }
                 if manifestBytes != nil {
                     throw BackupError.data("\(path): member \(h.path) follows manifest.json, which must be the last member",
                                            hint: "the archive was changed after it was written; use another backup")
@@ -156,7 +156,7 @@ public enum ArchiveVerifier {
                     manifestBytes = bytes
                     continue
                 }
-                guard observed[h.path] == nil else {
+                guard observed[h.key] == nil else {
                     throw BackupError.data("\(path): member \(h.path) appears twice", hint: "the archive was changed after it was written; use another backup")
                 }
                 var o = Observed(header: h, bytes: 0, sha256: nil)
@@ -176,7 +176,7 @@ public enum ArchiveVerifier {
                 } else {
                     try reader.skipData()
                 }
-                observed[h.path] = o
+                observed[h.key] = o
             }
         } catch let e as ArchiveError {
             throw BackupError.data("\(path) is damaged or truncated: \(e.message)", hint: "the archive cannot be trusted; use another backup")
@@ -253,7 +253,7 @@ public enum ArchiveVerifier {
             throw BackupError.data("\(archive): the manifest names \(manifest.dump.path) as the dump, not dump.sql")
         }
         for rec in manifest.files + [manifest.dump] {
-            guard expected.insert(rec.path).inserted else {
+            guard expected.insert(rec.key).inserted else {
                 add(0, "\(rec.path): named twice in the manifest")
                 continue
             }
@@ -261,7 +261,7 @@ public enum ArchiveVerifier {
                 add(0, "\(rec.path): not below the backed-up paths \(roots.joined(separator: ", "))")
                 continue
             }
-            guard let o = observed[rec.path] else {
+            guard let o = observed[rec.key] else {
                 add(0, "\(rec.path): in the manifest but not in the archive")
                 continue
             }
@@ -282,7 +282,7 @@ public enum ArchiveVerifier {
                     add(0, "\(rec.path): sha256 \(o.sha256 ?? "-") in the archive, \(rec.sha256 ?? "-") in the manifest")
                 }
             case .symlink, .hardlink:
-                if h.linkTarget != rec.linkTarget {
+                if h.linkKey != rec.linkKey {
                     add(1, "\(rec.path): links to \(h.linkTarget ?? "-") in the archive, \(rec.linkTarget ?? "-") in the manifest")
                 }
                 if rec.type == .hardlink, let t = rec.linkTarget, !isSafeMember(t, roots: roots) {
@@ -293,7 +293,7 @@ public enum ArchiveVerifier {
             }
         }
         for p in observed.keys.sorted() where !expected.contains(p) {
-            add(0, "\(p): in the archive but not in the manifest")
+            add(0, "\(observed[p]!.header.path): in the archive but not in the manifest")
         }
         if !problems.isEmpty {
             let first = problems.enumerated().min { a, b in (a.element.0, a.offset) < (b.element.0, b.offset) }!.element.1

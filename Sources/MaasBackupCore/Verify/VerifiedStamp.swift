@@ -42,9 +42,8 @@ public struct VerifiedStamp: Sendable, Codable, Equatable {
         e.keyEncodingStrategy = .convertToSnakeCase
         e.outputFormatting = [.sortedKeys, .prettyPrinted]
         guard let data = try? e.encode(s) else { return nil }
-        let p = path(for: archive), tmp = p + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: data + Data("\n".utf8), attributes: [.posixPermissions: 0o600]) else { return nil }
-        guard rename(tmp, p) == 0 else { unlink(tmp); return nil }
+        let p = path(for: archive)
+        guard (try? AtomicFile.write(Array(data) + [0x0A], to: p, mode: 0o600)) != nil else { return nil }
         return p
     }
 

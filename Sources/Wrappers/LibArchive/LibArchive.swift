@@ -17,8 +17,13 @@ public enum EntryKind: String, Sendable, Codable {
 }
 
 /// A tar member's header, as plain values.
+/// Names are bytes: a name that is not valid UTF-8 keeps its raw bytes in `pathBytes` (and
+/// `linkTargetBytes`), which are what is written and extracted; `path` and `linkTarget` then hold
+/// its readable form (`PathBytes.display`: each byte that is not UTF-8 as `\xHH`).
 public struct EntryHeader: Sendable, Equatable {
     public var path: String
+    /// The raw name when it is not valid UTF-8, else nil.
+    public var pathBytes: [UInt8]?
     public var kind: EntryKind
     /// Permission bits including setuid/setgid/sticky (no file-type bits).
     public var permissions: UInt32
@@ -31,6 +36,27 @@ public struct EntryHeader: Sendable, Equatable {
     public var mtimeNanoseconds: Int
     /// Symlink target, or for a hard link the member path it links to.
     public var linkTarget: String?
+    /// The raw link target when it is not valid UTF-8, else nil.
+    public var linkTargetBytes: [UInt8]?
+
+    /// A key that tells any two names apart: `path`, or for a name that is not UTF-8 a NUL (never
+    /// in a name) and its bytes in base64.
+    public var key: String { PathBytes.key(path: path, bytes: pathBytes) }
+    public var linkKey: String? { linkTarget.map { PathBytes.key(path: $0, bytes: linkTargetBytes) } }
+
+    /// Sets `path` (and `pathBytes` when they are not UTF-8) from raw name bytes.
+    public mutating func setPath(bytes: [UInt8]) {
+        (path, pathBytes) = PathBytes.split(bytes)
+    }
+
+    public mutating func setLinkTarget(bytes: [UInt8]) {
+        let (s, b) = PathBytes.split(bytes)
+        linkTarget = s
+        linkTargetBytes = b
+    }
+
+    /// The raw bytes of the name.
+    public var rawPath: [UInt8] { pathBytes ?? Array(path.utf8) }
 
     public init(path: String, kind: EntryKind, permissions: UInt32, uid: Int64, gid: Int64,
                 uname: String?, gname: String?, size: Int64, mtime: Int64, mtimeNanoseconds: Int = 0,
@@ -40,6 +66,90 @@ public struct EntryHeader: Sendable, Equatable {
         self.size = size; self.mtime = mtime; self.mtimeNanoseconds = mtimeNanoseconds
         self.linkTarget = linkTarget
     }
+}
+
+/// File names as bytes: readable and reversible forms of names that are not valid UTF-8.
+public enum PathBytes {
+    /// (`display(bytes)`, nil) for valid UTF-8, else (`display(bytes)`, bytes).
+    public static func split(_ bytes: [UInt8]) -> (String, [UInt8]?) {
+        if let s = String(validating: bytes, as: UTF8.self) { return (s, nil) }
+        return (display(bytes), bytes)
+    }
+
+    /// The name as text: valid UTF-8 as it is, every other byte as `\xHH`. Readable, not
+    /// reversible on its own (the bytes are kept beside it).
+    public static func display(_ bytes: [UInt8]) -> String {
+        if let s = String(validating: bytes, as: UTF8.self) { return s }
+        var out = ""
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            let n = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 ? 2 : 0
+            if n > 0, i + n <= bytes.count, let s = String(validating: bytes[i..<(i + n)], as: UTF8.self) {
+                out += s
+                i += n
+            } else {
+                let hex = Array("0123456789ABCDEF")
+                out += "\\x" + String(hex[Int(b >> 4)]) + String(hex[Int(b & 15)])
+                i += 1
+            }
+        }
+        return out
+    }
+
+    /// A key unique per byte string: the text for valid UTF-8, else NUL + base64 of the bytes.
+    public static func key(path: String, bytes: [UInt8]?) -> String {
+        guard let bytes else { return path }
+        return "\u{0}" + base64(bytes)
+    }
+
+    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// Standard base64 with padding.
+    public static func base64(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i < bytes.count {
+            let b0 = UInt32(bytes[i]), b1 = i + 1 < bytes.count ? UInt32(bytes[i + 1]) : 0, b2 = i + 2 < bytes.count ? UInt32(bytes[i + 2]) : 0
+            let v = b0 << 16 | b1 << 8 | b2
+            out.append(alphabet[Int(v >> 18 & 63)])
+            out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(i + 1 < bytes.count ? alphabet[Int(v >> 6 & 63)] : UInt8(ascii: "="))
+            out.append(i + 2 < bytes.count ? alphabet[Int(v & 63)] : UInt8(ascii: "="))
+            i += 3
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes standard base64 (padding optional); nil when it is not base64.
+    public static func unbase64(_ s: String) -> [UInt8]? {
+        var table = [Int](repeating: -1, count: 256)
+        for (i, c) in alphabet.enumerated() { table[Int(c)] = i }
+        var out: [UInt8] = []
+        var acc: UInt32 = 0, bits = 0
+        for c in s.utf8 where c != UInt8(ascii: "=") {
+            let v = table[Int(c)]
+            if v < 0 { return nil }
+            acc = acc << 6 | UInt32(v)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(acc >> UInt32(bits) & 0xFF))
+            }
+        }
+        return out
+    }
+}
+
+/// Calls `body` with `bytes` as a NUL-terminated C string.
+public func withCBytes<T>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) -> T) -> T {
+    (bytes + [0]).withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) } }
+}
+
+/// The bytes of a C string.
+public func cBytes(_ p: UnsafePointer<CChar>) -> [UInt8] {
+    Array(UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p)))
 }
 
 // AE_IF* are cast macros that Swift does not import.
@@ -59,7 +169,10 @@ private func check(_ a: OpaquePointer?, _ function: String, _ rc: Int32) throws 
 
 /// Fills an archive_entry from an EntryHeader (archive_entry_set_* calls).
 private func fill(_ e: OpaquePointer, _ h: EntryHeader) {
-    archive_entry_set_pathname_utf8(e, h.path)
+    // A name that is not UTF-8 goes in as its bytes (archive_entry_copy_pathname, the locale's
+    // form, which is UTF-8 here): the pax writer cannot translate it and writes it raw with
+    // hdrcharset=BINARY, and readers get the same bytes back.
+    if let b = h.pathBytes { withCBytes(b) { archive_entry_copy_pathname(e, $0) } } else { archive_entry_set_pathname_utf8(e, h.path) }
     switch h.kind {
     case .file, .hardlink: archive_entry_set_filetype(e, AE_IFREG)
     case .directory: archive_entry_set_filetype(e, AE_IFDIR)
@@ -73,9 +186,10 @@ private func fill(_ e: OpaquePointer, _ h: EntryHeader) {
     if let g = h.gname { archive_entry_set_gname_utf8(e, g) }
     archive_entry_set_mtime(e, time_t(h.mtime), h.mtimeNanoseconds)
     switch h.kind {
-    case .symlink: archive_entry_set_symlink_utf8(e, h.linkTarget ?? "")
+    case .symlink:
+        if let b = h.linkTargetBytes { withCBytes(b) { archive_entry_copy_symlink(e, $0) } } else { archive_entry_set_symlink_utf8(e, h.linkTarget ?? "") }
     case .hardlink:
-        archive_entry_set_hardlink_utf8(e, h.linkTarget ?? "")
+        if let b = h.linkTargetBytes { withCBytes(b) { archive_entry_copy_hardlink(e, $0) } } else { archive_entry_set_hardlink_utf8(e, h.linkTarget ?? "") }
         archive_entry_set_size(e, 0)
     case .file: archive_entry_set_size(e, h.size)
     default: archive_entry_set_size(e, 0)
@@ -85,7 +199,8 @@ private func fill(_ e: OpaquePointer, _ h: EntryHeader) {
 /// Reads an archive_entry into an EntryHeader (archive_entry_* getters).
 private func header(of e: OpaquePointer) -> EntryHeader {
     let type = Int32(archive_entry_filetype(e))
-    let hard = archive_entry_hardlink_utf8(e).map { String(cString: $0) } ?? archive_entry_hardlink(e).map { String(cString: $0) }
+    // The UTF-8 form when there is one, else the raw bytes (a name written with hdrcharset=BINARY).
+    let hard = archive_entry_hardlink_utf8(e).map { cBytes($0) } ?? archive_entry_hardlink(e).map { cBytes($0) }
     var kind: EntryKind
     switch type {
     case Int32(AE_IFREG): kind = .file
@@ -94,17 +209,19 @@ private func header(of e: OpaquePointer) -> EntryHeader {
     default: kind = .other
     }
     if hard != nil { kind = .hardlink }
-    let path = archive_entry_pathname_utf8(e).map { String(cString: $0) }
-        ?? archive_entry_pathname(e).map { String(cString: $0) } ?? ""
-    let sym = archive_entry_symlink_utf8(e).map { String(cString: $0) } ?? archive_entry_symlink(e).map { String(cString: $0) }
-    return EntryHeader(
-        path: path, kind: kind, permissions: UInt32(archive_entry_perm(e)),
+    let path = archive_entry_pathname_utf8(e).map { cBytes($0) }
+        ?? archive_entry_pathname(e).map { cBytes($0) } ?? []
+    let sym = archive_entry_symlink_utf8(e).map { cBytes($0) } ?? archive_entry_symlink(e).map { cBytes($0) }
+    var h = EntryHeader(
+        path: "", kind: kind, permissions: UInt32(archive_entry_perm(e)),
         uid: archive_entry_uid(e), gid: archive_entry_gid(e),
         uname: archive_entry_uname_utf8(e).map { String(cString: $0) },
         gname: archive_entry_gname_utf8(e).map { String(cString: $0) },
         size: archive_entry_size(e), mtime: Int64(archive_entry_mtime(e)),
-        mtimeNanoseconds: Int(archive_entry_mtime_nsec(e)),
-        linkTarget: kind == .symlink ? sym : hard)
+        mtimeNanoseconds: Int(archive_entry_mtime_nsec(e)))
+    h.setPath(bytes: path)
+    if let t = kind == .symlink ? sym : hard { h.setLinkTarget(bytes: t) }
+    return h
 }
 
 /// libarchive converts names between UTF-8 and the locale's character set; in the "C" locale a
@@ -296,8 +413,11 @@ public final class DiskWriter {
         }
         defer { archive_entry_free(clone) }
         let h = header(of: e)
-        archive_entry_set_pathname_utf8(clone, prefix + "/" + h.path)
-        if h.kind == .hardlink, let t = h.linkTarget { archive_entry_set_hardlink_utf8(clone, prefix + "/" + t) }
+        // As bytes (archive_entry_copy_*, no conversion): a name that is not UTF-8 is extracted byte for byte.
+        withCBytes(Array((prefix + "/").utf8) + h.rawPath) { archive_entry_copy_pathname(clone, $0) }
+        if h.kind == .hardlink, let t = h.linkTarget {
+            withCBytes(Array((prefix + "/").utf8) + (h.linkTargetBytes ?? Array(t.utf8))) { archive_entry_copy_hardlink(clone, $0) }
+        }
         try check(a, "archive_write_header", archive_write_header(a, clone))
     }
 

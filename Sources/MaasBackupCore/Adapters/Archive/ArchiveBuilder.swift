@@ -7,8 +7,13 @@ import Glibc
 #endif
 
 /// One archived file as the manifest records it.
+/// A name (or link target) that is not valid UTF-8 is kept byte for byte in `path_b64` (and
+/// `link_target_b64`), standard base64 of the raw bytes; `path` then holds its readable form with
+/// each such byte as `\xHH` (for `list` and messages only). Both are absent for UTF-8 names, so
+/// manifests of older versions read as before.
 public struct FileRecord: Sendable, Codable, Equatable {
     public var path: String
+    public var pathB64: String?
     public var type: EntryKind
     public var size: Int64
     /// Permission bits, octal text such as "0640".
@@ -20,6 +25,46 @@ public struct FileRecord: Sendable, Codable, Equatable {
     public var mtime: Int64
     public var sha256: String?
     public var linkTarget: String?
+    public var linkTargetB64: String?
+
+    public init(path: String, pathB64: String? = nil, type: EntryKind, size: Int64, mode: String, uid: Int64, gid: Int64,
+                user: String?, group: String?, mtime: Int64, sha256: String?, linkTarget: String?, linkTargetB64: String? = nil) {
+        self.path = path; self.pathB64 = pathB64; self.type = type; self.size = size; self.mode = mode
+        self.uid = uid; self.gid = gid; self.user = user; self.group = group; self.mtime = mtime
+        self.sha256 = sha256; self.linkTarget = linkTarget; self.linkTargetB64 = linkTargetB64
+    }
+
+    /// Decodes a record; `path_b64` must decode to bytes that are not UTF-8 and whose readable form
+    /// is `path` (same for the link target), so checks made on `path` hold for the bytes.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        path = try c.decode(String.self, forKey: .path)
+        pathB64 = try c.decodeIfPresent(String.self, forKey: .pathB64)
+        type = try c.decode(EntryKind.self, forKey: .type)
+        size = try c.decode(Int64.self, forKey: .size)
+        mode = try c.decode(String.self, forKey: .mode)
+        uid = try c.decode(Int64.self, forKey: .uid)
+        gid = try c.decode(Int64.self, forKey: .gid)
+        user = try c.decodeIfPresent(String.self, forKey: .user)
+        group = try c.decodeIfPresent(String.self, forKey: .group)
+        mtime = try c.decode(Int64.self, forKey: .mtime)
+        sha256 = try c.decodeIfPresent(String.self, forKey: .sha256)
+        linkTarget = try c.decodeIfPresent(String.self, forKey: .linkTarget)
+        linkTargetB64 = try c.decodeIfPresent(String.self, forKey: .linkTargetB64)
+        for (text, b64, key) in [(path, pathB64, CodingKeys.pathB64), (linkTarget ?? "", linkTargetB64, .linkTargetB64)] {
+            guard let b64 else { continue }
+            let decoded = PathBytes.unbase64(b64).map(PathBytes.split)
+            guard let (readable, raw) = decoded, raw != nil, readable == text else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "does not match the readable name \(text)")
+            }
+        }
+    }
+
+    /// The same key as EntryHeader.key for the same name bytes.
+    public var key: String { pathB64.map { "\u{0}" + $0 } ?? path }
+    public var linkKey: String? { linkTarget.map { t in linkTargetB64.map { "\u{0}" + $0 } ?? t } }
+    /// The raw bytes of the name.
+    public var rawPath: [UInt8] { pathB64.flatMap(PathBytes.unbase64) ?? Array(path.utf8) }
 }
 
 /// Writes the backup archive: a pax tar, through the parallel gzip filter, into a file.
@@ -28,7 +73,7 @@ public final class ArchiveBuilder {
     private let sink: FileSink
     private let gzip: ParallelGzipWriter
     private var tar: TarWriter!
-    private var links: [String: String] = [:]  // "dev:ino" -> first member path
+    private var links: [String: [UInt8]] = [:]  // "dev:ino" -> first member path
     private var users: [UInt32: String?] = [:]
     private var groups: [UInt32: String?] = [:]
     private var buffer = [UInt8](repeating: 0, count: 256 * 1024)
@@ -61,38 +106,175 @@ public final class ArchiveBuilder {
 
     /// Adds `source` (a file or a folder, walked without following symlinks) as member `member`.
     /// `skip(member)` leaves a member (and what is below it) out. Sockets, fifos and devices are left out.
+    ///
+    /// The walk goes by descriptors: each entry is opened relative to its folder's descriptor
+    /// (openat with O_NOFOLLOW|O_NONBLOCK, O_DIRECTORY for folders), so the depth is not limited by
+    /// PATH_MAX and a path is never resolved again. What is opened must be what fstatat saw (same
+    /// device, inode and type): a folder swapped for a symlink, or a file for a FIFO, fails the run
+    /// (the data was not frozen) instead of being followed or blocking it. Names are bytes
+    /// (readdir's d_name): a name that is not UTF-8 is archived and recorded as its bytes.
     public func addTree(source: String, member: String, skip: (String) -> Bool) throws -> [FileRecord] {
+        _ = Self.raiseOpenFileLimit
         var out: [FileRecord] = []
-        try walk(source, member, skip, &out)
+        var src = source
+        while src.count > 1 && src.hasSuffix("/") { src.removeLast() }
+        let parent = src.contains("/") ? (src as NSString).deletingLastPathComponent : "."
+        let name = (src as NSString).lastPathComponent
+        let dfd = open(parent.isEmpty ? "/" : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0 else { throw BackupError.failed("cannot open \(parent): \(String(cString: strerror(errno)))") }
+        defer { close(dfd) }
+        let m = Array(member.utf8)
+        // Depth first, with an explicit stack of open folders (no recursion: any depth fits).
+        var stack: [Folder] = []
+        defer { for f in stack { closedir(f.dir) } }
+        if let f = try visit(dfd, name == "/" ? Array(".".utf8) : Array(name.utf8), what: src, member: m, display: member,
+                             valid: true, skip, &out) {
+            stack.append(f)
+        }
+        while let top = stack.indices.last {
+            guard stack[top].next < stack[top].names.count else {
+                closedir(stack.removeLast().dir)
+                continue
+            }
+            let n = stack[top].names[stack[top].next]
+            stack[top].next += 1
+            let f = stack[top]
+            let (text, raw) = PathBytes.split(n)
+            if let child = try visit(dirfd(f.dir), n, what: f.what + "/" + text, member: f.member + [0x2F] + n,
+                                     display: f.display + "/" + text, valid: f.valid && raw == nil, skip, &out) {
+                stack.append(child)
+            }
+        }
         return out
     }
 
-    private func walk(_ src: String, _ member: String, _ skip: (String) -> Bool, _ out: inout [FileRecord]) throws {
-        try checkInterrupted?()
-        if skip(member) { return }
+    /// The walk holds one descriptor per folder level: the soft RLIMIT_NOFILE (often 1024) is
+    /// raised to the hard limit once, so that a deep tree does not run out of descriptors.
+    static let raiseOpenFileLimit: Void = {
+        var rl = rlimit()
+        let res = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        if getrlimit(res, &rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max
+            _ = setrlimit(res, &rl)
+        }
+    }()
+
+    private static func kindName(_ fmt: mode_t) -> String {
+        switch fmt {
+        case S_IFDIR: return "folder"
+        case S_IFLNK: return "symlink"
+        case S_IFREG: return "file"
+        case S_IFIFO: return "FIFO"
+        case S_IFSOCK: return "socket"
+        default: return "device"
+        }
+    }
+
+    /// Opens `name` in `dfd` without following it or blocking, and checks that it is what `planned`
+    /// (fstatat) described.
+    private func openChecked(_ dfd: Int32, _ name: [UInt8], _ planned: stat, what: String, folder: Bool) throws -> Int32 {
+        var flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY
+        if folder { flags |= O_DIRECTORY }
+        let fd = withCBytes(name) { openat(dfd, $0, flags) }
+        guard fd >= 0 else {
+            let e = errno
+            if e == ELOOP || e == ENOTDIR || e == ENXIO || e == ENOENT {
+                throw changed(what, "it could not be opened as the \(Self.kindName(planned.st_mode & S_IFMT)) it was (\(String(cString: strerror(e))))")
+            }
+            throw BackupError.failed("cannot open \(what): \(String(cString: strerror(e)))")
+        }
         var st = stat()
-        guard lstat(src, &st) == 0 else {
-            throw BackupError.failed("cannot read \(src): \(String(cString: strerror(errno)))")
+        guard fstat(fd, &st) == 0 else {
+            close(fd)
+            throw BackupError.failed("cannot read \(what): \(String(cString: strerror(errno)))")
+        }
+        if st.st_dev != planned.st_dev || st.st_ino != planned.st_ino || (st.st_mode & S_IFMT) != (planned.st_mode & S_IFMT) {
+            close(fd)
+            throw changed(what, "a \(Self.kindName(planned.st_mode & S_IFMT)) was replaced by a \(Self.kindName(st.st_mode & S_IFMT))")
+        }
+        if !folder { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) }
+        return fd
+    }
+
+    private func changed(_ what: String, _ how: String) -> BackupError {
+        BackupError.failed("\(what) changed while it was archived: \(how); nothing was followed",
+                           hint: "the data was not frozen; use a snapshot or keep the services stopped")
+    }
+
+    private static func bytes(of d: UnsafeMutablePointer<dirent>) -> [UInt8] {
+        withUnsafePointer(to: &d.pointee.d_name) { p in
+            p.withMemoryRebound(to: CChar.self, capacity: 256) { cBytes($0) }
+        }
+    }
+
+    /// An open folder of the walk: its entries (sorted by bytes) and the next one to visit.
+    private struct Folder {
+        let dir: OpaquePointer
+        var names: [[UInt8]]
+        var next = 0
+        let what: String
+        let member: [UInt8]
+        let display: String
+        let valid: Bool
+    }
+
+    /// Archives one entry; for a folder, returns it open with its entries for the caller to visit.
+    private func visit(_ dfd: Int32, _ name: [UInt8], what: String, member: [UInt8], display: String, valid: Bool,
+                       _ skip: (String) -> Bool, _ out: inout [FileRecord]) throws -> Folder? {
+        try checkInterrupted?()
+        if skip(display) { return nil }
+        var st = stat()
+        guard withCBytes(name, { fstatat(dfd, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else {
+            throw BackupError.failed("cannot read \(what): \(String(cString: strerror(errno)))")
         }
         let fmt = st.st_mode & S_IFMT
-        var h = EntryHeader(path: member, kind: .file, permissions: UInt32(st.st_mode & 0o7777),
+        var h = EntryHeader(path: display, kind: .file, permissions: UInt32(st.st_mode & 0o7777),
                             uid: Int64(st.st_uid), gid: Int64(st.st_gid),
                             uname: userName(st.st_uid), gname: groupName(st.st_gid),
                             size: 0, mtime: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int(st.st_mtim.tv_nsec))
+        if !valid { h.pathBytes = member }
         switch fmt {
         case S_IFDIR:
+            let fd = try openChecked(dfd, name, st, what: what, folder: true)
+            guard let dir = fdopendir(fd) else {
+                close(fd)
+                throw BackupError.failed("cannot read the folder \(what): \(String(cString: strerror(errno)))")
+            }
+            var handed = false
+            defer { if !handed { closedir(dir) } }
             h.kind = .directory
             try tar.writeHeader(h)
             try tar.finishEntry()
             out.append(record(h, sha: nil))
-            let names = try FileManager.default.contentsOfDirectory(atPath: src).sorted()
-            for n in names { try walk(src + "/" + n, member + "/" + n, skip, &out) }
+            var names: [[UInt8]] = []
+            while true {
+                errno = 0
+                guard let d = readdir(dir) else {
+                    if errno != 0 { throw BackupError.failed("cannot read the folder \(what): \(String(cString: strerror(errno)))") }
+                    break
+                }
+                let n = Self.bytes(of: d)
+                if n == [0x2E] || n == [0x2E, 0x2E] { continue }
+                names.append(n)
+            }
+            names.sort { $0.lexicographicallyPrecedes($1) }
+            handed = true
+            return Folder(dir: dir, names: names, what: what, member: member, display: display, valid: valid)
         case S_IFLNK:
-            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = readlink(src, &buf, buf.count - 1)
-            guard n >= 0 else { throw BackupError.failed("cannot read the link \(src): \(String(cString: strerror(errno)))") }
+            var size = max(Int(st.st_size), 255) + 1
+            var target: [UInt8] = []
+            while true {
+                var buf = [UInt8](repeating: 0, count: size)
+                let n = withCBytes(name) { p in buf.withUnsafeMutableBufferPointer { readlinkat(dfd, p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size) } }
+                guard n >= 0 else {
+                    if errno == EINVAL { throw changed(what, "a symlink was replaced by something else") }
+                    throw BackupError.failed("cannot read the link \(what): \(String(cString: strerror(errno)))")
+                }
+                if n < size { target = Array(buf[0..<n]); break }
+                size *= 2
+            }
             h.kind = .symlink
-            h.linkTarget = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            h.setLinkTarget(bytes: target)
             try tar.writeHeader(h)
             try tar.finishEntry()
             out.append(record(h, sha: nil))
@@ -100,22 +282,22 @@ public final class ArchiveBuilder {
             let key = "\(st.st_dev):\(st.st_ino)"
             if st.st_nlink > 1, let first = links[key] {
                 h.kind = .hardlink
-                h.linkTarget = first
+                h.setLinkTarget(bytes: first)
                 try tar.writeHeader(h)
                 try tar.finishEntry()
                 out.append(record(h, sha: nil))
-                return
+                return nil
             }
+            let fd = try openChecked(dfd, name, st, what: what, folder: false)
+            defer { close(fd) }
             if st.st_nlink > 1 { links[key] = member }
             h.size = Int64(st.st_size)
-            let fd = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-            guard fd >= 0 else { throw BackupError.failed("cannot open \(src): \(String(cString: strerror(errno)))") }
-            defer { close(fd) }
-            let sha = try streamData(fd: fd, size: h.size, header: h, what: src)
+            let sha = try streamData(fd: fd, size: h.size, header: h, what: what)
             out.append(record(h, sha: sha))
         default:
-            return  // sockets, fifos, devices
+            return nil  // sockets, fifos, devices
         }
+        return nil
     }
 
     /// Writes a member whose data was compressed beforehand by a `MemberSpool` (dump.sql,
@@ -186,9 +368,10 @@ public final class ArchiveBuilder {
     }
 
     private func record(_ h: EntryHeader, sha: String?) -> FileRecord {
-        FileRecord(path: h.path, type: h.kind, size: h.kind == .file ? h.size : 0,
+        FileRecord(path: h.path, pathB64: h.pathBytes.map(PathBytes.base64), type: h.kind, size: h.kind == .file ? h.size : 0,
                    mode: String(format: "%04o", h.permissions), uid: h.uid, gid: h.gid,
-                   user: h.uname, group: h.gname, mtime: h.mtime, sha256: sha, linkTarget: h.linkTarget)
+                   user: h.uname, group: h.gname, mtime: h.mtime, sha256: sha, linkTarget: h.linkTarget,
+                   linkTargetB64: h.linkTargetBytes.map(PathBytes.base64))
     }
 
     /// Ends the tar stream and the gzip member, and fsyncs the file.

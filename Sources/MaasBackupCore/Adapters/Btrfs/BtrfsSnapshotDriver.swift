@@ -39,6 +39,10 @@ public struct BtrfsSnapshotDriver: SnapshotDriver {
             if lstat(folder, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR {
                 throw BackupError.unavailable("\(folder) exists and is not a folder", hint: "move it away; the tool keeps its Btrfs snapshots there")
             }
+            if lstat(folder, &st) == 0, let why = Self.untrusted(st), !Self.isEmptyFolder(folder) {
+                throw BackupError.unavailable("\(folder) \(why) and is not empty: the snapshot would be made in a folder another user controls",
+                                              hint: "check what is in it, then remove it; the tool makes it itself (owner root, mode 0700)")
+            }
             guard access(v.livePath, W_OK) == 0 else {
                 throw BackupError.unavailable("cannot write in \(v.livePath) to make a snapshot there", hint: "run as root on a writable subvolume")
             }
@@ -56,11 +60,44 @@ public struct BtrfsSnapshotDriver: SnapshotDriver {
         if mkdir(folder, 0o700) != 0 && errno != EEXIST {
             throw BackupError.failed("cannot create \(folder): \(String(cString: strerror(errno)))")
         }
+        // A folder someone else made (the maas user can write in /var/lib/maas) is not used: an
+        // empty one is made again, anything else fails the run. The snapshot is made through the
+        // checked folder's descriptor, so a folder swapped in after the check is not used either.
+        var dfd = open(folder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        var st = stat()
+        if dfd >= 0, fstat(dfd, &st) == 0, Self.untrusted(st) != nil {
+            close(dfd)
+            dfd = -1
+            if rmdir(folder) == 0 && mkdir(folder, 0o700) == 0 {
+                dfd = open(folder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+        }
+        guard dfd >= 0, fstat(dfd, &st) == 0 else {
+            throw BackupError.failed("cannot open \(folder): \(String(cString: strerror(errno)))")
+        }
+        defer { close(dfd) }
+        if let why = Self.untrusted(st) {
+            throw BackupError.failed("\(folder) \(why) and is not empty: the snapshot would be made in a folder another user controls",
+                                     hint: "check what is in it, then remove it; the tool makes it itself (owner root, mode 0700)")
+        }
+        let name = (snapshot.identity as NSString).lastPathComponent
         do {
-            try BtrfsUtil.createSnapshot(source: snapshot.volume.livePath, path: snapshot.identity, readOnly: true)
+            try BtrfsUtil.createSnapshot(source: snapshot.volume.livePath, path: "/proc/self/fd/\(dfd)/\(name)", readOnly: true)
         } catch let e as BtrfsUtilError {
             throw BackupError.failed("cannot snapshot \(snapshot.volume.livePath): \(e)")
         }
+    }
+
+    /// Why a snapshot folder found on disk is not ours to use (not root's, or writable by group or
+    /// others), or nil when it is fine.
+    static func untrusted(_ st: stat) -> String? {
+        if st.st_uid != 0 { return "belongs to uid \(st.st_uid), not root" }
+        if st.st_mode & 0o022 != 0 { return "is writable by group or others (mode \(String(format: "%04o", st.st_mode & 0o7777)))" }
+        return nil
+    }
+
+    static func isEmptyFolder(_ path: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? ["?"]).isEmpty
     }
 
     public func expose(_ snapshot: TakenSnapshot, privateDir: String) throws -> TakenSnapshot {

@@ -178,7 +178,8 @@ public struct PostgresAdapter: Sendable {
         try writeAll(fd, header)
 
         // Roles and tablespaces: pg_dumpall --globals-only --clean.
-        var globals = ["--globals-only", "--clean", "--if-exists", "--no-password", "--database=\(target.maasDatabase)"]
+        var globals = ["--globals-only", "--clean", "--if-exists", "--no-password",
+                       "--database=" + PostgresTarget.conninfoDatabase(target.maasDatabase)]
         if !plan.superuser { globals.append("--no-role-passwords") }  // pg_authid needs a superuser
         let g = try await Command.run(plan.pgDumpall, globals,
                                       environment: env, asUser: user, stdoutTo: fd)
@@ -186,7 +187,8 @@ public struct PostgresAdapter: Sendable {
 
         for pin in pins {
             try writeAll(fd, "\n--\n-- Database \"\(pin.database)\" dump\n--\n\n")
-            var args = ["--create", "--no-password", "--snapshot=\(pin.snapshotID)", "--dbname=\(pin.database)"]
+            var args = ["--create", "--no-password", "--snapshot=\(pin.snapshotID)",
+                        "--dbname=" + PostgresTarget.conninfoDatabase(pin.database)]
             if pin.database == "postgres" { args.insert("--clean", at: 0) }
             let r = try await Command.run(plan.pgDump, args, environment: env, asUser: user, stdoutTo: fd)
             guard r.succeeded else { throw BackupError.failed("pg_dump of \(pin.database) failed: \(r.lastErrorLine)") }

@@ -38,10 +38,7 @@ public struct PostgresTarget: Sendable {
         }
         var password: String?
         if let pf = d.passwordFile {
-            guard let s = try? String(contentsOfFile: pf, encoding: .utf8) else {
-                throw BackupError.config("database.password_file \(pf) cannot be read", hint: "create it (mode 0600) holding the password")
-            }
-            password = s.trimmingCharacters(in: .newlines)
+            password = try readPasswordFile(pf)
         } else if useRegiondCredentials, let p = regiond["database_pass"] {
             password = p
         }
@@ -66,6 +63,41 @@ public struct PostgresTarget: Sendable {
         return target
     }
 
+    /// Reads database.password_file (or `key`, e.g. database.restore_password_file): a regular file owned by root that no group or other user may
+    /// read or write (else exit 78, saying chmod 600 / chown root).
+    static func readPasswordFile(_ pf: String, key: String = "database.password_file") throws -> String {
+        let fd = open(pf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else {
+            throw BackupError.config("\(key) \(pf) cannot be read: \(String(cString: strerror(errno)))",
+                                     hint: "create it (owner root, mode 0600) holding the password")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw BackupError.config("\(key) \(pf) is not a regular file", hint: "point it at a file (owner root, mode 0600) holding the password")
+        }
+        if st.st_uid != 0 && st.st_uid != geteuid() {
+            throw BackupError.config("\(key) \(pf) belongs to uid \(st.st_uid), not root",
+                                     hint: "run chown root \(pf) (and chmod 600 \(pf))")
+        }
+        if st.st_mode & 0o077 != 0 {
+            throw BackupError.config("\(key) \(pf) has mode \(String(format: "%04o", st.st_mode & 0o7777)): other users may read or change it",
+                                     hint: "run chmod 600 \(pf)")
+        }
+        var data: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while data.count <= 1 << 20 {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data += buf[0..<n]
+        }
+        guard let s = String(validating: data, as: UTF8.self) else {
+            throw BackupError.config("\(key) \(pf) is not UTF-8 text", hint: "write the password as text")
+        }
+        return s.trimmingCharacters(in: .newlines)
+    }
+
     /// Human description without secrets.
     public var display: String {
         "\(user)@\(host ?? "local socket")\(port.map { ":\($0)" } ?? "")/\(maasDatabase)"
@@ -73,6 +105,7 @@ public struct PostgresTarget: Sendable {
 
     /// libpq keywords for `database`; the password goes through `passfile`.
     func parameters(database: String, passfile: String?) -> [(String, String)] {
+        // PQConnection connects with expand_dbname 0: `database` is only ever a name.
         var p: [(String, String)] = [("dbname", database), ("user", user), ("application_name", "maas-snapshot-backup"),
                                      ("connect_timeout", "10")]
         if let host { p.append(("host", host)) }
@@ -89,12 +122,33 @@ public struct PostgresTarget: Sendable {
         return e
     }
 
-    /// Writes a 0600 passfile in `dir` when there is a password; returns its path.
-    func writePassfile(in dir: String) throws -> String? {
+    /// A libpq connection string holding only `dbname`, quoted: for pg_dump's --dbname and
+    /// pg_dumpall's --database, which take a name with "=" in it for a connection string (a
+    /// database named "host=/tmp/evil dbname=maasdb" must not send them elsewhere).
+    static func conninfoDatabase(_ name: String) -> String {
+        "dbname='" + name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+    }
+
+    /// The passfile's lines: the password for exactly this host, port and user, and the databases
+    /// the run connects to (`databases`, the MAAS database, postgres and template1), never `*`.
+    func passfileText(databases: [String]) -> String? {
         guard let password else { return nil }
-        let path = dir + "/pgpass"
         let esc = { (s: String) in s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:") }
-        let line = "*:*:*:\(esc(user)):\(esc(password))\n"
+        // libpq matches "localhost" for the default socket when no host is given.
+        let h = esc(host ?? "localhost"), p = String(port ?? 5432)
+        var seen = Set<String>()
+        var text = ""
+        for db in databases + [maasDatabase, "postgres", "template1"] where seen.insert(db).inserted {
+            text += "\(h):\(p):\(esc(db)):\(esc(user)):\(esc(password))\n"
+        }
+        return text
+    }
+
+    /// Writes a 0600 passfile in `dir` when there is a password; returns its path. `databases`:
+    /// the databases the run connects to beyond the MAAS database, postgres and template1.
+    func writePassfile(in dir: String, databases: [String] = []) throws -> String? {
+        guard let line = passfileText(databases: databases) else { return nil }
+        let path = dir + "/pgpass"
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw BackupError.failed("cannot create the passfile \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
