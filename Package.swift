@@ -64,7 +64,7 @@ let package = Package(
         ),
 
         .testTarget(name: "StreamsTests", dependencies: ["Streams"], swiftSettings: swift6),
-        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore"], swiftSettings: swift6),
+        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive"], swiftSettings: swift6),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["MaasBackupCore", "LibPQ", "LibArchive"],
