@@ -18,6 +18,9 @@ public struct DatabaseNames: Sendable, Codable, Equatable {
     /// Whether a database of that name existed when the restore began.
     public var existed: Bool
 
+    /// Every name of this database a restore connects to (a password target's passfile names each).
+    var all: [String] { [name, restoring, previous, failed] }
+
     static func make(_ name: String, stamp: String, existed: Bool) -> DatabaseNames {
         DatabaseNames(name: name, restoring: "\(name)_restoring_\(stamp)", previous: "\(name)_pre_restore_\(stamp)",
                       failed: "\(name)_failed_restore_\(stamp)", existed: existed)
@@ -328,12 +331,12 @@ extension DatabaseSwap {
         return dir
     }
 
-    /// A 0600 passfile that only `user` reads, when the target has a password.
-    static func passfile(_ target: PostgresTarget, in dir: PrivateDir, for user: String) throws -> String? {
+    /// A 0600 passfile that only `user` reads, when the target has a password, naming `names`' databases.
+    static func passfile(_ target: PostgresTarget, in dir: PrivateDir, for user: String, names: [DatabaseNames]) throws -> String? {
         guard target.password != nil, let pw = getpwnam(user) else { return nil }
         var t = target
         t.osUser = (user, pw.pointee.pw_uid, pw.pointee.pw_gid)
-        return try t.writePassfile(in: dir.path)
+        return try t.writePassfile(in: dir.path, databases: names.flatMap(\.all))
     }
 }
 
@@ -354,7 +357,7 @@ enum DatabaseUndo {
         let passfile: String?
         do {
             tmp = try PrivateDir.makeTemporary()
-            passfile = try target.writePassfile(in: tmp.path)
+            passfile = try target.writePassfile(in: tmp.path, databases: names.flatMap(\.all))
         } catch { return ("could not undo the database (\(error)); run `maas-snapshot-backup recover`", true) }
         defer { tmp.remove() }
         var swapped = state == "swapped" || state == "restored"

@@ -260,7 +260,8 @@ final class RestoreRun {
         privateDir = dir
         defer { dir.remove(); privateDir = nil }
         try journal.update { $0.privateDir = dir.path }
-        let passfile = try p.target.writePassfile(in: dir.path, databases: manifest.database.databases)
+        // The live, new, previous and failed names of each database: libpq checks and swaps them all.
+        let passfile = try p.target.writePassfile(in: dir.path, databases: manifest.database.databases + p.database.databases.flatMap(\.all))
 
         // ---- Stop MAAS (PostgreSQL stays up) ----
         step = "stop services"
@@ -283,7 +284,7 @@ final class RestoreRun {
         let psqlUser = p.database.psqlRunsAs
         let psqlDir = try DatabaseSwap.psqlFolder(for: psqlUser)
         defer { psqlDir.remove() }
-        let psqlPassfile = try DatabaseSwap.passfile(target, in: psqlDir, for: psqlUser)
+        let psqlPassfile = try DatabaseSwap.passfile(target, in: psqlDir, for: psqlUser, names: dbNames)
         database = "loading"
         try record()
         log("loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser)")
