@@ -45,7 +45,14 @@ msb_assert_eq inactive "$(systemctl is-active maas-snapshot-backup.timer 2>&1 ||
 msb_assert_eq inactive "$(systemctl is-active maas-snapshot-backup.service 2>&1 || true)" "service state"
 systemd-analyze verify --man=no /lib/systemd/system/maas-snapshot-backup.service /lib/systemd/system/maas-snapshot-backup.timer ||
   msb_fail "systemd-analyze verify rejects the units"
-[[ -f /usr/share/bash-completion/completions/maas-snapshot-backup ]] || msb_fail "bash completion missing"
+# Generated at build time from the command line's definitions: the man page and three completions.
+for f in /usr/share/bash-completion/completions/maas-snapshot-backup /usr/share/zsh/vendor-completions/_maas-snapshot-backup \
+  /usr/share/fish/vendor_completions.d/maas-snapshot-backup.fish /usr/share/man/man8/maas-snapshot-backup.8.gz \
+  /lib/systemd/system/maas-snapshot-backup-failure@.service; do
+  [[ -s $f ]] || msb_fail "$f missing"
+done
+zcat /usr/share/man/man8/maas-snapshot-backup.8.gz | grep -q -- "--after-boot" || msb_fail "the man page does not document --after-boot"
+grep -q -- "--after-boot" /usr/share/bash-completion/completions/maas-snapshot-backup || msb_fail "bash completion lacks --after-boot"
 
 # A fresh install of a MAAS package goes through both hooks and takes no backup.
 msb_apt install maas-cli
