@@ -122,9 +122,10 @@ msb_pkg_write_config </dev/null
 mkdir -p /etc/systemd/system/maas-snapshot-backup.service.d
 printf '[Service]\nExecStart=\nExecStart=/usr/sbin/maas-snapshot-backup --reason scheduled\n' \
   >/etc/systemd/system/maas-snapshot-backup.service.d/msb-test.conf
-msb_defer "rm -rf /etc/systemd/system/maas-snapshot-backup.service.d /etc/maas-snapshot-backup/on-failure /var/tmp/msb-on-failure; systemctl daemon-reload"
+msb_defer "rm -rf /etc/systemd/system/maas-snapshot-backup.service.d /etc/maas-snapshot-backup/on-failure /var/tmp/msb-on-failure; systemctl daemon-reload; systemctl reset-failed maas-snapshot-backup.service 2>/dev/null || true"
 systemctl daemon-reload
 msb_wait_active maas-regiond.service 120
+since0=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl start maas-snapshot-backup.service ||
   msb_fail "the daily unit failed: $(journalctl -u maas-snapshot-backup -n 20 --no-pager -o cat | tr '\n' ' ')"
 msb_assert_eq 3 "$(msb_archive_count)" "archives after the daily unit"
@@ -143,8 +144,14 @@ since=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl start maas-snapshot-backup.service && msb_fail "the daily unit succeeded with an unwritable destination"
 for _ in $(seq 90); do [[ -s /var/tmp/msb-on-failure ]] && break; sleep 1; done
 msb_assert_eq maas-snapshot-backup.service "$(cat /var/tmp/msb-on-failure 2>/dev/null)" "the OnFailure= hook's argument"
-journalctl -u maas-snapshot-backup -p err --since "$since" --no-pager -o cat | grep -q "error: the destination" ||
-  msb_fail "journalctl -p err -u maas-snapshot-backup does not show the failure"
+# (The line reaches the journal as "<3>maas-snapshot-backup: error: ..."; journald takes the <3> as its priority.)
+journalctl -u maas-snapshot-backup -p err --since "$since" --no-pager -o cat | grep -q "^maas-snapshot-backup: error: " ||
+  msb_fail "journalctl -p err -u maas-snapshot-backup does not show the failure: $(journalctl -u maas-snapshot-backup --since "$since" --no-pager -o cat | tail -n 3 | tr '\n' ' ')"
+# Progress lines are info: in the journal, not under -p err.
+journalctl -u maas-snapshot-backup --since "$since0" --no-pager -o cat | grep -q "^preflight passed" ||
+  msb_fail "the daily unit's progress lines are not in the journal"
+journalctl -u maas-snapshot-backup -p err --since "$since0" --no-pager -o cat | grep -q "preflight passed" &&
+  msb_fail "journalctl -p err shows progress lines too"
 msb_pkg_write_config </dev/null
 
 # --- removing MAAS: one more --------------------------------------------------------------------------
