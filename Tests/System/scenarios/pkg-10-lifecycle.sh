@@ -47,11 +47,12 @@ systemd-analyze verify --man=no /lib/systemd/system/maas-snapshot-backup.service
   msb_fail "systemd-analyze verify rejects the units"
 # Generated at build time from the command line's definitions: the man page and three completions.
 for f in /usr/share/bash-completion/completions/maas-snapshot-backup /usr/share/zsh/vendor-completions/_maas-snapshot-backup \
-  /usr/share/fish/vendor_completions.d/maas-snapshot-backup.fish /usr/share/man/man8/maas-snapshot-backup.8.gz \
-  /lib/systemd/system/maas-snapshot-backup-failure@.service; do
+  /usr/share/fish/vendor_completions.d/maas-snapshot-backup.fish /lib/systemd/system/maas-snapshot-backup-failure@.service; do
   [[ -s $f ]] || msb_fail "$f missing"
 done
-zcat /usr/share/man/man8/maas-snapshot-backup.8.gz | grep -q -- "--after-boot" || msb_fail "the man page does not document --after-boot"
+# (The test image leaves /usr/share/man out when installing: the man page is checked in the .deb.)
+dpkg-deb --fsys-tarfile "$MSB_PKG_DEB" | tar -xO ./usr/share/man/man8/maas-snapshot-backup.8.gz | zcat | grep -q -- "--after-boot" ||
+  msb_fail "the package's man page is missing or does not document --after-boot"
 grep -q -- "--after-boot" /usr/share/bash-completion/completions/maas-snapshot-backup || msb_fail "bash completion lacks --after-boot"
 
 # A fresh install of a MAAS package goes through both hooks and takes no backup.
