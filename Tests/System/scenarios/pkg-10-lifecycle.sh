@@ -51,7 +51,7 @@ for f in /usr/share/bash-completion/completions/maas-snapshot-backup /usr/share/
   [[ -s $f ]] || msb_fail "$f missing"
 done
 # (The test image leaves /usr/share/man out when installing: the man page is checked in the .deb.)
-dpkg-deb --fsys-tarfile "$MSB_PKG_DEB" | tar -xO ./usr/share/man/man8/maas-snapshot-backup.8.gz | zcat | grep -q "Fl -after-boot" ||
+dpkg-deb --fsys-tarfile "$MSB_PKG_DEB" | tar -xO ./usr/share/man/man8/maas-snapshot-backup.8.gz | zcat | grep "Fl -after-boot" >/dev/null ||
   msb_fail "the package's man page is missing or does not document --after-boot"
 grep -q -- "--after-boot" /usr/share/bash-completion/completions/maas-snapshot-backup || msb_fail "bash completion lacks --after-boot"
 
