@@ -322,8 +322,14 @@ enum DatabaseSwap {
 
 extension DatabaseSwap {
     /// A private folder owned by psql's OS user (0700): its passfile lives there.
-    static func psqlFolder(for user: String) throws -> PrivateDir {
-        let dir = try PrivateDir.makeTemporary()
+    static func psqlFolder(for user: String, in parent: PrivateDir) throws -> PrivateDir {
+        // Inside the run's private folder (recorded in the journal), so that `recover` removes it
+        // with the rest after a SIGKILL: the parent becomes 0711 (the psql user may pass through,
+        // not list it; everything else in it is root's 0600), this folder is the psql user's 0700.
+        let dir = PrivateDir(path: parent.path + "/psql")
+        guard chmod(parent.path, 0o711) == 0, mkdir(dir.path, 0o700) == 0 else {
+            throw BackupError.failed("cannot create \(dir.path): \(String(cString: strerror(errno)))")
+        }
         guard let pw = getpwnam(user), chown(dir.path, pw.pointee.pw_uid, pw.pointee.pw_gid) == 0 else {
             dir.remove()
             throw BackupError.failed("cannot hand \(dir.path) to \(user): \(String(cString: strerror(errno)))")

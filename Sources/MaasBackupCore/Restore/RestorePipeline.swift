@@ -282,7 +282,7 @@ final class RestoreRun {
         let all = dbNames.map(\.name)
         let names = Dictionary(uniqueKeysWithValues: dbNames.map { ($0.name, $0.restoring) })
         let psqlUser = p.database.psqlRunsAs
-        let psqlDir = try DatabaseSwap.psqlFolder(for: psqlUser)
+        let psqlDir = try DatabaseSwap.psqlFolder(for: psqlUser, in: dir)
         defer { psqlDir.remove() }
         let psqlPassfile = try DatabaseSwap.passfile(target, in: psqlDir, for: psqlUser, names: dbNames)
         database = "loading"
