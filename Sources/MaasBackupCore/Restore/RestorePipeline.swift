@@ -168,7 +168,7 @@ public struct RestorePipeline: Sendable {
 
         let stamp = ArchiveName.timestamp(Date())
         let dbPlan = try await DatabaseSwap.preflight(target: target, manifest: manifest, psql: psql, stamp: stamp,
-                                                      passfile: mkdir(tmp.path + "/restore", 0o700) == 0 ? try target.writePassfile(in: tmp.path + "/restore") : nil)
+                                                      passfile: passfile)
         var swaps: [TreeSwap] = []
         for p in manifest.paths {
             let s = try TreeSwap.plan(path: p.path, config: config, manifest: manifest, stamp: stamp)
