@@ -20,7 +20,8 @@ public struct DeepVerifyResult: Sendable, Codable {
 }
 
 enum DeepVerify {
-    static func run(archive: String, manifest: Manifest, config: Config, log: (@Sendable (String) -> Void)?) async throws -> DeepVerifyResult {
+    /// `archive`: where to read it (ArchiveSource.readPath); `display`: its name in messages.
+    static func run(archive: String, display: String, manifest: Manifest, config: Config, log: (@Sendable (String) -> Void)?) async throws -> DeepVerifyResult {
         let clock = Stopwatch()
         let major = manifest.database.serverVersion.prefix(while: { $0.isNumber })
         let bin = config.database.binDir ?? "/usr/lib/postgresql/\(major)/bin"
@@ -79,13 +80,13 @@ enum DeepVerify {
                 create: { spec, copy in try DatabaseSwap.create(spec, as: copy, target: target, passfile: nil, avoiding: all) })
             let outcome = try await DumpLoader.load(archive: archive, plan: plan, errorLog: logDir.path + "/psql.log")
             if outcome.failed {
-                throw BackupError.data("\(archive): dump.sql does not load into an empty cluster: \(outcome.firstProblem)",
+                throw BackupError.data("\(display): dump.sql does not load into an empty cluster: \(outcome.firstProblem)",
                                        hint: outcome.errors.count > 1 ? "\(outcome.errors.count) errors in all" : nil)
             }
             let check = try DatabaseCheck.compare(manifest: manifest, target: target, passfile: nil, names: names)
             if let p = check.problems.first {
                 let more = check.problems.count > 1 ? " (and \(check.problems.count - 1) more)" : ""
-                throw BackupError.data("\(archive): the restored dump does not match the manifest: \(p)\(more)")
+                throw BackupError.data("\(display): the restored dump does not match the manifest: \(p)\(more)")
             }
             let result = DeepVerifyResult(serverBinaries: bin, databases: check.databases, tables: check.tables, rows: check.rows,
                                           schemaHead: check.schemaHead, expectedErrors: outcome.expected.count, warnings: check.warnings,

@@ -11,7 +11,7 @@ public enum VerifyPipeline {
         var report: VerifyReport
         do {
             (manifest, report) = try await ArchiveVerifier.verify(source, config: config, checkInterrupted: { try Interruption.check() })
-            if deep { report.deep = try await DeepVerify.run(archive: source.readPath, manifest: manifest, config: config, log: log) }
+            if deep { report.deep = try await DeepVerify.run(archive: source.readPath, display: path, manifest: manifest, config: config, log: log) }
         } catch let e as BackupError where e.code == .dataError {
             VerifiedStamp.remove(archive: path)
             throw e
