@@ -52,7 +52,7 @@ public struct BackupResult: Sendable, Codable {
 public struct BackupPipeline: Sendable {
     public let config: Config
     public let options: BackupOptions
-    let services: any ServiceManager
+    package let services: any ServiceManager
 
     public init(config: Config, options: BackupOptions, services: (any ServiceManager)? = nil) throws {
         self.config = config
@@ -61,15 +61,15 @@ public struct BackupPipeline: Sendable {
         self.drivers = [BtrfsSnapshotDriver()] + SnapshotDrivers.extra(config)
     }
 
-    func log(_ s: String) { options.log?(s) }
+    package func log(_ s: String) { options.log?(s) }
 
     /// Test hook (documented in the README's developer notes): MSB_TEST_FAIL_AFTER=<step> fails the
     /// run right after that step, to prove the cleanup on every path.
     /// The environment, read once: faultPoint runs between the window's steps, where a fresh
     /// dictionary of the whole environment per call would be downtime for nothing.
-    static let testEnvironment = ProcessInfo.processInfo.environment
+    static package let testEnvironment = ProcessInfo.processInfo.environment
 
-    static func faultPoint(_ step: String) throws {
+    static package func faultPoint(_ step: String) throws {
         let env = testEnvironment
         if let s = env["MSB_TEST_FAIL_AFTER"], s == step {
             throw BackupError.failed("injected failure after step '\(step)' (MSB_TEST_FAIL_AFTER)")
@@ -83,7 +83,7 @@ public struct BackupPipeline: Sendable {
     }
 
     /// Made once per pipeline: a driver keeps what preflight decided (LVM: the COW sizes).
-    let drivers: [any SnapshotDriver]
+    package let drivers: [any SnapshotDriver]
 
     // MARK: - Preflight
 
@@ -174,7 +174,7 @@ public struct BackupPipeline: Sendable {
 
     /// This region's id, the other regions connected to the database, Vault, and the warnings they
     /// call for (README "Region layouts").
-    func regionFacts(target: PostgresTarget, passfile: String?) throws -> (String?, [String], String?, [String]) {
+    package func regionFacts(target: PostgresTarget, passfile: String?) throws -> (String?, [String], String?, [String]) {
         let own = RegionLayout.maasID(config)
         let others = RegionLayout.ids(try RegionLayout.otherRegions(target: target, database: target.maasDatabase, passfile: passfile, ownID: own))
         let vault = RegionLayout.vaultURL(config)
@@ -185,7 +185,7 @@ public struct BackupPipeline: Sendable {
     }
 
     /// Archive member name of a live path: relative to root, without a leading slash.
-    func member(of live: String) -> String {
+    package func member(of live: String) -> String {
         var r = config.root
         if r.hasSuffix("/") { r.removeLast() }
         var m = live.hasPrefix(r + "/") ? String(live.dropFirst(r.count)) : live
@@ -194,7 +194,7 @@ public struct BackupPipeline: Sendable {
     }
 
     /// Members left out: the configured excludes (boot-resources by default), our own snapshot folders.
-    func skipper() -> @Sendable (String) -> Bool { Self.skipRule(exclude: config.exclude) }
+    package func skipper() -> @Sendable (String) -> Bool { Self.skipRule(exclude: config.exclude) }
 
     /// The rule `skipper` applies to a member (a path below the root, no leading "/"): left out when
     /// it is one of `exclude` (paths as the config writes them, "/var/lib/maas/boot-resources") or
@@ -214,13 +214,13 @@ public struct BackupPipeline: Sendable {
     // MARK: - Run
 
     /// A pruning done by preflight (pre-upgrade backup short of space), for the result.
-    let prunedInPreflight = PruneBox()
+    package let prunedInPreflight = PruneBox()
 
-    final class PruneBox: @unchecked Sendable {
+    final package class PruneBox: @unchecked Sendable {
         private let lock = NSLock()
         private var value: PruneReport?
-        func set(_ v: PruneReport) { lock.lock(); value = v; lock.unlock() }
-        func get() -> PruneReport? { lock.lock(); defer { lock.unlock() }; return value }
+        package func set(_ v: PruneReport) { lock.lock(); value = v; lock.unlock() }
+        package func get() -> PruneReport? { lock.lock(); defer { lock.unlock() }; return value }
     }
 
     /// A backup run; the metrics textfile (when configured) is written whatever the outcome.
@@ -241,7 +241,7 @@ public struct BackupPipeline: Sendable {
         }
     }
 
-    func runLocked(clock: Stopwatch) async throws -> BackupResult {
+    package func runLocked(clock: Stopwatch) async throws -> BackupResult {
         guard geteuid() == 0 else {
             throw BackupError(.noPermission, "maas-snapshot-backup must run as root", hint: "run it with sudo")
         }
@@ -310,7 +310,7 @@ public struct BackupPipeline: Sendable {
 extension BackupPipeline {
     /// A write that failed with ENOSPC or EDQUOT (the archive, the dump's spool, pg_dump's own
     /// message) becomes the documented "cannot create the output" error, 73.
-    static func destinationFull(_ error: any Error, destination: String) -> any Error {
+    static package func destinationFull(_ error: any Error, destination: String) -> any Error {
         if let e = error as? BackupError, e.code != .failed { return error }
         let full: Bool
         if let s = error as? StreamError, let e = s.errno { full = e == ENOSPC || e == EDQUOT }

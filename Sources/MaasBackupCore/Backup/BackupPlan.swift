@@ -40,7 +40,7 @@ public struct BackupPlan: Sendable, Codable {
 }
 
 /// The sum of file sizes below `path` (not following links), leaving out what `skip` names.
-func treeSize(_ path: String, skip: (String) -> Bool) -> Int64 {
+package func treeSize(_ path: String, skip: (String) -> Bool) -> Int64 {
     if skip(path) { return 0 }
     var st = stat()
     guard lstat(path, &st) == 0 else { return 0 }
@@ -54,9 +54,9 @@ func treeSize(_ path: String, skip: (String) -> Bool) -> Int64 {
     return (st.st_mode & S_IFMT) == S_IFREG ? Int64(st.st_size) : 0
 }
 
-func isUnder(_ p: String, _ dir: String) -> Bool { p == dir || p.hasPrefix(dir == "/" ? "/" : dir + "/") }
+package func isUnder(_ p: String, _ dir: String) -> Bool { p == dir || p.hasPrefix(dir == "/" ? "/" : dir + "/") }
 
-func formatBytes(_ n: Int64) -> String {
+package func formatBytes(_ n: Int64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"]
     var v = Double(n)
     var i = 0

@@ -6,16 +6,16 @@ import Glibc
 /// A node_exporter textfile (`metrics_textfile`), written after every backup run, failed ones
 /// included, so that an alert can fire on a failure or on a success that is too old (README
 /// "Monitoring"). Figures of the last success are carried over from the previous file when a run fails.
-enum Metrics {
-    enum Outcome {
+package enum Metrics {
+    package enum Outcome {
         case success(BackupResult)
         case failure(exitCode: Int32, durationMs: Double)
     }
 
-    static let prefix = "maas_snapshot_backup_"
+    static package let prefix = "maas_snapshot_backup_"
 
     /// The gauges, in the order written, with their help text.
-    static let help: [(String, String)] = [
+    static package let help: [(String, String)] = [
         ("last_run_timestamp_seconds", "Time the last backup run ended."),
         ("last_run_success", "1 when the last backup run succeeded, 0 when it failed."),
         ("last_run_exit_code", "Exit code of the last backup run (0 ok, 3 partial, see the man page)."),
@@ -29,7 +29,7 @@ enum Metrics {
     ]
 
     /// The values of the previous file, by gauge name without the prefix.
-    static func previous(_ path: String) -> [String: Double] {
+    static package func previous(_ path: String) -> [String: Double] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
         var out: [String: Double] = [:]
         for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
@@ -39,7 +39,7 @@ enum Metrics {
         return out
     }
 
-    static func render(_ outcome: Outcome, previous old: [String: Double], now: Int) -> String {
+    static package func render(_ outcome: Outcome, previous old: [String: Double], now: Int) -> String {
         var v = old
         v["last_run_timestamp_seconds"] = Double(now)
         switch outcome {
@@ -69,7 +69,7 @@ enum Metrics {
 
     /// Writes the file (mode 0644: node_exporter reads it) atomically; returns a warning when it cannot.
     @discardableResult
-    static func write(path: String, outcome: Outcome, now: Date = Date()) -> String? {
+    static package func write(path: String, outcome: Outcome, now: Date = Date()) -> String? {
         let text = render(outcome, previous: previous(path), now: Int(now.timeIntervalSince1970))
         // 0644: node_exporter reads it. AtomicFile: a name planted in the textfile folder is never followed.
         do { try AtomicFile.write(Array(text.utf8), to: path, mode: 0o644) } catch {

@@ -5,28 +5,28 @@ import Glibc
 #endif
 
 /// One backup run after preflight: everything it made, so that any failure can undo it.
-struct RunState {
-    let pipeline: BackupPipeline
-    let plan: BackupPlan
-    let runID: String
-    let journal: RunJournal
-    let target: PostgresTarget
+package struct RunState {
+    package let pipeline: BackupPipeline
+    package let plan: BackupPlan
+    package let runID: String
+    package let journal: RunJournal
+    package let target: PostgresTarget
 
-    var config: Config { pipeline.config }
-    var services: any ServiceManager { pipeline.services }
+    package var config: Config { pipeline.config }
+    package var services: any ServiceManager { pipeline.services }
 
-    var privateDir: PrivateDir?
-    var passfile: String?
-    var pins: [PinnedSnapshot] = []
-    var snapshots: [TakenSnapshot] = []
-    var stopped: [String] = []
-    var servicesDown = false
-    var guardian: DeadManGuard?
-    var partialPath: String?
-    var steps: [Manifest.WindowStep] = []
-    var downtimeMs: Double = 0
+    package var privateDir: PrivateDir?
+    package var passfile: String?
+    package var pins: [PinnedSnapshot] = []
+    package var snapshots: [TakenSnapshot] = []
+    package var stopped: [String] = []
+    package var servicesDown = false
+    package var guardian: DeadManGuard?
+    package var partialPath: String?
+    package var steps: [Manifest.WindowStep] = []
+    package var downtimeMs: Double = 0
 
-    init(pipeline: BackupPipeline, plan: BackupPlan, runID: String, journal: RunJournal, target: PostgresTarget) {
+    package init(pipeline: BackupPipeline, plan: BackupPlan, runID: String, journal: RunJournal, target: PostgresTarget) {
         self.pipeline = pipeline
         self.plan = plan
         self.runID = runID
@@ -34,14 +34,14 @@ struct RunState {
         self.target = target
     }
 
-    func driver(for m: SnapshotMethod) -> (any SnapshotDriver)? { pipeline.drivers.first { $0.method == m } }
+    package func driver(for m: SnapshotMethod) -> (any SnapshotDriver)? { pipeline.drivers.first { $0.method == m } }
 
     /// Throws the first snapshot's invalidity (an overflowed LVM snapshot, a full thin pool).
-    func validateSnapshots() throws {
+    package func validateSnapshots() throws {
         for s in snapshots { try driver(for: s.volume.method)!.validate(s) }
     }
 
-    mutating func execute(clock: Stopwatch) async throws -> BackupResult {
+    mutating package func execute(clock: Stopwatch) async throws -> BackupResult {
         let pg = PostgresAdapter(target: target)
         let dir = try PrivateDir.make(in: config.destination, name: ".msb-\(runID)")
         chmod(config.destination, 0o700)
@@ -272,15 +272,15 @@ struct RunState {
         return result
     }
 
-    func log(_ s: String) { pipeline.log(s) }
+    package func log(_ s: String) { pipeline.log(s) }
 
-    func checkWindowTimeout(_ w: Stopwatch) throws {
+    package func checkWindowTimeout(_ w: Stopwatch) throws {
         if w.elapsedMs > Double(config.windowTimeout) * 1000 {
             throw BackupError.failed("the freeze window overran window_timeout (\(config.windowTimeout) s); services started again")
         }
     }
 
-    mutating func startServices() async throws {
+    mutating package func startServices() async throws {
         guard servicesDown else { return }
         try await services.start(Array(stopped.reversed()))
         servicesDown = false
@@ -289,7 +289,7 @@ struct RunState {
         guardian = nil
     }
 
-    func sourcePath(_ item: BackupPlan.Item, stagingRoot: String) -> String {
+    package func sourcePath(_ item: BackupPlan.Item, stagingRoot: String) -> String {
         switch item.method {
         case .copy: return stagingRoot + "/" + pipeline.member(of: item.livePath)
         case .none: return item.livePath
@@ -302,7 +302,7 @@ struct RunState {
         }
     }
 
-    func copyIntoStaging(_ item: BackupPlan.Item) async throws {
+    package func copyIntoStaging(_ item: BackupPlan.Item) async throws {
         guard let dir = privateDir else { return }
         let dest = dir.path + "/staging/" + pipeline.member(of: item.livePath)
         try FileManager.default.createDirectory(atPath: (dest as NSString).deletingLastPathComponent,
@@ -312,7 +312,7 @@ struct RunState {
         guard r.succeeded else { throw BackupError.failed("copying \(item.livePath) in the window failed: \(r.lastErrorLine)") }
     }
 
-    func uniqueArchiveName(host: String) -> String {
+    package func uniqueArchiveName(host: String) -> String {
         var d = Date()
         while true {
             let n = ArchiveName.make(host: host, date: d)
@@ -323,7 +323,7 @@ struct RunState {
     }
 
     /// Copies the .debs beside the archive; returns package -> `<name>.debs/<file>` and package -> SHA-256.
-    func saveDebs(_ debs: [String: String], archiveName: String) throws -> (paths: [String: String], sha256: [String: String]) {
+    package func saveDebs(_ debs: [String: String], archiveName: String) throws -> (paths: [String: String], sha256: [String: String]) {
         let folder = config.destination + "/" + archiveName.replacingOccurrences(of: ArchiveName.suffix, with: ".debs")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var out: [String: String] = [:], sums: [String: String] = [:]
@@ -337,7 +337,7 @@ struct RunState {
     }
 
     /// Removes what the run made; on success nothing but the archive is left.
-    mutating func cleanup() async {
+    mutating package func cleanup() async {
         pins.forEach { $0.release() }
         pins = []
         for s in snapshots.reversed() {
@@ -349,7 +349,7 @@ struct RunState {
     }
 
     /// After a failure anywhere: services up, snapshots and mounts gone, no partial archive.
-    mutating func cleanupAfterFailure() async {
+    mutating package func cleanupAfterFailure() async {
         if servicesDown { try? await startServices() }
         if servicesDown {
             // One more try; report loudly if it still fails.
@@ -360,74 +360,74 @@ struct RunState {
         await cleanup()
     }
 
-    static func hostName() -> String {
+    static package func hostName() -> String {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, buf.count - 1)
         let h = String(cString: buf).split(separator: ".").first.map(String.init) ?? "localhost"
         return h.isEmpty ? "localhost" : h
     }
 
-    static func fsyncDir(_ path: String) {
+    static package func fsyncDir(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 { fsync(fd); close(fd) }
     }
 }
 
 extension Stopwatch {
-    static func since(_ w: Stopwatch) -> Double { w.elapsedMs.ms2 }
+    static package func since(_ w: Stopwatch) -> Double { w.elapsedMs.ms2 }
 }
 
 /// What is read from the pinned snapshots besides the dump.
-struct DatabaseFacts: Sendable {
-    var counts: [String: [String: Int64]] = [:]
-    var head = SchemaHead()
-    var ids: [String: String] = [:]
+package struct DatabaseFacts: Sendable {
+    package var counts: [String: [String: Int64]] = [:]
+    package var head = SchemaHead()
+    package var ids: [String: String] = [:]
 }
 
 /// Box so an ArchiveBuilder can cross from its worker thread back to the task.
-final class ArchiveBuilderBox: @unchecked Sendable {
-    let builder: ArchiveBuilder
-    init(_ b: ArchiveBuilder) { builder = b }
+final package class ArchiveBuilderBox: @unchecked Sendable {
+    package let builder: ArchiveBuilder
+    package init(_ b: ArchiveBuilder) { builder = b }
 }
 
 /// The dump's spool, handed to the thread that fills it and then, once that thread is done
 /// (awaited), to the one that splices it: never used by two threads at once.
-final class MemberSpoolBox: @unchecked Sendable {
-    let spool: MemberSpool
-    init(_ s: MemberSpool) { spool = s }
+final package class MemberSpoolBox: @unchecked Sendable {
+    package let spool: MemberSpool
+    package init(_ s: MemberSpool) { spool = s }
 }
 
 /// Archive progress from two threads (the files, the dump): reports their sum, one call at a time.
-final class ProgressSum: @unchecked Sendable {
+final package class ProgressSum: @unchecked Sendable {
     private let lock = NSLock()
     private var files: UInt64 = 0, dump: UInt64 = 0
     private let total: Int64
     private let report: (@Sendable (Int64, Int64) -> Void)?
-    init(total: Int64, report: (@Sendable (Int64, Int64) -> Void)?) {
+    package init(total: Int64, report: (@Sendable (Int64, Int64) -> Void)?) {
         self.total = total
         self.report = report
     }
-    func set(files n: UInt64) { lock.withLock { files = n; report?(Int64(files + dump), total) } }
-    func set(dump n: UInt64) { lock.withLock { dump = n; report?(Int64(files + dump), total) } }
+    package func set(files n: UInt64) { lock.withLock { files = n; report?(Int64(files + dump), total) } }
+    package func set(dump n: UInt64) { lock.withLock { dump = n; report?(Int64(files + dump), total) } }
 }
 
 import LibArchive
 
-enum EntryHeaderFactory {
-    static func file(_ path: String, size: Int64, mtime: Int64) -> EntryHeader {
+package enum EntryHeaderFactory {
+    static package func file(_ path: String, size: Int64, mtime: Int64) -> EntryHeader {
         EntryHeader(path: path, kind: .file, permissions: 0o600, uid: 0, gid: 0, uname: "root", gname: "root",
                     size: size, mtime: mtime)
     }
 }
 
 /// Runs blocking work (file IO, compression) on its own thread, off the cooperative pool.
-enum Blocking {
-    final class Box<T>: @unchecked Sendable {
-        let body: () throws -> T
-        init(_ b: @escaping () throws -> T) { body = b }
+package enum Blocking {
+    final package class Box<T>: @unchecked Sendable {
+        package let body: () throws -> T
+        package init(_ b: @escaping () throws -> T) { body = b }
     }
 
-    static func run<T>(_ body: @escaping () throws -> T) async throws -> T {
+    static package func run<T>(_ body: @escaping () throws -> T) async throws -> T {
         let box = Box(body)
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<UncheckedSendable<T>, any Error>) in
             let t = Thread {
@@ -439,7 +439,7 @@ enum Blocking {
     }
 }
 
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ v: T) { value = v }
+package struct UncheckedSendable<T>: @unchecked Sendable {
+    package let value: T
+    package init(_ v: T) { value = v }
 }

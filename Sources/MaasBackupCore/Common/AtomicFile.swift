@@ -53,7 +53,7 @@ public enum AtomicFile {
         if fd >= 0 { _ = fsync(fd); close(fd) }
     }
 
-    static func randomSuffix() -> String {
+    static package func randomSuffix() -> String {
         var g = SystemRandomNumberGenerator()
         return String(format: "%016llx", g.next() as UInt64)
     }

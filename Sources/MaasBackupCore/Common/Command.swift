@@ -81,7 +81,7 @@ public enum Command {
         }
     }
 
-    static func code(_ t: TerminationStatus) -> Int32 {
+    static package func code(_ t: TerminationStatus) -> Int32 {
         switch t {
         case .exited(let c): return Int32(c)
         case .signaled(let s): return 128 + Int32(s)
@@ -91,7 +91,7 @@ public enum Command {
 
 /// Monotonic milliseconds, for the window's step timings.
 public struct Stopwatch: Sendable {
-    let start: UInt64
+    package let start: UInt64
     public init() { start = Stopwatch.nowNanos() }
     public static func nowNanos() -> UInt64 {
         var ts = timespec()
@@ -109,7 +109,7 @@ extension Double {
 extension Command {
     /// Runs a child in its own session (so a terminal's SIGINT does not reach it) with `stdin` as
     /// its standard input; returns when it exits.
-    static func runDetachedChild(_ executable: String, _ arguments: [String], stdin: FileDescriptor, stdout: FileDescriptor) async throws -> Int32 {
+    static package func runDetachedChild(_ executable: String, _ arguments: [String], stdin: FileDescriptor, stdout: FileDescriptor) async throws -> Int32 {
         var opts = PlatformOptions()
         opts.createSession = true
         let r = try await Subprocess.run(.path(FilePath(executable)), arguments: Arguments(arguments),

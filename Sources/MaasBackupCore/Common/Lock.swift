@@ -60,7 +60,7 @@ public final class RunLock {
     deinit { release() }
 
     /// The PID the holder wrote (the file is root's and 0600, checked above): digits only, else nil.
-    static func holderPID(_ fd: Int32) -> Int32? {
+    static package func holderPID(_ fd: Int32) -> Int32? {
         var buf = [UInt8](repeating: 0, count: 16)
         let n = pread(fd, &buf, buf.count, 0)
         guard n > 0 else { return nil }
@@ -70,7 +70,7 @@ public final class RunLock {
     }
 
     /// Refuses a lock folder that is not a folder, not root's, or writable by group or others.
-    static func checkOwnership(_ path: String, isFolder: Bool) throws {
+    static package func checkOwnership(_ path: String, isFolder: Bool) throws {
         var st = stat()
         guard lstat(path, &st) == 0 else {
             throw BackupError(.cantCreate, "cannot read the lock folder \(path): \(String(cString: strerror(errno)))")
@@ -85,7 +85,7 @@ public final class RunLock {
         }
     }
 
-    static func checkOwner(_ st: stat, _ path: String, what: String) throws {
+    static package func checkOwner(_ st: stat, _ path: String, what: String) throws {
         if st.st_uid != 0 && st.st_uid != geteuid() {
             throw BackupError.config("the \(what) \(path) belongs to uid \(st.st_uid), not root: another user could hold the lock",
                                      hint: "remove it (or chown root \(path)), or set lock_file in the config to a root-owned folder")
@@ -103,7 +103,7 @@ public final class RunLock {
 /// SIGINT, SIGTERM and SIGHUP set a flag that the pipelines check between steps; the window
 /// finishes (services started again) before the run stops.
 public enum Interruption {
-    nonisolated(unsafe) static var signalNumber: sig_atomic_t = 0
+    nonisolated(unsafe) static package var signalNumber: sig_atomic_t = 0
 
     public static func install() {
         for s in [SIGINT, SIGTERM, SIGHUP] {

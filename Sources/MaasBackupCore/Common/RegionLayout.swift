@@ -42,7 +42,7 @@ public enum RegionLayout {
         return "regiond.conf has no database credentials for the remote database \(host): MAAS keeps them in Vault (\(vault)), which this tool does not read"
     }
 
-    static let vaultCredentialsHint = "set database.user, database.name and database.password_file in the config"
+    static package let vaultCredentialsHint = "set database.user, database.name and database.password_file in the config"
 
     /// The one line backup and restore print when the region uses Vault.
     public static func vaultWarning(_ url: String) -> String {
@@ -56,7 +56,7 @@ public enum RegionLayout {
         return t.isEmpty ? nil : t
     }
 
-    static let snapUnits = ["snap.maas.pebble", "snap.maas.supervisor"]
+    static package let snapUnits = ["snap.maas.pebble", "snap.maas.supervisor"]
 
     /// Why this host's MAAS is the snap, or nil: /var/snap/maas under the root without a deb
     /// region's /etc/maas/regiond.conf, or a unit of the snap active.
@@ -96,7 +96,7 @@ public enum RegionLayout {
     /// regions other than `ownID` in `database`, as MAAS names them (maasserver/djangosettings/settings.py,
     /// maasserver/regiondservices/temporal.py; "NO_ID" before a region has its maas_id). A region whose
     /// MAAS sets no application_name (older releases) is not seen.
-    static func otherRegions(target: PostgresTarget, database: String, passfile: String?, ownID: String?) throws -> [Connection] {
+    static package func otherRegions(target: PostgresTarget, database: String, passfile: String?, ownID: String?) throws -> [Connection] {
         let c = try target.connect(database: database, passfile: passfile)
         defer { c.finish() }
         let rows: [[String?]]
@@ -123,16 +123,16 @@ public enum RegionLayout {
     }
 
     /// The distinct maas_id values of `connections`, sorted.
-    static func ids(_ connections: [Connection]) -> [String] { Array(Set(connections.map(\.maasId))).sorted() }
+    static package func ids(_ connections: [Connection]) -> [String] { Array(Set(connections.map(\.maasId))).sorted() }
 
     /// The line a backup prints when other regions share the database.
-    static func otherRegionsWarning(_ ids: [String]) -> String {
+    static package func otherRegionsWarning(_ ids: [String]) -> String {
         "other region controllers use this database (maas_id \(ids.joined(separator: ", "))): the archive holds the whole database but the /etc/maas and /var/lib/maas of this host only; back those hosts up too"
     }
 
     /// The MAAS database when neither the config nor regiond.conf names it: the one database holding
     /// maasserver_* tables, looked for as `target` (the postgres superuser over the local socket).
-    static func findMaasDatabase(_ target: PostgresTarget, passfile: String?) throws -> String {
+    static package func findMaasDatabase(_ target: PostgresTarget, passfile: String?) throws -> String {
         let c = try target.connect(database: "postgres", passfile: passfile)
         defer { c.finish() }
         var found: [String] = []

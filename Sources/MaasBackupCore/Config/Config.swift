@@ -92,7 +92,7 @@ public struct Config: Sendable, Codable, Equatable {
         Config.join(root, path)
     }
 
-    static func join(_ root: String, _ path: String) -> String {
+    static package func join(_ root: String, _ path: String) -> String {
         if root == "/" || root.isEmpty { return path }
         let r = root.hasSuffix("/") ? String(root.dropLast()) : root
         return r + (path.hasPrefix("/") ? path : "/" + path)
@@ -180,27 +180,27 @@ extension Config {
         return c
     }
 
-    static let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "database",
+    static package let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "database",
                           "copy_in_window_max", "compression_level", "compression_threads", "window_timeout",
                           "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir"]
-    static let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file"]
+    static package let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file"]
 }
 
 /// Reads typed values out of YAML nodes, with errors that name the key, the line and what is allowed.
 private struct Reader {
-    let source: String
+    package let source: String
 
-    func at(_ n: Node) -> String { n.mark.map { "\(source) line \($0.line)" } ?? source }
+    package func at(_ n: Node) -> String { n.mark.map { "\(source) line \($0.line)" } ?? source }
 
-    func fail(_ n: Node, _ key: String, _ what: String, _ hint: String) -> BackupError {
+    package func fail(_ n: Node, _ key: String, _ what: String, _ hint: String) -> BackupError {
         BackupError.config("\(at(n)): \(key): \(what)", hint: hint)
     }
 
-    func unknown(_ key: String, _ n: Node, allowed: [String]) -> BackupError {
+    package func unknown(_ key: String, _ n: Node, allowed: [String]) -> BackupError {
         BackupError.config("\(at(n)): unknown key '\(key)'", hint: "allowed keys here: \(allowed.joined(separator: ", "))")
     }
 
-    func mapping(_ n: Node, key: String) throws -> [(String, Node)] {
+    package func mapping(_ n: Node, key: String) throws -> [(String, Node)] {
         if case .scalar(let s) = n, s.string.isEmpty || s.string == "~" || s.string == "null" { return [] }
         guard case .mapping(let m) = n else { throw fail(n, key, "must be a mapping of keys to values", "indent the keys below '\(key):'") }
         var seen = Set<String>()
@@ -213,36 +213,36 @@ private struct Reader {
         return out
     }
 
-    func string(_ n: Node, key: String) throws -> String {
+    package func string(_ n: Node, key: String) throws -> String {
         guard case .scalar(let s) = n else { throw fail(n, key, "must be a single value", "write it as key: value") }
         return s.string
     }
 
-    func absolutePath(_ n: Node, key: String) throws -> String {
+    package func absolutePath(_ n: Node, key: String) throws -> String {
         let s = try string(n, key: key)
         guard s.hasPrefix("/") else { throw fail(n, key, "'\(s)' is not an absolute path", "start it with /") }
         guard !s.split(separator: "/").contains("..") else { throw fail(n, key, "'\(s)' contains '..'", "write the path without '..'") }
         return s.count > 1 && s.hasSuffix("/") ? String(s.dropLast()) : s
     }
 
-    func optionalAbsolutePath(_ n: Node, key: String) throws -> String? {
+    package func optionalAbsolutePath(_ n: Node, key: String) throws -> String? {
         if case .scalar(let s) = n, s.string.isEmpty || s.string == "~" || s.string == "null" { return nil }
         return try absolutePath(n, key: key)
     }
 
-    func list(_ n: Node, key: String) throws -> [Node] {
+    package func list(_ n: Node, key: String) throws -> [Node] {
         if case .scalar(let s) = n, s.string.isEmpty || s.string == "~" || s.string == "null" { return [] }
         guard case .sequence(let seq) = n else { throw fail(n, key, "must be a list", "write one '- item' per line") }
         return Array(seq)
     }
 
-    func pathList(_ n: Node, key: String, allowEmpty: Bool) throws -> [String] {
+    package func pathList(_ n: Node, key: String, allowEmpty: Bool) throws -> [String] {
         let items = try list(n, key: key).map { try absolutePath($0, key: key) }
         if !allowEmpty && items.isEmpty { throw fail(n, key, "is empty", "list at least one path") }
         return items
     }
 
-    func serviceList(_ n: Node, key: String) throws -> [String] {
+    package func serviceList(_ n: Node, key: String) throws -> [String] {
         try list(n, key: key).map { item in
             let s = try string(item, key: key)
             let ok = !s.isEmpty && s.allSatisfy { $0.isLetter || $0.isNumber || "-_.@:".contains($0) } && !s.hasPrefix("-")
@@ -251,7 +251,7 @@ private struct Reader {
         }
     }
 
-    func choice<T: RawRepresentable & CaseIterable>(_ n: Node, key: String) throws -> T where T.RawValue == String {
+    package func choice<T: RawRepresentable & CaseIterable>(_ n: Node, key: String) throws -> T where T.RawValue == String {
         let s = try string(n, key: key)
         guard let v = T(rawValue: s) else {
             throw fail(n, key, "'\(s)' is not allowed", "use one of: \(T.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -259,7 +259,7 @@ private struct Reader {
         return v
     }
 
-    func bool(_ n: Node, key: String) throws -> Bool {
+    package func bool(_ n: Node, key: String) throws -> Bool {
         let s = try string(n, key: key)
         switch s.lowercased() {
         case "true", "yes", "on": return true
@@ -268,7 +268,7 @@ private struct Reader {
         }
     }
 
-    func int(_ n: Node, key: String, range: ClosedRange<Int>) throws -> Int {
+    package func int(_ n: Node, key: String, range: ClosedRange<Int>) throws -> Int {
         let s = try string(n, key: key)
         guard let v = Int(s), range.contains(v) else {
             throw fail(n, key, "'\(s)' is not a whole number from \(range.lowerBound) to \(range.upperBound)", "give a number in that range")
@@ -276,7 +276,7 @@ private struct Reader {
         return v
     }
 
-    func size(_ n: Node, key: String) throws -> Int64 {
+    package func size(_ n: Node, key: String) throws -> Int64 {
         let s = try string(n, key: key)
         guard let v = Reader.parseSize(s) else {
             throw fail(n, key, "'\(s)' is not a size", "write bytes or a number with K, M, G or T, e.g. 64M")
@@ -284,7 +284,7 @@ private struct Reader {
         return v
     }
 
-    static func parseSize(_ s: String) -> Int64? {
+    static package func parseSize(_ s: String) -> Int64? {
         var t = s.trimmingCharacters(in: .whitespaces).uppercased()
         if t.hasSuffix("IB") { t.removeLast(2) } else if t.hasSuffix("B") { t.removeLast() }
         var mult: Int64 = 1
@@ -296,7 +296,7 @@ private struct Reader {
         return v * mult
     }
 
-    func lvmSize(_ n: Node, key: String) throws -> String {
+    package func lvmSize(_ n: Node, key: String) throws -> String {
         let s = try string(n, key: key)
         let pct = s.split(separator: "%", maxSplits: 1)
         if pct.count == 2, let p = Int(pct[0]), (1...100).contains(p), ["ORIGIN", "VG", "FREE"].contains(String(pct[1])) { return s }
@@ -304,7 +304,7 @@ private struct Reader {
         throw fail(n, key, "'\(s)' is not an LVM snapshot size", "write e.g. 20%ORIGIN, 10%VG or 2G")
     }
 
-    func database(_ n: Node) throws -> Config.Database {
+    package func database(_ n: Node) throws -> Config.Database {
         var d = Config.Database()
         for (k, v) in try mapping(n, key: "database") {
             let key = "database.\(k)"

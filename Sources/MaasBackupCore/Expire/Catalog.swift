@@ -60,14 +60,14 @@ public enum Catalog {
         return out.sorted { a, b in a.time != b.time ? a.time > b.time : a.name > b.name }
     }
 
-    static func parseTime(_ iso: String) -> TimeInterval? {
+    static package func parseTime(_ iso: String) -> TimeInterval? {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         return f.date(from: iso)?.timeIntervalSince1970
     }
 
     /// The UTC time in an archive's name, as ISO 8601.
-    static func nameTime(_ name: String) -> String? {
+    static package func nameTime(_ name: String) -> String? {
         guard name.hasSuffix(ArchiveName.suffix) else { return nil }
         let base = name.dropLast(ArchiveName.suffix.count)
         guard let dash = base.lastIndex(of: "-") else { return nil }
@@ -80,7 +80,7 @@ public enum Catalog {
     }
 
     /// The `<name>.debs/` folder of an archive.
-    static func debsFolder(_ archive: String) -> String {
+    static package func debsFolder(_ archive: String) -> String {
         String(archive.dropLast(ArchiveName.suffix.count)) + ".debs"
     }
 }

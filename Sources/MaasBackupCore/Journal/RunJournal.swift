@@ -35,7 +35,7 @@ public final class RunJournal: @unchecked Sendable {
         try save()
     }
 
-    init(path: String, record: JournalRecord) {
+    package init(path: String, record: JournalRecord) {
         self.path = path
         self.record = record
     }

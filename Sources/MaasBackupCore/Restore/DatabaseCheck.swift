@@ -13,10 +13,10 @@ public struct DatabaseCheckResult: Sendable, Codable {
     public var problems: [String]
 }
 
-enum DatabaseCheck {
+package enum DatabaseCheck {
     /// Row counts of every table of every dumped database, and the MAAS schema head, against the manifest.
     /// `names`: the database each dumped one is read from (its new copy, before the swap); default: its own name.
-    static func compare(manifest: Manifest, target: PostgresTarget, passfile: String?, names: [String: String] = [:]) throws -> DatabaseCheckResult {
+    static package func compare(manifest: Manifest, target: PostgresTarget, passfile: String?, names: [String: String] = [:]) throws -> DatabaseCheckResult {
         var out = DatabaseCheckResult(databases: manifest.database.databases, tables: 0, rows: 0, schemaHead: SchemaHead(),
                                       warnings: [], problems: [])
         let pg = PostgresAdapter(target: target)
@@ -53,13 +53,13 @@ enum DatabaseCheck {
     }
 
     /// The MAAS database's schema head now.
-    static func schemaHead(target: PostgresTarget, database: String, passfile: String?) throws -> SchemaHead {
+    static package func schemaHead(target: PostgresTarget, database: String, passfile: String?) throws -> SchemaHead {
         let c = try target.connect(database: database, passfile: passfile)
         defer { c.finish() }
         return try PostgresAdapter(target: target).schemaHead(PinnedSnapshot(database: database, connection: c))
     }
 
-    static func describe(_ h: SchemaHead) -> String {
+    static package func describe(_ h: SchemaHead) -> String {
         var parts: [String] = []
         if let d = h.django { parts.append("django \(d)") }
         if let a = h.alembic { parts.append("alembic \(a)") }

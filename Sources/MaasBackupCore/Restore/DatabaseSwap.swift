@@ -19,9 +19,9 @@ public struct DatabaseNames: Sendable, Codable, Equatable {
     public var existed: Bool
 
     /// Every name of this database a restore connects to (a password target's passfile names each).
-    var all: [String] { [name, restoring, previous, failed] }
+    package var all: [String] { [name, restoring, previous, failed] }
 
-    static func make(_ name: String, stamp: String, existed: Bool) -> DatabaseNames {
+    static package func make(_ name: String, stamp: String, existed: Bool) -> DatabaseNames {
         DatabaseNames(name: name, restoring: "\(name)_restoring_\(stamp)", previous: "\(name)_pre_restore_\(stamp)",
                       failed: "\(name)_failed_restore_\(stamp)", existed: existed)
     }
@@ -42,7 +42,7 @@ public struct DatabaseRestorePlan: Sendable, Codable {
 extension PostgresTarget {
     /// The target of a restore: the backup's, with database.restore_user and
     /// database.restore_password_file when they are set.
-    static func resolveForRestore(_ config: Config, fallbackDatabase: String? = nil) throws -> PostgresTarget {
+    static package func resolveForRestore(_ config: Config, fallbackDatabase: String? = nil) throws -> PostgresTarget {
         var t = try resolve(config, fallbackDatabase: fallbackDatabase)
         guard let ru = config.database.restoreUser else { return t }
         t.user = ru
@@ -62,16 +62,16 @@ extension PostgresTarget {
         return t
     }
 
-    var isLocalSocket: Bool { host == nil || host!.hasPrefix("/") }
+    package var isLocalSocket: Bool { host == nil || host!.hasPrefix("/") }
 }
 
 /// Creating, checking, swapping and dropping the databases of a restore, all through libpq as the
 /// restore role. The live database is only ever renamed (aside at the swap, back at an undo).
-enum DatabaseSwap {
+package enum DatabaseSwap {
     // MARK: - Preflight
 
     /// psql with `\restrict` (15.14+, 16.10+, 17.6+, 14.19+, 13.22+, any 18+).
-    static func supportsRestrict(_ version: String) -> Bool {
+    static package func supportsRestrict(_ version: String) -> Bool {
         let nums = version.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
         guard let major = nums.first else { return false }
         let minor = nums.count > 1 ? nums[1] : 0
@@ -86,7 +86,7 @@ enum DatabaseSwap {
         }
     }
 
-    static func checkPsql(_ psql: String) async throws {
+    static package func checkPsql(_ psql: String) async throws {
         let r = try await Command.run(psql, ["--version"], environment: ["LC_ALL": "C"])
         // psql (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)
         let version = r.stdout.components(separatedBy: ")").dropFirst().first?.trimmingCharacters(in: .whitespaces)
@@ -100,7 +100,7 @@ enum DatabaseSwap {
 
     /// The OS user psql runs as: the peer-authentication user for a local socket (postgres when
     /// that would be root), else nobody. Never root.
-    static func psqlOSUser(_ target: PostgresTarget) -> String {
+    static package func psqlOSUser(_ target: PostgresTarget) -> String {
         if target.isLocalSocket {
             if let os = target.osUser, os.uid != 0 { return os.name }
             return "postgres"
@@ -109,12 +109,12 @@ enum DatabaseSwap {
     }
 
     /// The database to stand on while `avoiding` are created, renamed or dropped.
-    static func maintenanceDatabase(avoiding: [String]) -> String {
+    static package func maintenanceDatabase(avoiding: [String]) -> String {
         avoiding.contains("postgres") ? "template1" : "postgres"
     }
 
     /// Privileges, names and space, before anything changes.
-    static func preflight(target: PostgresTarget, manifest: Manifest, psql: String, stamp: String, passfile: String?) async throws -> DatabaseRestorePlan {
+    static package func preflight(target: PostgresTarget, manifest: Manifest, psql: String, stamp: String, passfile: String?) async throws -> DatabaseRestorePlan {
         try await checkPsql(psql)
         let psqlUser = psqlOSUser(target)
         guard getpwnam(psqlUser) != nil else {
@@ -177,19 +177,19 @@ enum DatabaseSwap {
         }
     }
 
-    static func mib(_ n: Int64) -> String { n >= 10 << 30 ? "\(n >> 30) GiB" : "\((n + (1 << 20) - 1) >> 20) MiB" }
+    static package func mib(_ n: Int64) -> String { n >= 10 << 30 ? "\(n >> 30) GiB" : "\((n + (1 << 20) - 1) >> 20) MiB" }
 
     // MARK: - Changes
 
-    static func q(_ c: PQConnection, _ name: String) throws -> String { try c.escapeIdentifier(name) }
+    static package func q(_ c: PQConnection, _ name: String) throws -> String { try c.escapeIdentifier(name) }
 
-    static func exists(_ c: PQConnection, _ name: String) throws -> Bool {
+    static package func exists(_ c: PQConnection, _ name: String) throws -> Bool {
         try c.exec("SELECT 1 FROM pg_database WHERE datname = $1", [name]).rows.count > 0
     }
 
     /// Ends the other sessions on `db`, one by one: a session of a role we may not signal stays (and
     /// the rename that follows says the database is in use).
-    static func endSessions(_ c: PQConnection, on db: String, log: ((String) -> Void)?) {
+    static package func endSessions(_ c: PQConnection, on db: String, log: ((String) -> Void)?) {
         let wait = c.serverVersion() >= 140000 ? ", 5000" : ""
         guard let pids = try? c.exec("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [db]).rows else { return }
         var ended = 0
@@ -200,7 +200,7 @@ enum DatabaseSwap {
         if ended > 0 { log?("ended \(ended) session(s) on \(db)") }
     }
 
-    static func create(_ spec: CreateDatabaseSpec, as copy: String, target: PostgresTarget, passfile: String?, avoiding: [String]) throws {
+    static package func create(_ spec: CreateDatabaseSpec, as copy: String, target: PostgresTarget, passfile: String?, avoiding: [String]) throws {
         let c = try target.connect(database: maintenanceDatabase(avoiding: avoiding), passfile: passfile)
         defer { c.finish() }
         do { try c.exec(spec.statement(newName: copy)) } catch let e as PQError {
@@ -209,7 +209,7 @@ enum DatabaseSwap {
     }
 
     /// Drops each of `names` that exists (the copies a restore made); the problems.
-    static func drop(_ names: [String], target: PostgresTarget, passfile: String?, avoiding: [String], log: ((String) -> Void)?) -> [String] {
+    static package func drop(_ names: [String], target: PostgresTarget, passfile: String?, avoiding: [String], log: ((String) -> Void)?) -> [String] {
         var problems: [String] = []
         let c: PQConnection
         do { c = try target.connect(database: maintenanceDatabase(avoiding: avoiding), passfile: passfile) } catch {
@@ -237,7 +237,7 @@ enum DatabaseSwap {
 
     /// Renames in one transaction (all or none), after ending the sessions on `busy`; retried a few
     /// times when a session comes back in between (55006).
-    static func renameAll(_ renames: (PQConnection) throws -> [(String, String)], busy: (PQConnection) throws -> [String],
+    static package func renameAll(_ renames: (PQConnection) throws -> [(String, String)], busy: (PQConnection) throws -> [String],
                           target: PostgresTarget, passfile: String?, avoiding: [String], log: ((String) -> Void)?) throws -> [(String, String)] {
         let c = try target.connect(database: maintenanceDatabase(avoiding: avoiding), passfile: passfile)
         defer { c.finish() }
@@ -261,7 +261,7 @@ enum DatabaseSwap {
     }
 
     /// The swap: each live database to `previous`, its loaded copy to the live name, in one transaction.
-    static func swapIn(_ names: [DatabaseNames], target: PostgresTarget, passfile: String?, log: ((String) -> Void)?) throws -> [DatabaseNames] {
+    static package func swapIn(_ names: [DatabaseNames], target: PostgresTarget, passfile: String?, log: ((String) -> Void)?) throws -> [DatabaseNames] {
         var out = names
         let all = names.map(\.name)
         let done = try renameAll({ c in
@@ -279,7 +279,7 @@ enum DatabaseSwap {
 
     /// Puts the previous databases back under their names; the restored ones go to `failed` and are
     /// dropped. Does what is left after a partial run (recover).
-    static func swapBack(_ names: [DatabaseNames], target: PostgresTarget, passfile: String?, log: ((String) -> Void)?) throws -> [String] {
+    static package func swapBack(_ names: [DatabaseNames], target: PostgresTarget, passfile: String?, log: ((String) -> Void)?) throws -> [String] {
         let all = names.map(\.name) + names.map(\.previous)
         _ = try renameAll({ c in
             var list: [(String, String)] = []
@@ -296,7 +296,7 @@ enum DatabaseSwap {
     }
 
     /// Whether the swap happened (the copies are gone under their restoring names).
-    static func swapped(_ names: [DatabaseNames], target: PostgresTarget, passfile: String?) throws -> Bool {
+    static package func swapped(_ names: [DatabaseNames], target: PostgresTarget, passfile: String?) throws -> Bool {
         let c = try target.connect(database: maintenanceDatabase(avoiding: names.map(\.name)), passfile: passfile)
         defer { c.finish() }
         do {
@@ -308,7 +308,7 @@ enum DatabaseSwap {
     }
 
     /// The command that drops a kept previous database, for the report.
-    static func dropCommand(_ db: String, target: PostgresTarget) -> String {
+    static package func dropCommand(_ db: String, target: PostgresTarget) -> String {
         var parts: [String] = []
         if target.isLocalSocket, let os = target.osUser, os.name != "root" { parts += ["sudo", "-u", os.name] }
         parts.append("dropdb")
@@ -322,7 +322,7 @@ enum DatabaseSwap {
 
 extension DatabaseSwap {
     /// A private folder owned by psql's OS user (0700): its passfile lives there.
-    static func psqlFolder(for user: String, in parent: PrivateDir) throws -> PrivateDir {
+    static package func psqlFolder(for user: String, in parent: PrivateDir) throws -> PrivateDir {
         // Inside the run's private folder (recorded in the journal), so that `recover` removes it
         // with the rest after a SIGKILL: the parent becomes 0711 (the psql user may pass through,
         // not list it; everything else in it is root's 0600), this folder is the psql user's 0700.
@@ -338,7 +338,7 @@ extension DatabaseSwap {
     }
 
     /// A 0600 passfile that only `user` reads, when the target has a password, naming `names`' databases.
-    static func passfile(_ target: PostgresTarget, in dir: PrivateDir, for user: String, names: [DatabaseNames]) throws -> String? {
+    static package func passfile(_ target: PostgresTarget, in dir: PrivateDir, for user: String, names: [DatabaseNames]) throws -> String? {
         guard target.password != nil, let pw = getpwnam(user) else { return nil }
         var t = target
         t.osUser = (user, pw.pointee.pw_uid, pw.pointee.pw_gid)
@@ -350,8 +350,8 @@ extension DatabaseSwap {
 /// before the swap, the new copies are dropped (the live databases were never touched); after it,
 /// the names are swapped back (the restored copy to `<name>_failed_restore_<time>`, then dropped),
 /// unless the restore's files stay (`keep`: rollback's package step), when the database stays too.
-enum DatabaseUndo {
-    static func run(state: String, names: [DatabaseNames], keep: Bool, target: PostgresTarget, command: String,
+package enum DatabaseUndo {
+    static package func run(state: String, names: [DatabaseNames], keep: Bool, target: PostgresTarget, command: String,
                     log: ((String) -> Void)?) -> (note: String, failed: Bool) {
         if state == "untouched" { return ("the database was not changed", false) }
         if names.isEmpty {

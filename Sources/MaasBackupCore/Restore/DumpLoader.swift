@@ -10,49 +10,49 @@ import Glibc
 /// goes to its own psql (PsqlSession: never root, meta-commands refused), whose messages are sorted
 /// by SQLSTATE: in the roles part, roles that exist or still own objects are expected and privilege
 /// refusals are reported; anything else is an error.
-enum DumpLoader {
-    struct Outcome: Sendable {
+package enum DumpLoader {
+    package struct Outcome: Sendable {
         /// The worst psql exit status.
-        var status: Int32
+        package var status: Int32
         /// Errors: the load failed when there is any.
-        var errors: [String]
+        package var errors: [String]
         /// Expected errors of a --clean roles part on a live cluster.
-        var expected: [String]
+        package var expected: [String]
         /// Role statements refused for lack of privilege (a restore role that is not a superuser).
-        var refused: [String]
-        var bytes: Int64
-        var failed: Bool { status != 0 || !errors.isEmpty }
-        var firstProblem: String {
+        package var refused: [String]
+        package var bytes: Int64
+        package var failed: Bool { status != 0 || !errors.isEmpty }
+        package var firstProblem: String {
             errors.first ?? (status != 0 ? "psql exited with status \(status)" : "")
         }
     }
 
-    struct Plan {
-        var psql: String
-        var osUser: String
+    package struct Plan {
+        package var psql: String
+        package var osUser: String
         /// PG* variables for psql (host, port, user, passfile): see PostgresTarget.environment.
-        var environment: [String: String?]
+        package var environment: [String: String?]
         /// Dumped database -> the name it is loaded under.
-        var names: [String: String]
+        package var names: [String: String]
         /// Where the roles part runs.
-        var maintenanceDatabase: String
+        package var maintenanceDatabase: String
         /// Makes the copy of a dumped database (called once, before its part).
-        var create: (CreateDatabaseSpec, String) throws -> Void
+        package var create: (CreateDatabaseSpec, String) throws -> Void
     }
 
-    static func load(archive: String, plan: Plan, errorLog: String) async throws -> Outcome {
+    static package func load(archive: String, plan: Plan, errorLog: String) async throws -> Outcome {
         let box = UncheckedSendable(plan)
         return try await Blocking.run { try loadNow(archive: archive, plan: box.value, errorLog: errorLog) }
     }
 
-    struct Part {
-        var context: DumpContext
-        var session: PsqlSession
-        var logEnd: Int64
-        var status: Int32
+    package struct Part {
+        package var context: DumpContext
+        package var session: PsqlSession
+        package var logEnd: Int64
+        package var status: Int32
     }
 
-    static func loadNow(archive: String, plan: Plan, errorLog: String) throws -> Outcome {
+    static package func loadNow(archive: String, plan: Plan, errorLog: String) throws -> Outcome {
         signal(SIGPIPE, SIG_IGN)
         let logFD = open(errorLog, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard logFD >= 0 else { throw BackupError.failed("cannot create \(errorLog): \(String(cString: strerror(errno)))") }

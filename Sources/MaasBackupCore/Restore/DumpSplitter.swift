@@ -1,13 +1,13 @@
 import Foundation
 
 /// Where a part of dump.sql runs.
-enum DumpContext: Equatable, Sendable, CustomStringConvertible {
+package enum DumpContext: Equatable, Sendable, CustomStringConvertible {
     /// The roles and tablespaces (after the dump's `\connect template1`): run on the maintenance database.
     case cluster
     /// A dumped database: run on its `_restoring_` copy.
     case database(String)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .cluster: return "the roles"
         case .database(let d): return "database \(d)"
@@ -16,27 +16,27 @@ enum DumpContext: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// What a dump's `CREATE DATABASE` (and the `ALTER DATABASE ... OWNER TO` after it) asked for.
-struct CreateDatabaseSpec: Equatable, Sendable {
-    struct Option: Equatable, Sendable {
-        var key: String
-        var value: String
+package struct CreateDatabaseSpec: Equatable, Sendable {
+    package struct Option: Equatable, Sendable {
+        package var key: String
+        package var value: String
         /// A string literal ('C.UTF-8'), else a word (libc, template0, 12).
-        var quoted: Bool
+        package var quoted: Bool
     }
-    var name: String
-    var options: [Option] = []
-    var owner: String?
+    package var name: String
+    package var options: [Option] = []
+    package var owner: String?
 
     /// Options a restore carries over; any other one in the dump is refused.
-    static let known: Set<String> = ["TEMPLATE", "ENCODING", "LOCALE_PROVIDER", "LOCALE", "LC_COLLATE", "LC_CTYPE", "ICU_LOCALE",
+    static package let known: Set<String> = ["TEMPLATE", "ENCODING", "LOCALE_PROVIDER", "LOCALE", "LC_COLLATE", "LC_CTYPE", "ICU_LOCALE",
                                      "ICU_RULES", "BUILTIN_LOCALE", "COLLATION_VERSION", "TABLESPACE", "STRATEGY", "OID",
                                      "IS_TEMPLATE", "ALLOW_CONNECTIONS", "CONNECTION_LIMIT"]
     /// Of those, the ones that shape the new database (the others are properties pg_dump sets later, or OIDs).
-    static let carried: Set<String> = ["TEMPLATE", "ENCODING", "LOCALE_PROVIDER", "LOCALE", "LC_COLLATE", "LC_CTYPE", "ICU_LOCALE",
+    static package let carried: Set<String> = ["TEMPLATE", "ENCODING", "LOCALE_PROVIDER", "LOCALE", "LC_COLLATE", "LC_CTYPE", "ICU_LOCALE",
                                        "ICU_RULES", "BUILTIN_LOCALE", "COLLATION_VERSION", "TABLESPACE"]
 
     /// Our own CREATE DATABASE for `newName`, every value re-quoted by us.
-    func statement(newName: String) -> String {
+    package func statement(newName: String) -> String {
         var s = "CREATE DATABASE \(DumpSplitter.quoteIdent(newName))"
         var with: [String] = []
         for o in options where CreateDatabaseSpec.carried.contains(o.key) {
@@ -60,8 +60,8 @@ struct CreateDatabaseSpec: Equatable, Sendable {
 ///   `GRANT ... ON DATABASE d`, `ALTER ROLE r IN DATABASE d`) are pointed at its copy.
 /// Everything else goes to psql as it is; psql, restricted by our key, refuses any meta-command
 /// (`\!`, `\o |cmd`, a `\` in the middle of a line), so the splitter needs no SQL lexer for safety.
-struct DumpSplitter {
-    enum Action: Equatable {
+package struct DumpSplitter {
+    package enum Action: Equatable {
         case pass
         case rewrite(String)
         case skip
@@ -70,25 +70,25 @@ struct DumpSplitter {
     }
 
     /// Dumped database -> the name it is loaded under.
-    let names: [String: String]
-    private(set) var context: DumpContext = .cluster
-    private(set) var inCopy = false
+    package let names: [String: String]
+    private(set) package var context: DumpContext = .cluster
+    private(set) package var inCopy = false
     /// CREATE DATABASE seen, database not created yet.
-    private(set) var pending: [String: CreateDatabaseSpec] = [:]
+    private(set) package var pending: [String: CreateDatabaseSpec] = [:]
     /// Databases whose copy exists (created on their first `\connect`).
-    private(set) var created: Set<String> = []
+    private(set) package var created: Set<String> = []
 
     /// The copy of `db` exists now: its lines are pointed at it from here on.
-    mutating func markCreated(_ db: String) {
+    mutating package func markCreated(_ db: String) {
         created.insert(db)
         pending[db] = nil
     }
 
-    init(names: [String: String]) { self.names = names }
+    package init(names: [String: String]) { self.names = names }
 
-    static let copyEnd: [UInt8] = Array("\\.".utf8)
+    static package let copyEnd: [UInt8] = Array("\\.".utf8)
 
-    mutating func next(_ line: UnsafeBufferPointer<UInt8>, number: Int) throws -> Action {
+    mutating package func next(_ line: UnsafeBufferPointer<UInt8>, number: Int) throws -> Action {
         if inCopy {
             if line.count == 2 && line[0] == 0x5C && line[1] == 0x2E { inCopy = false }
             return .pass
@@ -105,13 +105,13 @@ struct DumpSplitter {
     }
 
     /// The same for a String (the unit tests).
-    mutating func next(_ line: String, number: Int) throws -> Action {
+    mutating package func next(_ line: String, number: Int) throws -> Action {
         var bytes = Array(line.utf8)
         return try bytes.withUnsafeMutableBufferPointer { try next(UnsafeBufferPointer($0), number: number) }
     }
 
     /// What the next `\connect` must create first, if anything.
-    func spec(for db: String) -> CreateDatabaseSpec? { pending[db] }
+    package func spec(for db: String) -> CreateDatabaseSpec? { pending[db] }
 
     private mutating func look(_ line: String, number: Int) throws -> Action {
         let where_ = "dump.sql line \(number)"
@@ -198,7 +198,7 @@ struct DumpSplitter {
 
     /// An identifier as pg_dump's fmtId writes it (bare, or in double quotes with "" for a quote)
     /// at `i`; the name and the index after it.
-    static func parseIdent(_ s: String, from i: String.Index) -> (String, String.Index)? {
+    static package func parseIdent(_ s: String, from i: String.Index) -> (String, String.Index)? {
         guard i < s.endIndex else { return nil }
         if s[i] == "\"" {
             var out = ""
@@ -219,11 +219,11 @@ struct DumpSplitter {
         return j == i ? nil : (String(s[i..<j]), j)
     }
 
-    static func quoteIdent(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+    static package func quoteIdent(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
 
     /// The database of a `\connect` argument: `name`, `"name"`, or pg_dump's
     /// `-reuse-previous=on "dbname='...'"` for names that need quoting.
-    static func connectTarget(_ arg: String) -> String? {
+    static package func connectTarget(_ arg: String) -> String? {
         var a = Substring(arg)
         if a.hasPrefix("-reuse-previous=on ") { a = a.dropFirst("-reuse-previous=on ".count) }
         var token: String
@@ -246,7 +246,7 @@ struct DumpSplitter {
     }
 
     /// `CREATE DATABASE name [WITH] KEY = value ...;` with values a 'literal', a word or a number.
-    static func parseCreate(_ line: String, where where_: String) throws -> CreateDatabaseSpec {
+    static package func parseCreate(_ line: String, where where_: String) throws -> CreateDatabaseSpec {
         let bad = { (why: String) in BackupError.data("\(where_): cannot read its CREATE DATABASE (\(why))") }
         guard let (name, afterName) = parseIdent(line, from: line.index(line.startIndex, offsetBy: 16)) else { throw bad("no name") }
         var spec = CreateDatabaseSpec(name: name)

@@ -6,9 +6,9 @@ import Glibc
 
 /// Extracts the archive's file members below `root` with libarchive's disk writer: owners by name,
 /// modes and times, refusing `..`, absolute paths and writing through symlinks.
-enum Extractor {
+package enum Extractor {
     /// Extracts members below one of `members` (e.g. "etc/maas"); dump.sql and manifest.json are skipped.
-    static func extract(archive: String, root: String, members: [String], checkInterrupted: () throws -> Void) throws -> Int {
+    static package func extract(archive: String, root: String, members: [String], checkInterrupted: () throws -> Void) throws -> Int {
         // libarchive refuses absolute paths (SECURE_NOABSOLUTEPATHS), so the paths are made relative to
         // the root, which becomes the working folder for the extraction.
         let cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -7,27 +7,27 @@ import Glibc
 /// One psql reading a part of dump.sql from a pipe: never as root, restricted by our own random
 /// `\restrict` key (so it refuses every meta-command in the part), its messages with SQLSTATEs
 /// (`-v VERBOSITY=verbose`) appended to the run's log.
-final class PsqlSession {
-    let pid: pid_t
+final package class PsqlSession {
+    package let pid: pid_t
     private var fd: Int32
     private var buffer: [UInt8] = []
     /// Lines sent so far (psql numbers its messages by them).
-    private(set) var linesSent = 0
+    private(set) package var linesSent = 0
     /// psql line -> dump.sql line, at each point where the two counts drift apart.
     private var anchors: [(psql: Int, dump: Int)] = []
-    let context: DumpContext
-    let logStart: Int64
+    package let context: DumpContext
+    package let logStart: Int64
 
-    struct Setup {
-        var psql: String
+    package struct Setup {
+        package var psql: String
         /// The OS user psql runs as (never root).
-        var osUser: String
+        package var osUser: String
         /// PG* variables for psql (PGHOST, PGUSER, PGPASSFILE ...); every inherited PG* variable is dropped.
-        var environment: [String: String?]
-        var logFD: Int32
+        package var environment: [String: String?]
+        package var logFD: Int32
     }
 
-    init(setup: Setup, database: String, context: DumpContext) throws {
+    package init(setup: Setup, database: String, context: DumpContext) throws {
         self.context = context
         logStart = Int64(lseek(setup.logFD, 0, SEEK_END))
         guard let runuser = Command.find("runuser", extraDirs: ["/usr/sbin", "/sbin"]) else {
@@ -63,7 +63,7 @@ final class PsqlSession {
 
     deinit { if fd >= 0 { close(fd) } }
 
-    static func randomKey() -> String {
+    static package func randomKey() -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
         var bytes = [UInt8](repeating: 0, count: 48)
         // SystemRandomNumberGenerator reads getrandom(2).
@@ -73,26 +73,26 @@ final class PsqlSession {
     }
 
     /// Notes that the next line sent is dump.sql's line `dumpLine`.
-    func sync(dumpLine: Int) {
+    package func sync(dumpLine: Int) {
         let psqlLine = linesSent + 1
         if let last = anchors.last, dumpLine - psqlLine == last.dump - last.psql { return }
         anchors.append((psqlLine, dumpLine))
     }
 
     /// dump.sql's line for psql's line `n` of this part.
-    func dumpLine(_ n: Int) -> Int {
+    package func dumpLine(_ n: Int) -> Int {
         guard let a = anchors.last(where: { $0.psql <= n }) else { return n }
         return a.dump + (n - a.psql)
     }
 
-    func send(_ line: UnsafeBufferPointer<UInt8>) throws {
+    package func send(_ line: UnsafeBufferPointer<UInt8>) throws {
         buffer.append(contentsOf: line)
         buffer.append(0x0A)
         linesSent += 1
         if buffer.count >= 256 * 1024 { try flush() }
     }
 
-    func send(_ line: String) throws {
+    package func send(_ line: String) throws {
         var b = Array(line.utf8)
         try b.withUnsafeMutableBufferPointer { try send(UnsafeBufferPointer($0)) }
     }
@@ -102,9 +102,9 @@ final class PsqlSession {
         try flush()
     }
 
-    struct Closed: Error {}
+    package struct Closed: Error {}
 
-    func flush() throws {
+    package func flush() throws {
         guard !buffer.isEmpty else { return }
         defer { buffer.removeAll(keepingCapacity: true) }
         try buffer.withUnsafeBytes { b in
@@ -122,7 +122,7 @@ final class PsqlSession {
     }
 
     /// Ends psql's input and waits for it; its exit status.
-    func finish() -> Int32 {
+    package func finish() -> Int32 {
         try? flush()
         if fd >= 0 { close(fd); fd = -1 }
         var status: Int32 = 0
@@ -132,8 +132,8 @@ final class PsqlSession {
         return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
-    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    static let addCloseFrom: AddCloseFrom? = {
+    package typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    static package let addCloseFrom: AddCloseFrom? = {
         guard let h = dlopen(nil, RTLD_NOW), let sym = dlsym(h, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
         return unsafeBitCast(sym, to: AddCloseFrom.self)
     }()
@@ -141,7 +141,7 @@ final class PsqlSession {
     /// posix_spawn (no fork of this multi-threaded process): stdin from the pipe, stdout discarded,
     /// stderr to the log, no other descriptor, default signals, its own process group (a terminal's
     /// Ctrl-C reaches us, not psql).
-    static func spawn(_ argv: [String], env: [String: String], stdin: Int32, stderr: Int32) throws -> pid_t {
+    static package func spawn(_ argv: [String], env: [String: String], stdin: Int32, stderr: Int32) throws -> pid_t {
         var fa = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fa)
         defer { posix_spawn_file_actions_destroy(&fa) }
@@ -172,18 +172,18 @@ final class PsqlSession {
 }
 
 /// psql's messages sorted by SQLSTATE, not by their (translated) text.
-enum PsqlMessages {
+package enum PsqlMessages {
     /// One message line: `psql:<stdin>:12: ERROR:  42710: role "maas" already exists`, the
     /// severity and text in the server's language; or psql's own `psql:<stdin>:3: error: ...`.
-    struct Line: Equatable {
-        var psqlLine: Int?
+    package struct Line: Equatable {
+        package var psqlLine: Int?
         /// nil for psql's own errors (a refused meta-command, a lost connection).
-        var sqlstate: String?
-        var text: String
+        package var sqlstate: String?
+        package var text: String
     }
 
     /// Parses one line of psql's stderr; nil when it is not a message line (DETAIL, HINT, LOCATION, ...).
-    static func parse(_ line: Substring) -> Line? {
+    static package func parse(_ line: Substring) -> Line? {
         guard line.hasPrefix("psql:") else { return nil }
         // psql:<file>:<line>: <rest>, or psql: error: ... (connection failures).
         var rest = line.dropFirst(5)
@@ -215,14 +215,14 @@ enum PsqlMessages {
     /// Codes a `pg_dumpall --clean` roles part makes on a live cluster: a role that exists already
     /// (42710, also for tablespaces), one that still owns objects (2BP01), the connected user
     /// (55006), a reserved name (42939).
-    static let expectedInRoles: Set<String> = ["42710", "2BP01", "55006", "42939"]
+    static package let expectedInRoles: Set<String> = ["42710", "2BP01", "55006", "42939"]
     /// Refused for lack of privilege (42501): a restore role that is not a superuser cannot change
     /// superuser roles; the roles stay as they are and the load goes on.
-    static let refusedInRoles: Set<String> = ["42501"]
+    static package let refusedInRoles: Set<String> = ["42501"]
 
-    enum Kind: Equatable { case error, expected, refused, notice }
+    package enum Kind: Equatable { case error, expected, refused, notice }
 
-    static func kind(_ l: Line, context: DumpContext) -> Kind {
+    static package func kind(_ l: Line, context: DumpContext) -> Kind {
         guard let code = l.sqlstate else { return .error }
         let cls = code.prefix(2)
         if cls == "00" || cls == "01" || cls == "02" { return .notice }  // notices, warnings, no data
@@ -233,13 +233,13 @@ enum PsqlMessages {
         return .error
     }
 
-    struct Sorted: Equatable {
-        var errors: [Line] = []
-        var expected: [Line] = []
-        var refused: [Line] = []
+    package struct Sorted: Equatable {
+        package var errors: [Line] = []
+        package var expected: [Line] = []
+        package var refused: [Line] = []
     }
 
-    static func classify(_ log: Substring, context: DumpContext) -> Sorted {
+    static package func classify(_ log: Substring, context: DumpContext) -> Sorted {
         var out = Sorted()
         for raw in log.split(separator: "\n") {
             guard let l = parse(raw) else { continue }

@@ -40,7 +40,7 @@ public enum Recovery {
         return RecoverReport(items: items, status: items.allSatisfy(\.done) ? "ok" : "incomplete")
     }
 
-    static func recoverBackup(_ j: RunJournal, config: Config, services: any ServiceManager) async -> RecoverReport.Item {
+    static package func recoverBackup(_ j: RunJournal, config: Config, services: any ServiceManager) async -> RecoverReport.Item {
         let r = j.record
         var actions: [String] = [], errors: [String] = []
         if !r.servicesRestarted && !r.stoppedServices.isEmpty {
@@ -86,7 +86,7 @@ public enum Recovery {
         return .init(journal: j.path, command: r.command, runID: r.runID, actions: actions, errors: errors, done: errors.isEmpty)
     }
 
-    static func recoverRestore(_ j: RestoreJournal, config: Config, services: any ServiceManager) async -> RecoverReport.Item {
+    static package func recoverRestore(_ j: RestoreJournal, config: Config, services: any ServiceManager) async -> RecoverReport.Item {
         var r = j.record
         var actions: [String] = [], errors: [String] = []
         let dbSwapped = ["swapping", "swapped", "restored"].contains(r.database) && !(r.databases ?? []).isEmpty

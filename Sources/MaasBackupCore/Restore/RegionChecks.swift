@@ -2,17 +2,17 @@ import Foundation
 
 /// The region checks of restore and rollback (README "Region layouts"), run in `prepare` before
 /// anything changes, and the `maas-region dbupgrade` step after a patch-level version change.
-enum RegionChecks {
+package enum RegionChecks {
     /// What the region checks found: warnings for the plan and the dbupgrade to run, if any.
-    struct Outcome {
-        var warnings: [String] = []
-        var otherRegions: [String] = []
-        var dbUpgrade: String?
+    package struct Outcome {
+        package var warnings: [String] = []
+        package var otherRegions: [String] = []
+        package var dbUpgrade: String?
     }
 
     /// Other regions connected to the database: refused (exit 69) unless `force`, then a warning
     /// that says what it risks. Vault: a warning.
-    static func check(config: Config, target: PostgresTarget, passfile: String?, force: Bool, command: String) throws -> Outcome {
+    static package func check(config: Config, target: PostgresTarget, passfile: String?, force: Bool, command: String) throws -> Outcome {
         var out = Outcome()
         let others = try RegionLayout.otherRegions(target: target, database: target.maasDatabase, passfile: passfile,
                                                    ownID: RegionLayout.maasID(config))
@@ -33,7 +33,7 @@ enum RegionChecks {
     }
 
     /// "3.6.1" from "1:3.6.1-16333-g.1234567-0ubuntu1~22.04.1": major.minor.patch without the epoch.
-    static func patchVersion(_ debVersion: String) -> String? {
+    static package func patchVersion(_ debVersion: String) -> String? {
         var v = Substring(debVersion)
         if let colon = v.firstIndex(of: ":") { v = v[v.index(after: colon)...] }
         let parts = v.split(whereSeparator: { !$0.isNumber }).prefix(3)
@@ -45,7 +45,7 @@ enum RegionChecks {
     /// patch version (the installed code may expect migrations the backup's database lacks), as a
     /// line for the plan; nil when the versions are the same or unknown. Throws (69) when
     /// `maas-region` is missing.
-    static func dbUpgradeNeeded(backup: String?, installed: String?) throws -> String? {
+    static package func dbUpgradeNeeded(backup: String?, installed: String?) throws -> String? {
         guard let backup, let installed, let b = patchVersion(backup), let i = patchVersion(installed), b != i,
               Manifest.majorMinor(backup) == Manifest.majorMinor(installed) else { return nil }
         guard let exe = maasRegion() else {
@@ -56,10 +56,10 @@ enum RegionChecks {
     }
 
     /// maas-region on PATH, else /usr/sbin (where the deb puts it).
-    static func maasRegion() -> String? { Command.find("maas-region", extraDirs: ["/usr/sbin"]) }
+    static package func maasRegion() -> String? { Command.find("maas-region", extraDirs: ["/usr/sbin"]) }
 
     /// Runs `maas-region dbupgrade` as root, as on a deb install; its failure fails the restore.
-    static func dbUpgrade(log: (String) -> Void) async throws {
+    static package func dbUpgrade(log: (String) -> Void) async throws {
         guard let exe = maasRegion() else { throw BackupError.failed("maas-region is not found: cannot run dbupgrade") }
         log("running \(exe) dbupgrade (the installed MAAS differs from the backup's by its patch version)")
         let r = try await Command.run(exe, ["dbupgrade"])

@@ -34,7 +34,7 @@ public final class RestoreJournal: @unchecked Sendable {
     public private(set) var record: RestoreRecord
     public let path: String
 
-    init(stateDir: String, runID: String, command: String, archive: String) throws {
+    package init(stateDir: String, runID: String, command: String, archive: String) throws {
         let dir = stateDir + "/restores"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         path = dir + "/\(runID).json"
@@ -43,12 +43,12 @@ public final class RestoreJournal: @unchecked Sendable {
         try save()
     }
 
-    init(path: String, record: RestoreRecord) {
+    package init(path: String, record: RestoreRecord) {
         self.path = path
         self.record = record
     }
 
-    func update(_ change: (inout RestoreRecord) -> Void) throws {
+    package func update(_ change: (inout RestoreRecord) -> Void) throws {
         change(&record)
         try save()
     }
@@ -64,7 +64,7 @@ public final class RestoreJournal: @unchecked Sendable {
         }
     }
 
-    func close() { _ = unlink(path) }
+    package func close() { _ = unlink(path) }
 
     /// Journals of restores whose process is gone.
     public static func leftovers(stateDir: String) -> [RestoreJournal] {

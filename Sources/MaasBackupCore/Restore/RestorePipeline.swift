@@ -88,7 +88,7 @@ public struct RestoreResult: Sendable, Codable {
 public struct RestorePipeline: Sendable {
     public let config: Config
     public let options: RestoreOptions
-    let services: any ServiceManager
+    package let services: any ServiceManager
 
     public init(config: Config, options: RestoreOptions, services: (any ServiceManager)? = nil) throws {
         self.config = config
@@ -96,25 +96,25 @@ public struct RestorePipeline: Sendable {
         self.services = try services ?? Systemctl()
     }
 
-    func log(_ s: String) { options.log?(s) }
+    package func log(_ s: String) { options.log?(s) }
 
-    static func faultPoint(_ step: String) throws { try BackupPipeline.faultPoint(step) }
+    static package func faultPoint(_ step: String) throws { try BackupPipeline.faultPoint(step) }
 
     /// Everything restore decides before it changes anything (rollback --dry-run prints it).
-    struct Prepared {
+    package struct Prepared {
         /// The archive, opened once: every later read goes through `source.readPath`.
-        var source: ArchiveSource
-        var path: String
-        var manifest: Manifest
-        var verify: VerifyReport
-        var plan: RestorePlan
-        var swaps: [TreeSwap]
-        var target: PostgresTarget
-        var psql: String
-        var database: DatabaseRestorePlan
+        package var source: ArchiveSource
+        package var path: String
+        package var manifest: Manifest
+        package var verify: VerifyReport
+        package var plan: RestorePlan
+        package var swaps: [TreeSwap]
+        package var target: PostgresTarget
+        package var psql: String
+        package var database: DatabaseRestorePlan
     }
 
-    func prepare(archive: String) async throws -> Prepared {
+    package func prepare(archive: String) async throws -> Prepared {
         guard geteuid() == 0 else {
             throw BackupError(.noPermission, "\(options.command) must run as root", hint: "run it with sudo")
         }
@@ -217,43 +217,43 @@ public struct RestorePipeline: Sendable {
 }
 
 /// Thrown by the package step of a rollback: the database and files stay restored.
-struct PackageStepError: Error {
-    var message: String
+package struct PackageStepError: Error {
+    package var message: String
 }
 
 /// One restore after its plan: everything it changed, so that a failure can be undone.
-final class RestoreRun {
-    let pipeline: RestorePipeline
-    let p: RestorePipeline.Prepared
-    let journal: RestoreJournal
-    var config: Config { pipeline.config }
-    var services: any ServiceManager { pipeline.services }
+final package class RestoreRun {
+    package let pipeline: RestorePipeline
+    package let p: RestorePipeline.Prepared
+    package let journal: RestoreJournal
+    package var config: Config { pipeline.config }
+    package var services: any ServiceManager { pipeline.services }
 
-    var swaps: [TreeSwap]
-    var stopped: [String] = []
-    var servicesDown = false
+    package var swaps: [TreeSwap]
+    package var stopped: [String] = []
+    package var servicesDown = false
     /// untouched, loading, loaded, checked, swapping, swapped, restored (see RestoreRecord.database)
-    var database = "untouched"
-    var dbNames: [DatabaseNames] = []
-    var step = "prepare"
-    var privateDir: PrivateDir?
-    var filesFinal = false
+    package var database = "untouched"
+    package var dbNames: [DatabaseNames] = []
+    package var step = "prepare"
+    package var privateDir: PrivateDir?
+    package var filesFinal = false
 
-    init(pipeline: RestorePipeline, prepared: RestorePipeline.Prepared, journal: RestoreJournal) {
+    package init(pipeline: RestorePipeline, prepared: RestorePipeline.Prepared, journal: RestoreJournal) {
         self.pipeline = pipeline
         self.p = prepared
         self.journal = journal
         self.swaps = prepared.swaps
     }
 
-    func log(_ s: String) { pipeline.log(s) }
+    package func log(_ s: String) { pipeline.log(s) }
 
-    func record() throws {
+    package func record() throws {
         let s = swaps, d = database, st = step, ff = filesFinal, names = dbNames
         try journal.update { $0.swaps = s; $0.database = d; $0.phase = st; $0.filesFinal = ff; $0.databases = names }
     }
 
-    func execute() async throws -> RestoreResult {
+    package func execute() async throws -> RestoreResult {
         let manifest = p.manifest
         var warnings: [String] = []
         let dir = try PrivateDir.makeTemporary()
@@ -403,7 +403,7 @@ final class RestoreRun {
                              rackRegisterCommand: rack, packages: packages, warnings: warnings, durationMs: 0)
     }
 
-    func startServices() async throws {
+    package func startServices() async throws {
         guard servicesDown else { return }
         try await services.start(Array(stopped.reversed()))
         servicesDown = false
@@ -411,7 +411,7 @@ final class RestoreRun {
     }
 
     /// Units of `units` still not active after a few seconds.
-    func waitActive(_ units: [String]) async throws -> [String] {
+    package func waitActive(_ units: [String]) async throws -> [String] {
         guard !units.isEmpty else { return [] }
         var missing: [String] = []
         for _ in 0..<20 {
@@ -423,14 +423,14 @@ final class RestoreRun {
         return missing
     }
 
-    func readSecret(_ path: String) -> String? {
+    package func readSecret(_ path: String) -> String? {
         guard let s = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
         return t.isEmpty ? nil : t
     }
 
     /// maas_url from the restored regiond.conf, else rackd.conf.
-    func maasURL() -> String? {
+    package func maasURL() -> String? {
         for f in ["/etc/maas/regiond.conf", "/etc/maas/rackd.conf"] {
             guard let text = try? String(contentsOfFile: config.live(f), encoding: .utf8),
                   let node = try? SafeYAML.compose(text, source: f), case .mapping(let m) = node else { continue }
@@ -444,7 +444,7 @@ final class RestoreRun {
 
     /// After a failure: the previous files back, the services started, and one message that says
     /// what state everything is in.
-    func recoverAfterFailure(_ error: any Error) async -> BackupError {
+    package func recoverAfterFailure(_ error: any Error) async -> BackupError {
         let cause: String
         var code = ExitCode.failed
         if let e = error as? BackupError {

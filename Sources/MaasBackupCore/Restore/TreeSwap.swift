@@ -44,11 +44,11 @@ public struct TreeSwap: Sendable, Codable {
     /// Bytes of file data the archive holds below this path.
     public var restoreBytes: Int64 = 0
 
-    static let snapshotFolder = BtrfsSnapshotDriver.snapshotFolder
+    static package let snapshotFolder = BtrfsSnapshotDriver.snapshotFolder
 
     // MARK: - Plan (changes nothing)
 
-    static func plan(path: String, config: Config, manifest: Manifest, stamp: String) throws -> TreeSwap {
+    static package func plan(path: String, config: Config, manifest: Manifest, stamp: String) throws -> TreeSwap {
         let live = config.live(path)
         let member = ArchiveVerifier.member(of: path)
         let keepRel: [String] = manifest.exclude.compactMap { ex in
@@ -105,7 +105,7 @@ public struct TreeSwap: Sendable, Codable {
         return s
     }
 
-    static func unique(_ p: String) -> String {
+    static package func unique(_ p: String) -> String {
         var c = p, i = 1
         var st = stat()
         while lstat(c, &st) == 0 { c = p + "-\(i)"; i += 1 }
@@ -113,7 +113,7 @@ public struct TreeSwap: Sendable, Codable {
     }
 
     /// Free space on the filesystem that will hold the restored tree (the previous one stays).
-    func checkSpace() throws {
+    package func checkSpace() throws {
         var probe = live
         while !FileManager.default.fileExists(atPath: probe) { probe = (probe as NSString).deletingLastPathComponent }
         guard let free = FileSystem.freeBytes(probe) else { return }
@@ -128,7 +128,7 @@ public struct TreeSwap: Sendable, Codable {
 
     /// Moves the previous tree aside. `record` saves the state; each move is recorded before it is
     /// made, and `undo` checks what really happened.
-    mutating func moveAside(record: (TreeSwap) throws -> Void) throws {
+    mutating package func moveAside(record: (TreeSwap) throws -> Void) throws {
         switch mode {
         case .create:
             asideDone = true
@@ -168,7 +168,7 @@ public struct TreeSwap: Sendable, Codable {
     }
 
     /// After extraction: carries the kept folders from the previous tree into the restored one.
-    mutating func carryKept(record: (TreeSwap) throws -> Void, log: (String) -> Void) throws {
+    mutating package func carryKept(record: (TreeSwap) throws -> Void, log: (String) -> Void) throws {
         guard mode != .create else { return }
         for rel in keep {
             let src = aside + "/" + rel, dst = live + "/" + rel
@@ -192,7 +192,7 @@ public struct TreeSwap: Sendable, Codable {
 
     /// Puts the previous tree back: the restored files go, the aside copy returns. Safe to run again
     /// after a crash: it checks what is where before each step.
-    mutating func undo(record: (TreeSwap) throws -> Void) throws {
+    mutating package func undo(record: (TreeSwap) throws -> Void) throws {
         guard asideDone else { return }
         var st = stat()
         func exists(_ p: String) -> Bool { lstat(p, &st) == 0 }

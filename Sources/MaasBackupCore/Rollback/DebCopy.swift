@@ -7,9 +7,9 @@ import Glibc
 /// Copies a .deb and hashes what it copied: the backup records the SHA-256 of each saved .deb in
 /// the manifest, and rollback copies each into a private folder, checks the hash of that copy and
 /// hands only the copy to dpkg (nothing can change it between the check and the install).
-enum DebCopy {
+package enum DebCopy {
     /// Copies `source` to `destination` (created new, mode 0600, never through a symlink), fsynced; returns the copy's SHA-256.
-    static func copy(_ source: String, to destination: String) throws -> String {
+    static package func copy(_ source: String, to destination: String) throws -> String {
         let src = open(source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard src >= 0 else { throw BackupError.failed("cannot open \(source): \(String(cString: strerror(errno)))") }
         defer { close(src) }

@@ -48,7 +48,7 @@ public enum RollbackPipeline {
 
     /// The PID holding a write lock on `path` (fcntl F_GETLK; the lock is not taken), -1 when the
     /// holder is unknown (an open file description lock), nil when nobody holds it.
-    static func lockHolder(_ path: String) -> Int32? {
+    static package func lockHolder(_ path: String) -> Int32? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -74,7 +74,7 @@ public enum RollbackPipeline {
     /// The packages to put back and the command that does it. Each saved .deb is copied into
     /// `staging` (a private folder) and its SHA-256 checked against the manifest's there; dpkg gets
     /// the checked copies, so nothing can swap a .deb between the check and the install.
-    static func packagePlan(manifest: Manifest, config: Config, archive: String, staging: String) async throws -> (changes: [PackageReinstall], command: [String], extra: [String]) {
+    static package func packagePlan(manifest: Manifest, config: Config, archive: String, staging: String) async throws -> (changes: [PackageReinstall], command: [String], extra: [String]) {
         let installed = await InstalledPackages.installed(root: config.root)
         var changes: [PackageReinstall] = []
         var missing: [String] = []
@@ -176,10 +176,10 @@ public enum RollbackPipeline {
                               restore: result)
     }
 
-    final class PlanBox: @unchecked Sendable {
+    final package class PlanBox: @unchecked Sendable {
         private let lock = NSLock()
         private var value: (changes: [PackageReinstall], command: [String], extra: [String])?
-        func set(_ v: (changes: [PackageReinstall], command: [String], extra: [String])) { lock.lock(); value = v; lock.unlock() }
-        func get() -> (changes: [PackageReinstall], command: [String], extra: [String])? { lock.lock(); defer { lock.unlock() }; return value }
+        package func set(_ v: (changes: [PackageReinstall], command: [String], extra: [String])) { lock.lock(); value = v; lock.unlock() }
+        package func get() -> (changes: [PackageReinstall], command: [String], extra: [String])? { lock.lock(); defer { lock.unlock() }; return value }
     }
 }

@@ -1,6 +1,6 @@
 /// The snapshot drivers besides Btrfs, in the order `auto` tries them.
-enum SnapshotDrivers {
-    static func extra(_ config: Config) -> [any SnapshotDriver] {
+package enum SnapshotDrivers {
+    static package func extra(_ config: Config) -> [any SnapshotDriver] {
         [LVMSnapshotDriver(snapshotSize: config.lvm.snapshotSize)]
     }
 }

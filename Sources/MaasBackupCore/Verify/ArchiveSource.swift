@@ -16,7 +16,7 @@ public final class ArchiveSource: @unchecked Sendable {
     public let path: String
     /// fstat of the open file.
     public let status: stat
-    let fd: Int32
+    package let fd: Int32
 
     /// Opens the file at `path` read-only once it passed the checks; reads go through `readPath`.
     public init(path: String) throws {

@@ -41,12 +41,12 @@ public struct VerifyReport: Sendable, Codable {
 /// destination folder is root's, mode 0700.
 public enum ArchiveVerifier {
     /// Largest manifest.json read into memory.
-    static let manifestLimit = 512 << 20
+    static package let manifestLimit = 512 << 20
 
-    struct Observed {
-        var header: EntryHeader
-        var bytes: Int64
-        var sha256: String?
+    package struct Observed {
+        package var header: EntryHeader
+        package var bytes: Int64
+        package var sha256: String?
     }
 
     /// Opens ARCHIVE once (see ArchiveSource): a path (with a `/`), or a bare name, which is looked up
@@ -114,14 +114,14 @@ public enum ArchiveVerifier {
     }
 
     /// Writes the sidecar when it is missing (after a successful verify).
-    static func restoreSidecar(archive: String, manifest: Manifest) {
+    static package func restoreSidecar(archive: String, manifest: Manifest) {
         let sidecar = archive + ".manifest.json"
         guard !FileManager.default.fileExists(atPath: sidecar), let bytes = try? manifest.encoded() else { return }
         try? AtomicFile.write(bytes, to: sidecar, mode: 0o600)
     }
 
     /// Reads every member to its end, hashing file data. Returns what it saw and manifest.json's bytes.
-    static func tarPass(path readPath: String, display path: String, checkInterrupted: () throws -> Void) throws -> (UncheckedSendable<[String: Observed]>, [UInt8]?) {
+    static package func tarPass(path readPath: String, display path: String, checkInterrupted: () throws -> Void) throws -> (UncheckedSendable<[String: Observed]>, [UInt8]?) {
         var observed: [String: Observed] = [:]
         var manifestBytes: [UInt8]?
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
@@ -185,7 +185,7 @@ public enum ArchiveVerifier {
     }
 
     /// Member names the manifest may hold: dump.sql, and paths below the backed-up folders.
-    static func isSafeMember(_ p: String, roots: [String]) -> Bool {
+    static package func isSafeMember(_ p: String, roots: [String]) -> Bool {
         if p.isEmpty || p.hasPrefix("/") { return false }
         let parts = p.split(separator: "/", omittingEmptySubsequences: false)
         if parts.contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) { return false }
@@ -193,7 +193,7 @@ public enum ArchiveVerifier {
     }
 
     /// The archive member of a backed-up path ("/var/lib/maas" -> "var/lib/maas").
-    static func member(of path: String) -> String {
+    static package func member(of path: String) -> String {
         var m = Substring(path)
         while m.hasPrefix("/") { m = m.dropFirst() }
         while m.hasSuffix("/") { m = m.dropLast() }
@@ -201,7 +201,7 @@ public enum ArchiveVerifier {
     }
 
     /// An absolute path of plain components: no empty, `.` or `..` component, no trailing `/`.
-    static func isPlainAbsolute(_ p: String) -> Bool {
+    static package func isPlainAbsolute(_ p: String) -> Bool {
         guard p.hasPrefix("/"), p.count > 1, !p.hasSuffix("/") else { return false }
         return !p.dropFirst().split(separator: "/", omittingEmptySubsequences: false).contains { $0.isEmpty || $0 == "." || $0 == ".." }
     }
@@ -210,7 +210,7 @@ public enum ArchiveVerifier {
     /// with `config`, one of the configured `paths` (a manifest naming /etc must not make restore move
     /// the host's /etc aside); `exclude` entries below those paths; saved .debs named as files in the
     /// archive's own `<name>.debs/` folder.
-    static func checkShape(_ m: Manifest, archive: String, config: Config?) throws {
+    static package func checkShape(_ m: Manifest, archive: String, config: Config?) throws {
         func refuse(_ why: String, hint: String = "the archive was not written by this tool or was changed; use another backup") -> BackupError {
             BackupError.data("\(archive): the manifest \(why)", hint: hint)
         }
@@ -244,7 +244,7 @@ public enum ArchiveVerifier {
         return String(parts[1])
     }
 
-    static func compare(manifest: Manifest, observed: [String: Observed], archive: String) throws {
+    static package func compare(manifest: Manifest, observed: [String: Observed], archive: String) throws {
         let roots = manifest.paths.map { member(of: $0.path) }
         var problems: [(Int, String)] = []
         func add(_ priority: Int, _ line: String) { problems.append((priority, line)) }

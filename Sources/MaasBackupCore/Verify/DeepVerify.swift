@@ -19,9 +19,9 @@ public struct DeepVerifyResult: Sendable, Codable {
     public var durationMs: Double
 }
 
-enum DeepVerify {
+package enum DeepVerify {
     /// `archive`: where to read it (ArchiveSource.readPath); `display`: its name in messages.
-    static func run(archive: String, display: String, manifest: Manifest, config: Config, log: (@Sendable (String) -> Void)?) async throws -> DeepVerifyResult {
+    static package func run(archive: String, display: String, manifest: Manifest, config: Config, log: (@Sendable (String) -> Void)?) async throws -> DeepVerifyResult {
         let clock = Stopwatch()
         let major = manifest.database.serverVersion.prefix(while: { $0.isNumber })
         let bin = config.database.binDir ?? "/usr/lib/postgresql/\(major)/bin"

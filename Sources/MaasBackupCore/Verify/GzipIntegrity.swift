@@ -7,16 +7,16 @@ import Glibc
 /// Reads a gzip file to its end through zlib in gzip mode, which checks every member's CRC-32
 /// and length (libarchive's gzip reader does not check the trailer). Also hashes the compressed
 /// bytes (for the `.verified` stamp).
-enum GzipIntegrity {
-    struct Result: Sendable {
-        var compressedBytes: Int64
-        var uncompressedBytes: Int64
-        var members: Int
-        var sha256: String
+package enum GzipIntegrity {
+    package struct Result: Sendable {
+        package var compressedBytes: Int64
+        package var uncompressedBytes: Int64
+        package var members: Int
+        package var sha256: String
     }
 
     /// Throws BackupError.data naming what is wrong (bad CRC, truncated, trailing bytes).
-    static func check(path: String, checkInterrupted: () throws -> Void = {}) throws -> Result {
+    static package func check(path: String, checkInterrupted: () throws -> Void = {}) throws -> Result {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw BackupError.data("cannot open \(path): \(String(cString: strerror(errno)))")

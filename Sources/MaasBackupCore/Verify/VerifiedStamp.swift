@@ -27,7 +27,7 @@ public struct VerifiedStamp: Sendable, Codable, Equatable {
     /// `opened`: the fstat of the file that was verified (ArchiveSource), so that a file renamed over
     /// the archive's name meanwhile is not stamped as verified.
     @discardableResult
-    static func write(archive: String, sha256: String, deep: Bool, opened: stat? = nil) -> String? {
+    static package func write(archive: String, sha256: String, deep: Bool, opened: stat? = nil) -> String? {
         var st = stat()
         guard stat(archive, &st) == 0 else { return nil }
         if let o = opened, o.st_ino != st.st_ino || o.st_dev != st.st_dev || o.st_size != st.st_size
@@ -47,11 +47,11 @@ public struct VerifiedStamp: Sendable, Codable, Equatable {
         return p
     }
 
-    static func remove(archive: String) {
+    static package func remove(archive: String) {
         _ = unlink(path(for: archive))
     }
 
-    static func read(archive: String) -> VerifiedStamp? {
+    static package func read(archive: String) -> VerifiedStamp? {
         guard let data = FileManager.default.contents(atPath: path(for: archive)) else { return nil }
         let d = JSONDecoder()
         d.keyDecodingStrategy = .convertFromSnakeCase

@@ -66,7 +66,7 @@ private func sysRead(_ fd: Int32, _ buf: UnsafeMutableRawPointer?, _ count: Int)
 }
 
 private extension String {
-    func trimmingBlanks() -> String {
+    package func trimmingBlanks() -> String {
         var s = Substring(self)
         while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
         while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }

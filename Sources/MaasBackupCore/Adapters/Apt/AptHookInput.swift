@@ -169,7 +169,7 @@ public enum AptHookInputError: Error, Sendable, Equatable, CustomStringConvertib
     public var backupError: BackupError { .data(description) }
 
     /// A short, printable excerpt of untrusted text for an error message.
-    static func show(_ s: String) -> String {
+    static package func show(_ s: String) -> String {
         var out = ""
         for scalar in s.unicodeScalars.prefix(40) {
             if scalar.value < 0x20 || scalar.value == 0x7F { out += "?" } else { out.unicodeScalars.append(scalar) }
@@ -265,7 +265,7 @@ extension AptHookInput {
     }
 
     /// Undoes apt's `QuoteString` (`%XX` for quoted bytes). Nil on a bad escape or invalid UTF-8.
-    static func dequote(_ s: String) -> String? {
+    static package func dequote(_ s: String) -> String? {
         guard s.utf8.contains(UInt8(ascii: "%")) else { return s }
         var out: [UInt8] = []
         var it = Array(s.utf8)[...]
@@ -380,7 +380,7 @@ extension AptHookInput {
     }
 
     /// apt's `QuoteString`: `%XX` for the bad characters, '%', controls, space and bytes >= 0x7F.
-    static func quote(_ s: String, bad: String) -> String {
+    static package func quote(_ s: String, bad: String) -> String {
         let badBytes = Set(bad.utf8)
         var out = ""
         for b in s.utf8 {

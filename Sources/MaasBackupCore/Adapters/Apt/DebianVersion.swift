@@ -44,7 +44,7 @@ public struct DebianVersion: Sendable, Hashable, Comparable, CustomStringConvert
     }
 
     /// dpkg's `verrevcmp`: negative, zero or positive.
-    static func compareParts(_ a: String, _ b: String) -> Int {
+    static package func compareParts(_ a: String, _ b: String) -> Int {
         let a = Array(a.utf8), b = Array(b.utf8)
         var i = 0, j = 0
         func at(_ s: [UInt8], _ k: Int) -> UInt8? { k < s.count ? s[k] : nil }

@@ -39,7 +39,7 @@ public enum PackageChangeKind: String, Sendable, Codable, CaseIterable {
 
     /// Severity used to merge several lines about one package (apt sends an install line and a
     /// configure line for each upgraded package).
-    var rank: Int {
+    package var rank: Int {
         switch self {
         case .configure: return 0
         case .reinstall: return 1

@@ -16,7 +16,7 @@ public enum PackageHookRunner {
     public typealias Backup = @Sendable (_ reason: String) async throws -> Void
     public typealias Log = @Sendable (_ line: String) -> Void
 
-    static let prefix = "maas-snapshot-backup"
+    static package let prefix = "maas-snapshot-backup"
 
     /// `apt-hook`: reads apt's Version 3 input from APT_HOOK_INFO_FD.
     public static func apt(environment: [String: String], block: Bool, log: Log,
@@ -62,7 +62,7 @@ public enum PackageHookRunner {
         return await act(on: decision, hook: "dpkg hook", block: block, log: log, backup: backup)
     }
 
-    static func act(on decision: HookDecision, hook: String, block: Bool, log: Log, backup: Backup) async -> Int32 {
+    static package func act(on decision: HookDecision, hook: String, block: Bool, log: Log, backup: Backup) async -> Int32 {
         for w in decision.warnings { log("\(prefix): \(hook): warning: \(w)") }
         guard decision.backupNeeded, let reason = decision.reason else {
             return 0
@@ -80,7 +80,7 @@ public enum PackageHookRunner {
         }
     }
 
-    static func fail(_ message: String, code: Int32, block: Bool, log: Log) -> Int32 {
+    static package func fail(_ message: String, code: Int32, block: Bool, log: Log) -> Int32 {
         if block {
             log("\(prefix): error: \(message)")
             log("\(prefix): the package change is stopped; to go on without a backup, run it again with MAAS_SNAPSHOT_BACKUP_SKIP=1 (e.g. MAAS_SNAPSHOT_BACKUP_SKIP=1 apt upgrade), or set hook.on_failure: warn in /etc/maas-snapshot-backup/config.yaml")

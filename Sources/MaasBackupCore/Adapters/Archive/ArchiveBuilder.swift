@@ -150,7 +150,7 @@ public final class ArchiveBuilder {
 
     /// The walk holds one descriptor per folder level: the soft RLIMIT_NOFILE (often 1024) is
     /// raised to the hard limit once, so that a deep tree does not run out of descriptors.
-    static let raiseOpenFileLimit: Void = {
+    static package let raiseOpenFileLimit: Void = {
         var rl = rlimit()
         let res = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
         if getrlimit(res, &rl) == 0 && rl.rlim_cur < rl.rlim_max {
@@ -209,13 +209,13 @@ public final class ArchiveBuilder {
 
     /// An open folder of the walk: its entries (sorted by bytes) and the next one to visit.
     private struct Folder {
-        let dir: OpaquePointer
-        var names: [[UInt8]]
-        var next = 0
-        let what: String
-        let member: [UInt8]
-        let display: String
-        let valid: Bool
+        package let dir: OpaquePointer
+        package var names: [[UInt8]]
+        package var next = 0
+        package let what: String
+        package let member: [UInt8]
+        package let display: String
+        package let valid: Bool
     }
 
     /// Archives one entry; for a folder, returns it open with its entries for the caller to visit.

@@ -90,13 +90,13 @@ public struct BtrfsSnapshotDriver: SnapshotDriver {
 
     /// Why a snapshot folder found on disk is not ours to use (not root's, or writable by group or
     /// others), or nil when it is fine.
-    static func untrusted(_ st: stat) -> String? {
+    static package func untrusted(_ st: stat) -> String? {
         if st.st_uid != 0 { return "belongs to uid \(st.st_uid), not root" }
         if st.st_mode & 0o022 != 0 { return "is writable by group or others (mode \(String(format: "%04o", st.st_mode & 0o7777)))" }
         return nil
     }
 
-    static func isEmptyFolder(_ path: String) -> Bool {
+    static package func isEmptyFolder(_ path: String) -> Bool {
         ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? ["?"]).isEmpty
     }
 
@@ -121,7 +121,7 @@ public struct BtrfsSnapshotDriver: SnapshotDriver {
 
 /// Filesystem facts from statfs and /proc/self/mountinfo.
 public enum FileSystem {
-    static let magic: [Int: String] = [0x9123683E: "btrfs", 0xEF53: "ext4", 0x58465342: "xfs", 0x01021994: "tmpfs",
+    static package let magic: [Int: String] = [0x9123683E: "btrfs", 0xEF53: "ext4", 0x58465342: "xfs", 0x01021994: "tmpfs",
                                        0x794C7630: "overlay", 0x6969: "nfs"]
 
     /// The filesystem type of `path` (statfs f_type), e.g. "btrfs", "ext4", "xfs".
@@ -167,7 +167,7 @@ public enum FileSystem {
         return best
     }
 
-    static func unescape(_ s: String) -> String {
+    static package func unescape(_ s: String) -> String {
         var out = ""
         var it = Array(s.utf8)[...]
         var bytes: [UInt8] = []

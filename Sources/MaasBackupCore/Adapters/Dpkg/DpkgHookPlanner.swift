@@ -102,7 +102,7 @@ public enum DpkgHookPlanner {
         return out
     }
 
-    static func decideInstall(_ inv: DpkgInvocation, cwd: String?, inspector: some DpkgPackageInspector) async throws -> HookDecision {
+    static package func decideInstall(_ inv: DpkgInvocation, cwd: String?, inspector: some DpkgPackageInspector) async throws -> HookDecision {
         var changes: [PackageChange] = []
         var warnings: [String] = []
         for path in archivePaths(inv, cwd: cwd) {
@@ -125,7 +125,7 @@ public enum DpkgHookPlanner {
         return HookDecision.decide(changes, warnings: warnings)
     }
 
-    static func decideRemove(_ inv: DpkgInvocation, purge: Bool, inspector: some DpkgPackageInspector) async throws -> HookDecision {
+    static package func decideRemove(_ inv: DpkgInvocation, purge: Bool, inspector: some DpkgPackageInspector) async throws -> HookDecision {
         var targets: [InstalledPackage] = []
         if inv.pending {
             // --remove --pending acts on packages selected deinstall or purge; --purge --pending on purge.

@@ -29,18 +29,18 @@ public struct DpkgInvocation: Sendable, Equatable {
     }
 
     /// Long options that take a value, as `--opt=value` or `--opt value` (dpkg's cmdinfos table).
-    static let longWithValue: Set<String> = [
+    static package let longWithValue: Set<String> = [
         "pre-invoke", "post-invoke", "path-exclude", "path-include", "verify-format", "status-logger",
         "status-fd", "log", "root", "abort-after", "admindir", "instdir", "ignore-depends", "debug", "command-fd",
     ]
     /// Short options that take a value (`-D10` or `-D 10`); `-c` is --command-fd.
-    static let shortWithValue: Set<Character> = ["D", "c"]
-    static let longActions: [String: String] = [
+    static package let shortWithValue: Set<Character> = ["D", "c"]
+    static package let longActions: [String: String] = [
         "install": "install", "unpack": "unpack", "record-avail": "record-avail", "configure": "configure",
         "remove": "remove", "purge": "purge", "triggers-only": "triggers-only", "verify": "verify",
         "add-architecture": "add-architecture", "remove-architecture": "remove-architecture",
     ]
-    static let shortActions: [Character: String] = ["i": "install", "A": "record-avail", "r": "remove", "P": "purge", "V": "verify"]
+    static package let shortActions: [Character: String] = ["i": "install", "A": "record-avail", "r": "remove", "P": "purge", "V": "verify"]
 
     /// Parses dpkg's arguments (without argv[0]). Options end at `--` or at the first operand, as
     /// in dpkg's own parser. Unknown options are ignored; never throws: a

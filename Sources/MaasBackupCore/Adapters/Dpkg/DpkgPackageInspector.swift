@@ -59,7 +59,7 @@ public struct DpkgTools: DpkgPackageInspector {
         self.dpkgQuery = dpkgQuery
     }
 
-    static let showFormat = "${Package}\\t${Architecture}\\t${Version}\\t${db:Status-Want}\\t${db:Status-Status}\\n"
+    static package let showFormat = "${Package}\\t${Architecture}\\t${Version}\\t${db:Status-Want}\\t${db:Status-Status}\\n"
 
     private func run(_ tool: String, _ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
         guard let exe = Command.find(tool) else {
@@ -124,7 +124,7 @@ public struct DpkgTools: DpkgPackageInspector {
         }
     }
 
-    static func firstLine(_ s: String) -> String {
+    static package func firstLine(_ s: String) -> String {
         let line = s.split(separator: "\n").first.map(String.init) ?? ""
         return line.isEmpty ? "no message" : line
     }

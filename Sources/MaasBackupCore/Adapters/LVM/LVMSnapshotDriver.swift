@@ -40,7 +40,7 @@ public struct LVInfo: Sendable, Hashable, Decodable {
     public var identity: String { "\(vg)/\(name)" }
     public var isThin: Bool { !pool.isEmpty }
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case name = "lv_name", vg = "vg_name", attr = "lv_attr", sizeBytes = "lv_size", pool = "pool_lv"
         case kernelMajor = "lv_kernel_major", kernelMinor = "lv_kernel_minor"
         case dataPercent = "data_percent", metadataPercent = "metadata_percent"
@@ -49,7 +49,7 @@ public struct LVInfo: Sendable, Hashable, Decodable {
     }
 
     /// The `-o` list matching CodingKeys.
-    static let fields = "lv_name,vg_name,lv_attr,lv_size,pool_lv,lv_kernel_major,lv_kernel_minor,data_percent,"
+    static package let fields = "lv_name,vg_name,lv_attr,lv_size,pool_lv,lv_kernel_major,lv_kernel_minor,data_percent,"
         + "metadata_percent,lv_snapshot_invalid,vg_free,vg_size,vg_extent_size"
 
     public init(from decoder: any Decoder) throws {
@@ -80,8 +80,8 @@ public struct LVInfo: Sendable, Hashable, Decodable {
 
     /// Parses the JSON of `lvs --reportformat json` (warnings LVM printed around it are skipped).
     public static func parseReport(_ text: String) throws -> [LVInfo] {
-        struct Report: Decodable { var report: [Section] }
-        struct Section: Decodable { var lv: [LVInfo] }
+        struct Report: Decodable { package var report: [Section] }
+        struct Section: Decodable { package var lv: [LVInfo] }
         guard let start = text.firstIndex(of: "{"), let end = text.lastIndex(of: "}") else {
             throw BackupError.failed("lvs printed no JSON report: \(text.prefix(200))")
         }
@@ -106,13 +106,13 @@ public struct LVInfo: Sendable, Hashable, Decodable {
 public final class LVMSnapshotDriver: SnapshotDriver {
     public static let namePrefix = "msb-"
     /// Filesystems a snapshot of which can be mounted read-only beside the live one.
-    static let mountOptions: [String: String] = [
+    static package let mountOptions: [String: String] = [
         "ext4": "noload", "ext3": "noload", "ext2": "", "xfs": "nouuid,norecovery",
     ]
 
     public var method: SnapshotMethod { .lvm }
     public let snapshotSize: String
-    let lvm: any LVMRunner
+    package let lvm: any LVMRunner
     /// COW sizes (in extents) decided by checkCapacity, by origin "vg/lv"; create falls back to
     /// `snapshotSize` itself for an origin not in here.
     private let plannedExtents = Mutex<[String: Int64]>([:])
@@ -124,12 +124,12 @@ public final class LVMSnapshotDriver: SnapshotDriver {
 
     // MARK: - LVM queries
 
-    static func lvsArguments(_ selection: [String]) -> [String] {
+    static package func lvsArguments(_ selection: [String]) -> [String] {
         ["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "--binary", "-a", "-o", LVInfo.fields] + selection
     }
 
     /// Every LV LVM knows of.
-    func lvs() throws -> [LVInfo] {
+    package func lvs() throws -> [LVInfo] {
         do {
             return try LVInfo.parseReport(try lvm.run(Self.lvsArguments([])))
         } catch let e as LVM2Error {
@@ -138,7 +138,7 @@ public final class LVMSnapshotDriver: SnapshotDriver {
     }
 
     /// The LV named `identity` ("vg/lv"), or nil when LVM does not know it.
-    func lv(_ identity: String) throws -> LVInfo? {
+    package func lv(_ identity: String) throws -> LVInfo? {
         let parts = identity.split(separator: "/", maxSplits: 1).map(String.init)
         guard parts.count == 2 else { return nil }
         let all: [LVInfo]
@@ -267,7 +267,7 @@ public final class LVMSnapshotDriver: SnapshotDriver {
     }
 
     /// /dev/VG/LV, once udev made it (lvcreate waits for udev; this covers a slow one).
-    func devicePath(_ identity: String) throws -> String {
+    package func devicePath(_ identity: String) throws -> String {
         let path = "/dev/" + identity
         for _ in 0..<100 {
             if access(path, F_OK) == 0 { return path }
@@ -346,7 +346,7 @@ public final class LVMSnapshotDriver: SnapshotDriver {
         return max(1, (bytes + extent - 1) / extent)
     }
 
-    static func parseBytes(_ s: String) -> Int64? {
+    static package func parseBytes(_ s: String) -> Int64? {
         let units: [Character: Int64] = ["b": 1, "s": 512, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30,
                                          "t": 1 << 40, "p": 1 << 50, "e": 1 << 60]
         var number = Substring(s)

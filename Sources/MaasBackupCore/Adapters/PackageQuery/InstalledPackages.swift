@@ -3,7 +3,7 @@ import Foundation
 /// MAAS package names and the versions installed (dpkg-query).
 /// The MAAS packages installed, by dpkg-query.
 public enum InstalledPackages {
-    static let patterns = ["maas", "maas-*", "python3-django-maas", "python3-maas-*", "temporal"]
+    static package let patterns = ["maas", "maas-*", "python3-django-maas", "python3-maas-*", "temporal"]
 
     /// Installed MAAS packages and their versions; empty where dpkg has none (or no dpkg database under root).
     public static func installed(root: String) async -> [String: String] {

@@ -21,15 +21,15 @@ public struct DatabasePlan: Sendable, Codable {
 public final class PinnedSnapshot: @unchecked Sendable {
     public let database: String
     public private(set) var snapshotID: String = ""
-    let connection: PQConnection
+    package let connection: PQConnection
 
-    init(database: String, connection: PQConnection) {
+    package init(database: String, connection: PQConnection) {
         self.database = database
         self.connection = connection
     }
 
     /// Inside the window: opens the transaction and exports its snapshot.
-    func pin() throws {
+    package func pin() throws {
         do {
             try connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             guard let id = try connection.exec("SELECT pg_export_snapshot()").scalar else {
@@ -207,7 +207,7 @@ public struct PostgresAdapter: Sendable {
         _ = try fd.writeAll(Array(s.utf8))
     }
 
-    static func quoteIdent(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+    static package func quoteIdent(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
 }
 
 /// The MAAS schema head: the newest maasserver Django migration, and alembic's version where it exists.

@@ -14,7 +14,7 @@ public struct PostgresTarget: Sendable {
     public var maasDatabase: String
     public var scope: Config.Scope
     /// A password (from regiond.conf or password_file); kept in memory and written only to a 0600 passfile.
-    var password: String?
+    package var password: String?
     /// OS user to connect as over a local socket (peer authentication), when there is no password.
     public var osUser: (name: String, uid: uid_t, gid: gid_t)?
     public var binDir: String?
@@ -65,7 +65,7 @@ public struct PostgresTarget: Sendable {
 
     /// Reads database.password_file (or `key`, e.g. database.restore_password_file): a regular file owned by root that no group or other user may
     /// read or write (else exit 78, saying chmod 600 / chown root).
-    static func readPasswordFile(_ pf: String, key: String = "database.password_file") throws -> String {
+    static package func readPasswordFile(_ pf: String, key: String = "database.password_file") throws -> String {
         let fd = open(pf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else {
             throw BackupError.config("\(key) \(pf) cannot be read: \(String(cString: strerror(errno)))",
@@ -104,7 +104,7 @@ public struct PostgresTarget: Sendable {
     }
 
     /// libpq keywords for `database`; the password goes through `passfile`.
-    func parameters(database: String, passfile: String?) -> [(String, String)] {
+    package func parameters(database: String, passfile: String?) -> [(String, String)] {
         // PQConnection connects with expand_dbname 0: `database` is only ever a name.
         var p: [(String, String)] = [("dbname", database), ("user", user), ("application_name", "maas-snapshot-backup"),
                                      ("connect_timeout", "10")]
@@ -115,7 +115,7 @@ public struct PostgresTarget: Sendable {
     }
 
     /// Environment for pg_dump/psql: connection settings and the passfile; no password itself.
-    func environment(passfile: String?) -> [String: String?] {
+    package func environment(passfile: String?) -> [String: String?] {
         var e: [String: String?] = ["PGUSER": user, "PGPASSWORD": nil, "PGAPPNAME": "maas-snapshot-backup",
                                     "PGHOST": host, "PGPORT": port.map(String.init)]
         e["PGPASSFILE"] = passfile
@@ -125,13 +125,13 @@ public struct PostgresTarget: Sendable {
     /// A libpq connection string holding only `dbname`, quoted: for pg_dump's --dbname and
     /// pg_dumpall's --database, which take a name with "=" in it for a connection string (a
     /// database named "host=/tmp/evil dbname=maasdb" must not send them elsewhere).
-    static func conninfoDatabase(_ name: String) -> String {
+    static package func conninfoDatabase(_ name: String) -> String {
         "dbname='" + name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
     }
 
     /// The passfile's lines: the password for exactly this host, port and user, and the databases
     /// the run connects to (`databases`, the MAAS database, postgres and template1), never `*`.
-    func passfileText(databases: [String]) -> String? {
+    package func passfileText(databases: [String]) -> String? {
         guard let password else { return nil }
         let esc = { (s: String) in s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:") }
         // libpq matches "localhost" for the default socket when no host is given.
@@ -146,7 +146,7 @@ public struct PostgresTarget: Sendable {
 
     /// Writes a 0600 passfile in `dir` when there is a password; returns its path. `databases`:
     /// the databases the run connects to beyond the MAAS database, postgres and template1.
-    func writePassfile(in dir: String, databases: [String] = []) throws -> String? {
+    package func writePassfile(in dir: String, databases: [String] = []) throws -> String? {
         guard let line = passfileText(databases: databases) else { return nil }
         let path = dir + "/pgpass"
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -159,7 +159,7 @@ public struct PostgresTarget: Sendable {
     }
 
     /// Opens a connection, as the OS user when peer authentication needs it.
-    func connect(database: String, passfile: String?) throws -> PQConnection {
+    package func connect(database: String, passfile: String?) throws -> PQConnection {
         let params = parameters(database: database, passfile: passfile)
         do {
             if let os = osUser, os.uid != geteuid() {
@@ -174,7 +174,7 @@ public struct PostgresTarget: Sendable {
     }
 
     private static let euidLock = NSLock()
-    static func asEffectiveUser<T>(uid: uid_t, gid: gid_t, _ body: () throws -> T) throws -> T {
+    static package func asEffectiveUser<T>(uid: uid_t, gid: gid_t, _ body: () throws -> T) throws -> T {
         euidLock.lock()
         defer { euidLock.unlock() }
         guard setegid(gid) == 0, seteuid(uid) == 0 else {
