@@ -34,17 +34,62 @@ let package = Package(
         // Byte streams and compression filters (gzip, parallel gzip).
         .target(name: "Streams", dependencies: ["CZlib"], path: "Sources/Streams", swiftSettings: swift6),
 
-        // The core: backup, restore, verify, expire and rollback pipelines, and the adapters.
+        // The kit: the model (config, manifest, archive names, errors, records) and the platform
+        // (atomic files, private folders, the run lock, interruption, commands, file systems, fault points).
         .target(
-            name: "MaasBackupCore",
+            name: "MSBKit",
             dependencies: [
-                "LibPQ", "LibBtrfsUtil", "LibLVM2Cmd", "LibArchive", "Digest", "Streams", "CLinux",
+                "CLinux", "LibArchive",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
             ],
-            swiftSettings: swift6
+            path: "Sources/Kit", swiftSettings: swift6
         ),
+
+        // Drivers: each outside thing behind a small protocol. They depend on the kit and their C
+        // wrappers only, never on each other or on a command.
+        .target(name: "MSBSnapshot", dependencies: ["MSBKit", "LibBtrfsUtil", "LibLVM2Cmd", "CLinux"],
+                path: "Sources/Drivers/Snapshot", swiftSettings: swift6),
+        .target(name: "MSBDatabase", dependencies: ["MSBKit", "LibPQ", "LibArchive", "CLinux",
+                                                    .product(name: "Yams", package: "Yams"),
+                                                    .product(name: "SystemPackage", package: "swift-system")],
+                path: "Sources/Drivers/Database", swiftSettings: swift6),
+        .target(name: "MSBServices", dependencies: ["MSBKit", "CLinux", .product(name: "SystemPackage", package: "swift-system")],
+                path: "Sources/Drivers/Services", swiftSettings: swift6),
+        .target(name: "MSBArchive", dependencies: ["MSBKit", "LibArchive", "Streams", "Digest", "CZlib"],
+                path: "Sources/Drivers/Archive", swiftSettings: swift6),
+        .target(name: "MSBPackages", dependencies: ["MSBKit", "Digest"],
+                path: "Sources/Drivers/Packages", swiftSettings: swift6),
+        // The region as found on this machine (Vault, other regions, services): database + services.
+        .target(name: "MSBRegion", dependencies: ["MSBKit", "MSBDatabase", "MSBServices", "LibPQ",
+                                                  .product(name: "Yams", package: "Yams")],
+                path: "Sources/Region", swiftSettings: swift6),
+        // Package-hook policy: apt's and dpkg's input, the decisions and the markers (the fuzzer links it).
+        .target(name: "MSBPackageHooks", dependencies: ["MSBKit", "MSBPackages"],
+                path: "Sources/PackageHooks", swiftSettings: swift6),
+
+        // Commands: one folder (and target) each; they use drivers, and only the ones listed call each other.
+        .target(name: "MSBExpire", dependencies: ["MSBKit", "MSBArchive"],
+                path: "Sources/Commands/Expire", swiftSettings: swift6),
+        .target(name: "MSBVerify", dependencies: ["MSBKit", "MSBArchive", "MSBDatabase"],
+                path: "Sources/Commands/Verify", swiftSettings: swift6),
+        .target(name: "MSBBackup", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
+                                                  "MSBPackages", "MSBRegion", "MSBExpire", "Streams", "LibArchive",
+                                                  .product(name: "SystemPackage", package: "swift-system")],
+                path: "Sources/Commands/Backup", swiftSettings: swift6),
+        .target(name: "MSBRestore", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
+                                                   "MSBPackages", "MSBRegion", "LibPQ", .product(name: "Yams", package: "Yams")],
+                path: "Sources/Commands/Restore", swiftSettings: swift6),
+        .target(name: "MSBRollback", dependencies: ["MSBKit", "MSBRestore", "MSBExpire", "MSBArchive", "MSBPackages"],
+                path: "Sources/Commands/Rollback", swiftSettings: swift6),
+        .target(name: "MSBRecover", dependencies: ["MSBKit", "MSBBackup", "MSBRestore", "MSBSnapshot", "MSBServices",
+                                                   "MSBDatabase", "MSBExpire"],
+                path: "Sources/Commands/Recover", swiftSettings: swift6),
+        // The commands and policy in one import for the command line, the benchmark and the tests.
+        .target(name: "MaasBackupCore", dependencies: ["MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
+                                                       "MSBRecover", "MSBPackageHooks"],
+                swiftSettings: swift6),
         // The command line: parses and prints, nothing else.
         .executableTarget(
             name: "maas-snapshot-backup",

@@ -1,0 +1,329 @@
+import Foundation
+import MSBKit
+import MSBSnapshot
+import MSBDatabase
+import MSBServices
+import MSBArchive
+import MSBPackages
+import MSBRegion
+import MSBExpire
+import SystemPackage
+import Streams
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options of one backup run (from the command line).
+public struct BackupOptions: Sendable {
+    public var reason = "manual"
+    public var snapshot: Config.SnapshotChoice?
+    public var dryRun = false
+    public var lockTimeout: Double = 30
+    /// Our own executable, for the dead-man guard (nil: no guard process).
+    public var guardExecutable: String?
+    /// Human progress lines (stderr on a terminal).
+    public var log: (@Sendable (String) -> Void)?
+    /// Archive progress: bytes read so far, estimated total.
+    public var progress: (@Sendable (Int64, Int64) -> Void)?
+    /// .deb files to keep beside the archive (pre-upgrade backups): package -> path.
+    public var debsToSave: [String: String] = [:]
+    /// When the destination is short of space, apply the retention first (pre-upgrade backups,
+    /// which would otherwise block the upgrade) and say what it removed.
+    public var pruneWhenShort = false
+    public init() {}
+}
+
+/// What a finished backup reports (`--json` prints it).
+public struct BackupResult: Sendable, Codable {
+    public var status: String
+    public var archive: String?
+    public var sizeBytes: Int64
+    public var snapshotMethod: String
+    public var servicesStopped: [String]
+    public var downtimeMs: Double
+    public var window: [Manifest.WindowStep]
+    public var durationMs: Double
+    public var reason: String
+    public var dryRun: Bool
+    public var plan: BackupPlan?
+    /// The retention applied after the backup (`retention.after_backup`), or before it when the
+    /// destination was short of space for a pre-upgrade backup.
+    public var pruned: PruneReport?
+    /// What this backup does not cover (secrets in Vault, other regions' files).
+    public var warnings: [String] = []
+    /// Later steps that failed although the backup is written (the retention after it, the
+    /// metrics textfile): the run exits 3.
+    public var failedSteps: [String] = []
+
+    package init(status: String, archive: String? = nil, sizeBytes: Int64, snapshotMethod: String, servicesStopped: [String], downtimeMs: Double, window: [Manifest.WindowStep], durationMs: Double, reason: String, dryRun: Bool, plan: BackupPlan? = nil, pruned: PruneReport? = nil, warnings: [String] = [], failedSteps: [String] = []) {
+        self.status = status
+        self.archive = archive
+        self.sizeBytes = sizeBytes
+        self.snapshotMethod = snapshotMethod
+        self.servicesStopped = servicesStopped
+        self.downtimeMs = downtimeMs
+        self.window = window
+        self.durationMs = durationMs
+        self.reason = reason
+        self.dryRun = dryRun
+        self.plan = plan
+        self.pruned = pruned
+        self.warnings = warnings
+        self.failedSteps = failedSteps
+    }
+}
+
+/// The backup pipeline: preflight, the freeze window, the archive while MAAS runs, finish.
+public struct BackupPipeline: Sendable {
+    public let config: Config
+    public let options: BackupOptions
+    package let services: any ServiceManager
+
+    public init(config: Config, options: BackupOptions, services: (any ServiceManager)? = nil) throws {
+        self.config = config
+        self.options = options
+        self.services = try services ?? Systemctl()
+        self.drivers = [BtrfsSnapshotDriver()] + SnapshotDrivers.extra(config)
+    }
+
+    package func log(_ s: String) { options.log?(s) }
+
+    /// Made once per pipeline: a driver keeps what preflight decided (LVM: the COW sizes).
+    package let drivers: [any SnapshotDriver]
+
+    // MARK: - Preflight
+
+    /// Decides everything and changes nothing.
+    public func preflight(passfile: String?) async throws -> BackupPlan {
+        guard geteuid() == 0 else {
+            throw BackupError(.noPermission, "maas-snapshot-backup must run as root", hint: "run it with sudo")
+        }
+        let choice = options.snapshot ?? config.snapshot
+        let target = try PostgresTarget.resolve(config)
+        let pg = PostgresAdapter(target: target)
+        let db = try pg.preflight(passfile: passfile)
+        let region = try regionFacts(target: target, passfile: passfile)
+
+        let skip = skipper()
+        var items: [BackupPlan.Item] = []
+        var volumes: [Volume] = []
+        for p in config.paths {
+            let live = config.live(p)
+            var st = stat()
+            guard lstat(live, &st) == 0 else {
+                throw BackupError.unavailable("\(live) does not exist", hint: "check paths and root in the config")
+            }
+            let size = treeSize(live, skip: { skip(member(of: $0)) })
+            var method: SnapshotMethod
+            var volume: Volume?
+            if choice == .none {
+                method = .none
+            } else {
+                let usable = drivers.filter { choice == .auto || $0.method.rawValue == choice.rawValue }
+                for d in usable {
+                    if let v = try d.probe(path: live) { volume = v; break }
+                }
+                if let v = volume {
+                    method = v.method
+                    if !volumes.contains(v) { volumes.append(v) }
+                } else if size <= config.copyInWindowMax {
+                    method = .copy
+                } else {
+                    throw BackupError.unavailable(
+                        "\(live) (\(formatBytes(size))) is not on a \(choice == .auto ? "Btrfs subvolume or LVM volume" : choice.rawValue + " volume") and is over copy_in_window_max (\(formatBytes(config.copyInWindowMax)))",
+                        hint: "put it on Btrfs or LVM, raise copy_in_window_max, or run with --snapshot none (services stay stopped for the whole run)")
+                }
+            }
+            items.append(.init(path: p, livePath: live, method: method, volume: volume, sizeBytes: size))
+        }
+        for d in drivers {
+            let vs = volumes.filter { $0.method == d.method }
+            if !vs.isEmpty { try d.checkCapacity(vs) }
+        }
+
+        // Destination: creatable, and room for the archive plus the dump's spool.
+        let dest = config.destination
+        var probe = dest
+        while !FileManager.default.fileExists(atPath: probe) { probe = (probe as NSString).deletingLastPathComponent }
+        guard access(probe, W_OK) == 0 else {
+            throw BackupError(.cantCreate, "the destination \(dest) is not writable", hint: "fix its permissions or set destination in the config")
+        }
+        for item in items where isUnder(config.live(dest), item.livePath) {
+            throw BackupError.config("the destination \(dest) is inside the backed-up path \(item.path)", hint: "choose a destination outside \(config.paths.joined(separator: ", "))")
+        }
+        let files = items.reduce(Int64(0)) { $0 + $1.sizeBytes }
+        let estimate = files + db.sizeBytes * 2
+        var free = FileSystem.freeBytes(probe) ?? Int64.max
+        if free < estimate && options.pruneWhenShort && !options.dryRun {
+            // A pre-upgrade backup that fails blocks the upgrade: old backups that retention would
+            // remove anyway go first (the run lock is held).
+            let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
+            prunedInPreflight.set(report)
+            if !report.removed.isEmpty {
+                log("not enough free space in \(dest): removed \(report.removed.count) old backup(s) by the retention (\(formatBytes(report.freedBytes)) freed): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+            }
+            free = FileSystem.freeBytes(probe) ?? Int64.max
+        }
+        guard free >= estimate else {
+            throw BackupError(.cantCreate, "not enough free space in \(dest): \(formatBytes(free)) free, about \(formatBytes(estimate)) needed",
+                              hint: "free some space, run prune, or set destination elsewhere")
+        }
+
+        let active = try await services.activeUnits(config.services)
+        let inactive = config.services.filter { !active.contains($0) }
+        var plan = BackupPlan(items: items, volumes: volumes, servicesToStop: active, servicesInactive: inactive,
+                              database: db, databaseTarget: target.display, destination: dest, estimatedBytes: estimate,
+                              freeBytes: free, stopForWholeRun: choice == .none)
+        (plan.maasId, plan.otherRegions, plan.vaultUrl, plan.warnings) = region
+        return plan
+    }
+
+    /// This region's id, the other regions connected to the database, Vault, and the warnings they
+    /// call for (README "Region layouts").
+    package func regionFacts(target: PostgresTarget, passfile: String?) throws -> (String?, [String], String?, [String]) {
+        let own = RegionLayout.maasID(config)
+        let others = RegionLayout.ids(try RegionLayout.otherRegions(target: target, database: target.maasDatabase, passfile: passfile, ownID: own))
+        let vault = RegionLayout.vaultURL(config)
+        var warnings: [String] = []
+        if let vault { warnings.append(RegionLayout.vaultWarning(vault)) }
+        if !others.isEmpty { warnings.append(RegionLayout.otherRegionsWarning(others)) }
+        return (own, others, vault, warnings)
+    }
+
+    /// Archive member name of a live path: relative to root, without a leading slash.
+    package func member(of live: String) -> String {
+        var r = config.root
+        if r.hasSuffix("/") { r.removeLast() }
+        var m = live.hasPrefix(r + "/") ? String(live.dropFirst(r.count)) : live
+        while m.hasPrefix("/") { m.removeFirst() }
+        return m
+    }
+
+    /// Members left out: the configured excludes (boot-resources by default), our own snapshot folders.
+    package func skipper() -> @Sendable (String) -> Bool { Self.skipRule(exclude: config.exclude) }
+
+    /// The rule `skipper` applies to a member (a path below the root, no leading "/"): left out when
+    /// it is one of `exclude` (paths as the config writes them, "/var/lib/maas/boot-resources") or
+    /// below one, or is a Btrfs snapshot folder of ours. Public for the archive benchmark.
+    public static func skipRule(exclude: [String]) -> @Sendable (String) -> Bool {
+        let excluded = exclude.map { p -> String in
+            var m = p
+            while m.hasPrefix("/") { m.removeFirst() }
+            return m
+        }
+        return { m in
+            if m.hasSuffix("/" + BtrfsSnapshotDriver.snapshotFolder) || m == BtrfsSnapshotDriver.snapshotFolder { return true }
+            return excluded.contains { isUnder(m, $0) }
+        }
+    }
+
+    // MARK: - Run
+
+    /// A pruning done by preflight (pre-upgrade backup short of space), for the result.
+    package let prunedInPreflight = PruneBox()
+
+    final package class PruneBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: PruneReport?
+        package func set(_ v: PruneReport) { lock.lock(); value = v; lock.unlock() }
+        package func get() -> PruneReport? { lock.lock(); defer { lock.unlock() }; return value }
+    }
+
+    /// A backup run; the metrics textfile (when configured) is written whatever the outcome.
+    public func run() async throws -> BackupResult {
+        let clock = Stopwatch()
+        do {
+            var r = try await runLocked(clock: clock)
+            if !r.dryRun, let path = config.metricsTextfile, let w = Metrics.write(path: path, outcome: .success(r)) {
+                r.failedSteps.append(w)
+            }
+            return r
+        } catch {
+            if !options.dryRun, let path = config.metricsTextfile {
+                let code = (error as? BackupError)?.code ?? .failed
+                Metrics.write(path: path, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2))
+            }
+            throw error
+        }
+    }
+
+    package func runLocked(clock: Stopwatch) async throws -> BackupResult {
+        guard geteuid() == 0 else {
+            throw BackupError(.noPermission, "maas-snapshot-backup must run as root", hint: "run it with sudo")
+        }
+        // Before anything reads regiond.conf or the database: a snap MAAS has neither where we look.
+        try await RegionLayout.refuseSnap(config, services: services, command: "backup")
+        let lock = try RunLock(path: config.lockFile, timeout: options.lockTimeout)
+        defer { lock.release() }
+
+        if options.dryRun {
+            let plan = try await preflight(passfile: nil)
+            return BackupResult(status: "dry-run", archive: nil, sizeBytes: 0, snapshotMethod: plan.methodSummary,
+                                servicesStopped: [], downtimeMs: 0, window: [], durationMs: clock.elapsedMs.ms2,
+                                reason: options.reason, dryRun: true, plan: plan, warnings: plan.warnings)
+        }
+        // Preflight with a passfile in memory only: the private folder is made once preflight passes.
+        let target = try PostgresTarget.resolve(config)
+        let plan: BackupPlan
+        do {
+            // A passfile is needed to connect when there is a password; make it in a private temp folder.
+            let tmp = try PrivateDir.makeTemporary()
+            defer { tmp.remove() }
+            plan = try await preflight(passfile: try target.writePassfile(in: tmp.path))
+        }
+        log("preflight passed: \(plan.items.map { "\($0.path) by \($0.method.rawValue)" }.joined(separator: ", ")); stopping \(plan.servicesToStop.isEmpty ? "nothing" : plan.servicesToStop.joined(separator: " "))")
+
+        let runID = ArchiveName.timestamp(Date()) + "-\(getpid())"
+        let journal = try RunJournal(stateDir: config.stateDir, runID: runID, command: "backup")
+        var run = RunState(pipeline: self, plan: plan, runID: runID, journal: journal, target: target)
+        var result: BackupResult
+        do {
+            result = try await run.execute(clock: clock)
+            journal.close()
+            result.warnings = plan.warnings
+        } catch {
+            await run.cleanupAfterFailure()
+            journal.close()
+            throw Self.destinationFull(error, destination: config.destination)
+        }
+        result.pruned = prunedInPreflight.get()
+        // Retention, now that a newer complete backup exists (the lock is still held).
+        if config.retention.afterBackup {
+            do {
+                let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
+                if !report.removed.isEmpty {
+                    log("retention removed \(report.removed.count) old backup(s): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+                }
+                result.failedSteps += report.errors.map { "retention: \($0)" }
+                if var before = result.pruned {
+                    before.removed += report.removed
+                    before.kept = report.kept
+                    before.freedBytes += report.freedBytes
+                    before.errors += report.errors
+                    result.pruned = before
+                } else {
+                    result.pruned = report
+                }
+            } catch {
+                result.failedSteps.append("retention after the backup failed: \(error)")
+            }
+        }
+        result.durationMs = clock.elapsedMs.ms2
+        return result
+    }
+}
+
+extension BackupPipeline {
+    /// A write that failed with ENOSPC or EDQUOT (the archive, the dump's spool, pg_dump's own
+    /// message) becomes the documented "cannot create the output" error, 73.
+    static package func destinationFull(_ error: any Error, destination: String) -> any Error {
+        if let e = error as? BackupError, e.code != .failed { return error }
+        let full: Bool
+        if let s = error as? StreamError, let e = s.errno { full = e == ENOSPC || e == EDQUOT }
+        else { full = "\(error)".contains(String(cString: strerror(ENOSPC))) || "\(error)".contains(String(cString: strerror(EDQUOT))) }
+        guard full else { return error }
+        return BackupError(.cantCreate, "the destination \(destination) filled up while the backup was written (\(error)); nothing was kept",
+                           hint: "free space there, prune old backups, or set destination in the config")
+    }
+}
+

@@ -1,0 +1,100 @@
+import Foundation
+import MSBKit
+import MSBBackup
+import MSBRestore
+import MSBSnapshot
+import MSBServices
+import MSBDatabase
+import MSBExpire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `status`: the last backup and how the last run ended, leftovers of killed runs, the config, the hooks.
+public struct StatusReport: Sendable, Codable {
+    public struct ConfigCheck: Sendable, Codable {
+        public var path: String
+        public var ok: Bool
+        public var problems: [String]
+    }
+    public struct Leftover: Sendable, Codable {
+        public var journal: String
+        public var command: String
+        public var runID: String
+        public var pid: Int32
+        public var startedAt: String
+        public var phase: String
+        public var servicesStillStopped: [String]
+        public var snapshots: [String]
+        public var files: [String]
+        /// A restore's database step and its copies (what `recover` drops or swaps back).
+        public var database: String? = nil
+    }
+    public var destination: String
+    public var backups: Int
+    public var totalBytes: Int64
+    public var lastBackup: BackupEntry?
+    /// "ok" (the newest run left a complete archive), "interrupted" (a run newer than the last
+    /// archive left leftovers), "none" (no backup yet).
+    public var lastResult: String
+    public var lastVerified: BackupEntry?
+    public var partialArchives: [String]
+    public var leftovers: [Leftover]
+    public var config: ConfigCheck
+    public var aptHookInstalled: Bool
+    public var dpkgHookInstalled: Bool
+}
+
+public enum StatusCheck {
+    public static let aptHookFile = "/etc/apt/apt.conf.d/80maas-snapshot-backup"
+    public static let dpkgHookFile = "/etc/dpkg/dpkg.cfg.d/maas-snapshot-backup"
+
+    /// `config` is nil when it could not be loaded; `configError` says why.
+    public static func run(config loaded: Config?, configPath: String, configError: String?) -> StatusReport {
+        let config = loaded ?? Config()
+        var problems: [String] = []
+        if let configError { problems.append(configError) }
+        if loaded != nil {
+            do { _ = try PostgresTarget.resolve(config) } catch { problems.append("\(error)") }
+            for p in config.paths where !FileManager.default.fileExists(atPath: config.live(p)) {
+                problems.append("\(config.live(p)) does not exist")
+            }
+            var probe = config.destination
+            while !FileManager.default.fileExists(atPath: probe) { probe = (probe as NSString).deletingLastPathComponent }
+            if access(probe, W_OK) != 0 { problems.append("the destination \(config.destination) is not writable") }
+            if Command.find("systemctl") == nil { problems.append("systemctl is not on PATH") }
+        }
+        let entries = Catalog.entries(destination: config.destination)
+        let partials = ((try? FileManager.default.contentsOfDirectory(atPath: config.destination)) ?? [])
+            .filter { $0.hasPrefix("maas-backup-") && $0.hasSuffix(ArchiveName.partialSuffix) }.sorted()
+            .map { config.destination + "/" + $0 }
+        var leftovers: [StatusReport.Leftover] = []
+        for j in RunJournal.leftovers(stateDir: config.stateDir) {
+            let r = j.record
+            leftovers.append(.init(journal: j.path, command: r.command, runID: r.runID, pid: r.pid, startedAt: r.startedAt, phase: r.phase,
+                                   servicesStillStopped: r.servicesRestarted ? [] : r.stoppedServices,
+                                   snapshots: r.snapshots.map(\.identity),
+                                   files: [r.privateDir, r.partialArchive].compactMap { $0 }))
+        }
+        for j in RestoreJournal.leftovers(stateDir: config.stateDir) {
+            let r = j.record
+            leftovers.append(.init(journal: j.path, command: r.command, runID: r.runID, pid: r.pid, startedAt: r.startedAt, phase: r.phase,
+                                   servicesStillStopped: r.servicesRestarted ? [] : r.stoppedServices, snapshots: [],
+                                   files: (r.filesFinal ? [] : r.swaps.filter(\.asideDone).map(\.aside)) + [r.privateDir].compactMap { $0 },
+                                   database: r.database == "untouched" ? nil
+                                       : "\(r.database)" + ((r.databases ?? []).isEmpty ? "" : " (\((r.databases ?? []).map { "\($0.name) -> \($0.restoring), kept as \($0.previous)" }.joined(separator: "; ")))")))
+        }
+        let last = entries.first
+        var result = last == nil ? "none" : "ok"
+        if let newestLeft = leftovers.filter({ $0.command == "backup" }).map({ Catalog.parseTime($0.startedAt) ?? 0 }).max(),
+           newestLeft >= (last?.time ?? 0) {
+            result = "interrupted"
+        }
+        return StatusReport(
+            destination: config.destination, backups: entries.count, totalBytes: entries.reduce(0) { $0 + $1.sizeBytes },
+            lastBackup: last, lastResult: result, lastVerified: entries.first(where: { $0.verified }), partialArchives: partials,
+            leftovers: leftovers, config: .init(path: configPath, ok: problems.isEmpty, problems: problems),
+            aptHookInstalled: FileManager.default.fileExists(atPath: config.live(aptHookFile)),
+            dpkgHookInstalled: FileManager.default.fileExists(atPath: config.live(dpkgHookFile)))
+    }
+}

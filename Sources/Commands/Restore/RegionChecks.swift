@@ -1,0 +1,79 @@
+import Foundation
+import MSBKit
+import MSBSnapshot
+import MSBDatabase
+import MSBServices
+import MSBArchive
+import MSBPackages
+import MSBRegion
+
+/// The region checks of restore and rollback (README "Region layouts"), run in `prepare` before
+/// anything changes, and the `maas-region dbupgrade` step after a patch-level version change.
+package enum RegionChecks {
+    /// What the region checks found: warnings for the plan and the dbupgrade to run, if any.
+    package struct Outcome {
+        package var warnings: [String] = []
+        package var otherRegions: [String] = []
+        package var dbUpgrade: String?
+    }
+
+    /// Other regions connected to the database: refused (exit 69) unless `force`, then a warning
+    /// that says what it risks. Vault: a warning.
+    static package func check(config: Config, target: PostgresTarget, passfile: String?, force: Bool, command: String) throws -> Outcome {
+        var out = Outcome()
+        let others = try RegionLayout.otherRegions(target: target, database: target.maasDatabase, passfile: passfile,
+                                                   ownID: RegionLayout.maasID(config))
+        if !others.isEmpty {
+            let names = others.map(\.display).joined(separator: ", ")
+            guard force else {
+                throw BackupError.unavailable(
+                    "another region controller is connected to the MAAS database \(target.maasDatabase): \(names); a \(command) would replace the database under it",
+                    hint: "stop MAAS there first, e.g. `systemctl stop maas-regiond maas-temporal maas-temporal-worker maas-apiserver` on each of those hosts, then run \(command) again; --force-other-regions goes on anyway")
+            }
+            out.otherRegions = RegionLayout.ids(others)
+            out.warnings.append("--force-other-regions: \(names) were connected; their sessions are ended (if they reconnect while the dump loads, the \(command) fails) and they then use the restored database with their own /etc/maas and /var/lib/maas, which this \(command) did not change and which may not match it: restart MAAS on those hosts (systemctl restart maas-regiond ...) and check them")
+        }
+        if let vault = RegionLayout.vaultURL(config) {
+            out.warnings.append(RegionLayout.vaultWarning(vault) + "; this \(command) does not change what Vault holds")
+        }
+        return out
+    }
+
+    /// "3.6.1" from "1:3.6.1-16333-g.1234567-0ubuntu1~22.04.1": major.minor.patch without the epoch.
+    static package func patchVersion(_ debVersion: String) -> String? {
+        var v = Substring(debVersion)
+        if let colon = v.firstIndex(of: ":") { v = v[v.index(after: colon)...] }
+        let parts = v.split(whereSeparator: { !$0.isNumber }).prefix(3)
+        guard parts.count == 3 else { return nil }
+        return parts.joined(separator: ".")
+    }
+
+    /// The dbupgrade a restore runs when the installed MAAS has the backup's major.minor but another
+    /// patch version (the installed code may expect migrations the backup's database lacks), as a
+    /// line for the plan; nil when the versions are the same or unknown. Throws (69) when
+    /// `maas-region` is missing.
+    static package func dbUpgradeNeeded(backup: String?, installed: String?) throws -> String? {
+        guard let backup, let installed, let b = patchVersion(backup), let i = patchVersion(installed), b != i,
+              Manifest.majorMinor(backup) == Manifest.majorMinor(installed) else { return nil }
+        guard let exe = maasRegion() else {
+            throw BackupError.unavailable("the backup is of MAAS \(b) but MAAS \(i) is installed, so the restore must run `maas-region dbupgrade`, and maas-region is not found",
+                                          hint: "install maas-region-api (or maas-region-controller) \(i), or restore over MAAS \(b)")
+        }
+        return "the backup is of MAAS \(b) but MAAS \(i) is installed: `\(exe) dbupgrade` runs after the database and the files are restored, before the services start"
+    }
+
+    /// maas-region on PATH, else /usr/sbin (where the deb puts it).
+    static package func maasRegion() -> String? { Command.find("maas-region", extraDirs: ["/usr/sbin"]) }
+
+    /// Runs `maas-region dbupgrade` as root, as on a deb install; its failure fails the restore.
+    static package func dbUpgrade(log: (String) -> Void) async throws {
+        guard let exe = maasRegion() else { throw BackupError.failed("maas-region is not found: cannot run dbupgrade") }
+        log("running \(exe) dbupgrade (the installed MAAS differs from the backup's by its patch version)")
+        let r = try await Command.run(exe, ["dbupgrade"])
+        guard r.succeeded else {
+            throw BackupError.failed("\(exe) dbupgrade failed (exit \(r.status)): \(r.lastErrorLine); the database may be partly upgraded",
+                                     hint: "see its output with `\(exe) dbupgrade` run by hand")
+        }
+        log("\(exe) dbupgrade finished")
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import MSBKit
+import MSBRestore
+import MSBExpire
+import MSBArchive
+import MSBPackages
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One MAAS package a rollback puts back.
+public struct PackageReinstall: Sendable, Codable {
+    public var package: String
+    public var backupVersion: String
+    public var installedVersion: String?
+    /// The saved .deb (absolute path).
+    public var deb: String
+    /// Its SHA-256, as the backup recorded it and as checked on the private copy dpkg installs.
+    public var sha256: String
+}
+
+public struct RollbackPlan: Sendable, Codable {
+    public var restore: RestorePlan
+    public var packages: [PackageReinstall]
+    /// The command that reinstalls them (no network).
+    public var command: [String]
+    /// MAAS packages installed now that the backup did not have (left alone).
+    public var notInBackup: [String]
+}
+
+public struct RollbackResult: Sendable, Codable {
+    public var status: String
+    public var dryRun: Bool
+    public var plan: RollbackPlan?
+    public var restore: RestoreResult?
+}
+
+/// `rollback [ARCHIVE]`: restore a pre-upgrade backup (by default the newest), then reinstall the
+/// MAAS package versions it recorded from the .deb files saved beside it, then start and check.
+/// Refused while apt or dpkg runs (it would need their lock, and their hooks would run it inside them).
+public enum RollbackPipeline {
+    /// Why a rollback cannot run now, or nil.
+    public static func insideAptOrDpkg(environment: [String: String], root: String) -> String? {
+        if environment["DPKG_RUNNING_VERSION"] != nil { return "it runs inside dpkg (DPKG_RUNNING_VERSION is set)" }
+        if environment["APT_HOOK_INFO_FD"] != nil { return "it runs inside an apt hook (APT_HOOK_INFO_FD is set)" }
+        for f in ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"] {
+            if let pid = lockHolder(Config.join(root, f)) {
+                return "\(Config.join(root, f)) is held\(pid > 0 ? " by PID \(pid)" : "") (apt or dpkg is running)"
+            }
+        }
+        return nil
+    }
+
+    /// The PID holding a write lock on `path` (fcntl F_GETLK; the lock is not taken), -1 when the
+    /// holder is unknown (an open file description lock), nil when nobody holds it.
+    static package func lockHolder(_ path: String) -> Int32? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var fl = flock()
+        fl.l_type = Int16(F_WRLCK)
+        fl.l_whence = Int16(SEEK_SET)
+        fl.l_start = 0
+        fl.l_len = 0
+        guard fcntl(fd, F_GETLK, &fl) == 0 else { return nil }
+        if fl.l_type == Int16(F_UNLCK) { return nil }
+        return fl.l_pid > 0 ? fl.l_pid : -1
+    }
+
+    /// The newest pre-upgrade backup in the destination.
+    public static func defaultArchive(config: Config) throws -> String {
+        guard let e = Catalog.entries(destination: config.destination).first(where: { $0.hasManifest && $0.isPreUpgrade }) else {
+            throw BackupError.unavailable("there is no pre-upgrade backup in \(config.destination)",
+                                          hint: "name an archive: maas-snapshot-backup rollback ARCHIVE")
+        }
+        return e.archive
+    }
+
+    /// The packages to put back and the command that does it. Each saved .deb is copied into
+    /// `staging` (a private folder) and its SHA-256 checked against the manifest's there; dpkg gets
+    /// the checked copies, so nothing can swap a .deb between the check and the install.
+    static package func packagePlan(manifest: Manifest, config: Config, archive: String, staging: String) async throws -> (changes: [PackageReinstall], command: [String], extra: [String]) {
+        let installed = await InstalledPackages.installed(root: config.root)
+        var changes: [PackageReinstall] = []
+        var missing: [String] = []
+        for (pkg, version) in manifest.maasPackages.sorted(by: { $0.key < $1.key }) where installed[pkg] != version {
+            guard let rel = manifest.savedDebs?[pkg], let file = ArchiveVerifier.savedDebName(rel) else {
+                missing.append("\(pkg) \(version)")
+                continue
+            }
+            guard let want = manifest.savedDebsSha256?[pkg] else {
+                missing.append("\(pkg) \(version) (the backup recorded no checksum for it)")
+                continue
+            }
+            let deb = Catalog.debsFolder(archive) + "/" + file
+            guard FileManager.default.fileExists(atPath: deb) else {
+                missing.append("\(pkg) \(version) (\(deb) is gone)")
+                continue
+            }
+            let copy = staging + "/" + file
+            let got = try DebCopy.copy(deb, to: copy)
+            guard got == want else {
+                throw BackupError.data("\(deb) does not match the SHA-256 the backup recorded for \(pkg) \(version)",
+                                       hint: "the saved package was changed or damaged; reinstall MAAS \(version) by hand, then use `maas-snapshot-backup restore`")
+            }
+            changes.append(PackageReinstall(package: pkg, backupVersion: version, installedVersion: installed[pkg], deb: deb, sha256: want))
+        }
+        if !missing.isEmpty {
+            throw BackupError.unavailable("the backup has no saved .deb for \(missing.joined(separator: ", ")): the packages cannot be put back without the network",
+                                          hint: "install them by hand, then use `maas-snapshot-backup restore`")
+        }
+        let extra = installed.keys.filter { manifest.maasPackages[$0] == nil }.sorted()
+        var command: [String] = []
+        if !changes.isEmpty {
+            if config.root != "/" {
+                throw BackupError.config("rollback reinstalls packages, which it can do only with root: /",
+                                         hint: "run it on the MAAS host itself")
+            }
+            // dpkg itself: the saved .debs are exactly the versions that were installed together, and
+            // it downgrades without asking. apt 2.6 refused a saved .deb whose file name lacks the
+            // version's epoch ("Pathname to install is not absolute") once the repository no longer
+            // had that version: just the case a rollback is for.
+            guard let dpkg = Command.find("dpkg") else { throw BackupError.unavailable("dpkg was not found") }
+            // Shown with the saved .debs; run with their checked copies in `staging` (same file names).
+            command = [dpkg, "--force-confdef", "--force-confold", "-i"] + changes.map(\.deb)
+        }
+        return (changes, command, extra)
+    }
+
+    public static func run(archive: String?, config: Config, dryRun: Bool, options base: RestoreOptions,
+                           environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> RollbackResult {
+        if let why = insideAptOrDpkg(environment: environment, root: config.root) {
+            throw BackupError(.locked, "rollback cannot run now: \(why)", hint: "run it after apt or dpkg has finished")
+        }
+        let path = try ArchiveVerifier.open(try archive ?? defaultArchive(config: config), config: config).path
+        let staging = try PrivateDir.makeTemporary()
+        defer { staging.remove() }
+        let planBox = PlanBox()
+        var options = base
+        options.command = "rollback"
+        options.skipVersionGuard = true
+        options.preflight = { manifest in
+            let p = try await packagePlan(manifest: manifest, config: config, archive: path, staging: staging.path)
+            planBox.set(p)
+        }
+        options.packageStep = { manifest in
+            guard let p = planBox.get(), !p.command.isEmpty else { return await InstalledPackages.installed(root: config.root) }
+            base.log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))")
+            // dpkg and its options as planned, then the checked copies instead of the saved .debs.
+            let options = p.command.dropFirst().prefix(while: { $0.hasPrefix("-") })
+            let staged = p.changes.map { staging.path + "/" + ($0.deb as NSString).lastPathComponent }
+            let r = try await Command.run(p.command[0], Array(options) + staged,
+                                          environment: ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_SKIP": "1",
+                                                        "APT_LISTCHANGES_FRONTEND": "none"])
+            guard r.succeeded else {
+                throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")
+            }
+            let now = await InstalledPackages.installed(root: config.root)
+            let wrong = p.changes.filter { now[$0.package] != $0.backupVersion }
+            if !wrong.isEmpty {
+                throw BackupError.failed("after reinstalling, \(wrong.map { "\($0.package) is \(now[$0.package] ?? "not installed"), not \($0.backupVersion)" }.joined(separator: "; "))")
+            }
+            return now
+        }
+        let pipeline = try RestorePipeline(config: config, options: options)
+        let userConfirm = base.confirm
+        if let userConfirm {
+            options.confirm = userConfirm
+        }
+        if dryRun {
+            let plan = try await pipeline.dryRun(archive: path)
+            let p = planBox.get()
+            return RollbackResult(status: "dry-run", dryRun: true,
+                                  plan: RollbackPlan(restore: plan, packages: p?.changes ?? [], command: p?.command ?? [], notInBackup: p?.extra ?? []),
+                                  restore: nil)
+        }
+        let result = try await pipeline.run(archive: path)
+        let p = planBox.get()
+        return RollbackResult(status: "ok", dryRun: false,
+                              plan: RollbackPlan(restore: result.plan, packages: p?.changes ?? [], command: p?.command ?? [], notInBackup: p?.extra ?? []),
+                              restore: result)
+    }
+
+    final package class PlanBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: (changes: [PackageReinstall], command: [String], extra: [String])?
+        package func set(_ v: (changes: [PackageReinstall], command: [String], extra: [String])) { lock.lock(); value = v; lock.unlock() }
+        package func get() -> (changes: [PackageReinstall], command: [String], extra: [String])? { lock.lock(); defer { lock.unlock() }; return value }
+    }
+}

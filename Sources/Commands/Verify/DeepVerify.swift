@@ -1,0 +1,89 @@
+import Foundation
+import MSBKit
+import MSBArchive
+import MSBDatabase
+#if canImport(Glibc)
+import Glibc
+#endif
+
+
+package enum DeepVerify {
+    /// `archive`: where to read it (ArchiveSource.readPath); `display`: its name in messages.
+    static package func run(archive: String, display: String, manifest: Manifest, config: Config, log: (@Sendable (String) -> Void)?) async throws -> DeepVerifyResult {
+        let clock = Stopwatch()
+        let major = manifest.database.serverVersion.prefix(while: { $0.isNumber })
+        let bin = config.database.binDir ?? "/usr/lib/postgresql/\(major)/bin"
+        for tool in ["initdb", "pg_ctl", "psql"] where !FileManager.default.isExecutableFile(atPath: bin + "/" + tool) {
+            throw BackupError.unavailable("\(bin)/\(tool) is missing: --deep needs the PostgreSQL \(major) server binaries",
+                                          hint: "apt-get install postgresql-\(major), or set database.bin_dir")
+        }
+        guard let pw = getpwnam("postgres") else {
+            throw BackupError.unavailable("there is no postgres user to run the throwaway cluster as", hint: "install PostgreSQL")
+        }
+        let uid = pw.pointee.pw_uid, gid = pw.pointee.pw_gid
+        guard geteuid() == 0 else {
+            throw BackupError(.noPermission, "verify --deep must run as root (it runs a throwaway cluster as postgres)", hint: "run it with sudo")
+        }
+        let tmp = try PrivateDir.makeTemporary()
+        defer { tmp.remove() }
+        guard chown(tmp.path, uid, gid) == 0 else {
+            throw BackupError.failed("cannot hand \(tmp.path) to postgres: \(String(cString: strerror(errno)))")
+        }
+        let data = tmp.path + "/data", sock = tmp.path + "/sock"
+        guard mkdir(sock, 0o700) == 0, chown(sock, uid, gid) == 0 else {
+            throw BackupError.failed("cannot create \(sock): \(String(cString: strerror(errno)))")
+        }
+        log?("deep verify: initdb in \(tmp.path)")
+        let initdb = try await Command.run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                                                             "--locale=C.UTF-8", "--no-sync"], asUser: "postgres")
+        guard initdb.succeeded else { throw BackupError.unavailable("initdb of the throwaway cluster failed: \(initdb.lastErrorLine)") }
+        let opts = "-c listen_addresses='' -c unix_socket_directories='\(sock)' -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+        let start = try await Command.run(bin + "/pg_ctl", ["-D", data, "-l", tmp.path + "/server.log", "-w", "-t", "120", "-o", opts, "start"],
+                                          asUser: "postgres")
+        guard start.succeeded else { throw BackupError.unavailable("the throwaway cluster did not start: \(start.lastErrorLine)") }
+        let stop = { () async in
+            _ = try? await Command.run(bin + "/pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"], asUser: "postgres")
+        }
+        do {
+            let target = PostgresTarget(host: sock, port: nil, user: "postgres", maasDatabase: manifest.database.maasDatabase,
+                                        scope: .maas, password: nil, osUser: ("postgres", uid, gid), binDir: bin)
+            // Never the production cluster: the server we reach through this target must be the one in our folder.
+            let probe = try target.connect(database: "postgres", passfile: nil)
+            let dataDir = try? probe.exec("SHOW data_directory").scalar
+            probe.finish()
+            guard let dataDir, (dataDir as NSString).standardizingPath == (data as NSString).standardizingPath else {
+                throw BackupError.failed("the throwaway cluster's socket \(sock) reached another server (\(dataDir ?? "?")); refusing to load dump.sql there")
+            }
+            try await DatabaseSwap.checkPsql(bin + "/psql")
+            log?("deep verify: loading dump.sql (\(manifest.dump.size) bytes)")
+            // psql's messages go to a file root can write and nobody else reads.
+            let logDir = try PrivateDir.makeTemporary()
+            defer { logDir.remove() }
+            let stamp = ArchiveName.timestamp(Date())
+            let names = Dictionary(uniqueKeysWithValues: manifest.database.databases.map { ($0, "\($0)_restoring_\(stamp)") })
+            let all = manifest.database.databases
+            let plan = DumpLoader.Plan(
+                psql: bin + "/psql", osUser: "postgres", environment: target.environment(passfile: nil), names: names,
+                maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all),
+                create: { spec, copy in try DatabaseSwap.create(spec, as: copy, target: target, passfile: nil, avoiding: all) })
+            let outcome = try await DumpLoader.load(archive: archive, plan: plan, errorLog: logDir.path + "/psql.log")
+            if outcome.failed {
+                throw BackupError.data("\(display): dump.sql does not load into an empty cluster: \(outcome.firstProblem)",
+                                       hint: outcome.errors.count > 1 ? "\(outcome.errors.count) errors in all" : nil)
+            }
+            let check = try DatabaseCheck.compare(manifest: manifest, target: target, passfile: nil, names: names)
+            if let p = check.problems.first {
+                let more = check.problems.count > 1 ? " (and \(check.problems.count - 1) more)" : ""
+                throw BackupError.data("\(display): the restored dump does not match the manifest: \(p)\(more)")
+            }
+            let result = DeepVerifyResult(serverBinaries: bin, databases: check.databases, tables: check.tables, rows: check.rows,
+                                          schemaHead: check.schemaHead, expectedErrors: outcome.expected.count, warnings: check.warnings,
+                                          durationMs: clock.elapsedMs.ms2)
+            await stop()
+            return result
+        } catch {
+            await stop()
+            throw error
+        }
+    }
+}

@@ -1,0 +1,256 @@
+import Foundation
+import MSBKit
+import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One psql reading a part of dump.sql from a pipe: never as root, restricted by our own random
+/// `\restrict` key (so it refuses every meta-command in the part), its messages with SQLSTATEs
+/// (`-v VERBOSITY=verbose`) appended to the run's log.
+final package class PsqlSession {
+    package let pid: pid_t
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    /// Lines sent so far (psql numbers its messages by them).
+    private(set) package var linesSent = 0
+    /// psql line -> dump.sql line, at each point where the two counts drift apart.
+    private var anchors: [(psql: Int, dump: Int)] = []
+    package let context: DumpContext
+    package let logStart: Int64
+
+    package struct Setup {
+        package var psql: String
+        /// The OS user psql runs as (never root).
+        package var osUser: String
+        /// PG* variables for psql (PGHOST, PGUSER, PGPASSFILE ...); every inherited PG* variable is dropped.
+        package var environment: [String: String?]
+        package var logFD: Int32
+    }
+
+    package init(setup: Setup, database: String, context: DumpContext) throws {
+        self.context = context
+        logStart = Int64(lseek(setup.logFD, 0, SEEK_END))
+        guard let runuser = Command.find("runuser", extraDirs: ["/usr/sbin", "/sbin"]) else {
+            throw BackupError.unavailable("runuser was not found", hint: "install util-linux")
+        }
+        guard setup.osUser != "root", let pw = getpwnam(setup.osUser), pw.pointee.pw_uid != 0 else {
+            throw BackupError.failed("refusing to run psql as \(setup.osUser): it must not run as root")
+        }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") && $0.key != "LANGUAGE" && !$0.key.hasPrefix("LC_") }
+        for (k, v) in setup.environment { env[k] = v }
+        // The database goes through PGDATABASE: psql would read a -d argument holding '=' as a connection string.
+        env["PGDATABASE"] = database
+        env["LC_ALL"] = "C"
+        env["LANG"] = "C"
+        let argv = [runuser, "-u", setup.osUser, "--", setup.psql, "-X", "-q", "-v", "ON_ERROR_STOP=0", "-v", "VERBOSITY=verbose",
+                    "--no-password", "-f", "-"]
+        var fds: [Int32] = [0, 0]
+        guard pipe2(&fds, O_CLOEXEC) == 0 else {
+            throw BackupError.failed("cannot create a pipe for psql: \(String(cString: strerror(errno)))")
+        }
+        do {
+            pid = try PsqlSession.spawn(argv, env: env, stdin: fds[0], stderr: setup.logFD)
+        } catch {
+            close(fds[0]); close(fds[1])
+            throw error
+        }
+        close(fds[0])
+        fd = fds[1]
+        // Our key first: from here on psql runs no meta-command but `\unrestrict <this key>`.
+        try write(Array("\\restrict \(PsqlSession.randomKey())\n".utf8))
+        linesSent = 1
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    static package func randomKey() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+        var bytes = [UInt8](repeating: 0, count: 48)
+        // SystemRandomNumberGenerator reads getrandom(2).
+        var rng = SystemRandomNumberGenerator()
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
+        return String(bytes.map { alphabet[Int($0) % alphabet.count] })
+    }
+
+    /// Notes that the next line sent is dump.sql's line `dumpLine`.
+    package func sync(dumpLine: Int) {
+        let psqlLine = linesSent + 1
+        if let last = anchors.last, dumpLine - psqlLine == last.dump - last.psql { return }
+        anchors.append((psqlLine, dumpLine))
+    }
+
+    /// dump.sql's line for psql's line `n` of this part.
+    package func dumpLine(_ n: Int) -> Int {
+        guard let a = anchors.last(where: { $0.psql <= n }) else { return n }
+        return a.dump + (n - a.psql)
+    }
+
+    package func send(_ line: UnsafeBufferPointer<UInt8>) throws {
+        buffer.append(contentsOf: line)
+        buffer.append(0x0A)
+        linesSent += 1
+        if buffer.count >= 256 * 1024 { try flush() }
+    }
+
+    package func send(_ line: String) throws {
+        var b = Array(line.utf8)
+        try b.withUnsafeMutableBufferPointer { try send(UnsafeBufferPointer($0)) }
+    }
+
+    private func write(_ bytes: [UInt8]) throws {
+        buffer.append(contentsOf: bytes)
+        try flush()
+    }
+
+    package struct Closed: Error {}
+
+    package func flush() throws {
+        guard !buffer.isEmpty else { return }
+        defer { buffer.removeAll(keepingCapacity: true) }
+        try buffer.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let w = Glibc.write(fd, b.baseAddress! + off, b.count - off)
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EPIPE { throw Closed() }
+                    throw BackupError.failed("writing to psql: \(String(cString: strerror(errno)))")
+                }
+                off += w
+            }
+        }
+    }
+
+    /// Ends psql's input and waits for it; its exit status.
+    package func finish() -> Int32 {
+        try? flush()
+        if fd >= 0 { close(fd); fd = -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return 127 }
+        }
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    package typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    static package let addCloseFrom: AddCloseFrom? = {
+        guard let h = dlopen(nil, RTLD_NOW), let sym = dlsym(h, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(sym, to: AddCloseFrom.self)
+    }()
+
+    /// posix_spawn (no fork of this multi-threaded process): stdin from the pipe, stdout discarded,
+    /// stderr to the log, no other descriptor, default signals, its own process group (a terminal's
+    /// Ctrl-C reaches us, not psql).
+    static package func spawn(_ argv: [String], env: [String: String], stdin: Int32, stderr: Int32) throws -> pid_t {
+        var fa = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fa)
+        defer { posix_spawn_file_actions_destroy(&fa) }
+        posix_spawn_file_actions_adddup2(&fa, stdin, 0)
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&fa, stderr, 2)
+        if let closeFrom = addCloseFrom { _ = closeFrom(&fa, 3) }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &fa, &attr, cArgs, cEnv)
+        guard rc == 0 else {
+            throw BackupError.unavailable("cannot run \(argv[0]): \(String(cString: strerror(rc)))", hint: "install util-linux and the PostgreSQL client")
+        }
+        return pid
+    }
+}
+
+/// psql's messages sorted by SQLSTATE, not by their (translated) text.
+package enum PsqlMessages {
+    /// One message line: `psql:<stdin>:12: ERROR:  42710: role "maas" already exists`, the
+    /// severity and text in the server's language; or psql's own `psql:<stdin>:3: error: ...`.
+    package struct Line: Equatable {
+        package var psqlLine: Int?
+        /// nil for psql's own errors (a refused meta-command, a lost connection).
+        package var sqlstate: String?
+        package var text: String
+    }
+
+    /// Parses one line of psql's stderr; nil when it is not a message line (DETAIL, HINT, LOCATION, ...).
+    static package func parse(_ line: Substring) -> Line? {
+        guard line.hasPrefix("psql:") else { return nil }
+        // psql:<file>:<line>: <rest>, or psql: error: ... (connection failures).
+        var rest = line.dropFirst(5)
+        var number: Int?
+        if !rest.hasPrefix(" ") {
+            guard let c1 = rest.firstIndex(of: ":") else { return nil }
+            rest = rest[rest.index(after: c1)...]
+            let digits = rest.prefix { $0.isNumber }
+            number = Int(digits)
+            rest = rest.dropFirst(digits.count)
+            guard rest.hasPrefix(":") else { return nil }
+            rest = rest.dropFirst()
+        }
+        rest = rest.drop { $0 == " " }
+        if rest.hasPrefix("error: ") || rest.hasPrefix("fatal: ") {
+            return Line(psqlLine: number, sqlstate: nil, text: String(rest))
+        }
+        // <SEVERITY>:  <SQLSTATE>: text — the severity word is translated, the code is not.
+        guard let sev = rest.range(of: ":  ") else { return nil }
+        let after = rest[sev.upperBound...]
+        let code = after.prefix(5)
+        guard code.count == 5, code.allSatisfy({ ($0.isASCII && $0.isNumber) || ($0.isASCII && $0.isUppercase) }),
+              after.dropFirst(5).hasPrefix(": ") else {
+            return Line(psqlLine: number, sqlstate: nil, text: String(rest))
+        }
+        return Line(psqlLine: number, sqlstate: String(code), text: String(rest))
+    }
+
+    /// Codes a `pg_dumpall --clean` roles part makes on a live cluster: a role that exists already
+    /// (42710, also for tablespaces), one that still owns objects (2BP01), the connected user
+    /// (55006), a reserved name (42939).
+    static package let expectedInRoles: Set<String> = ["42710", "2BP01", "55006", "42939"]
+    /// Refused for lack of privilege (42501): a restore role that is not a superuser cannot change
+    /// superuser roles; the roles stay as they are and the load goes on.
+    static package let refusedInRoles: Set<String> = ["42501"]
+
+    package enum Kind: Equatable { case error, expected, refused, notice }
+
+    static package func kind(_ l: Line, context: DumpContext) -> Kind {
+        guard let code = l.sqlstate else { return .error }
+        let cls = code.prefix(2)
+        if cls == "00" || cls == "01" || cls == "02" { return .notice }  // notices, warnings, no data
+        if context == .cluster {
+            if expectedInRoles.contains(code) { return .expected }
+            if refusedInRoles.contains(code) { return .refused }
+        }
+        return .error
+    }
+
+    package struct Sorted: Equatable {
+        package var errors: [Line] = []
+        package var expected: [Line] = []
+        package var refused: [Line] = []
+    }
+
+    static package func classify(_ log: Substring, context: DumpContext) -> Sorted {
+        var out = Sorted()
+        for raw in log.split(separator: "\n") {
+            guard let l = parse(raw) else { continue }
+            switch kind(l, context: context) {
+            case .error: out.errors.append(l)
+            case .expected: out.expected.append(l)
+            case .refused: out.refused.append(l)
+            case .notice: break
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A private 0700 folder for one run (staging copies, the passfile, the dump's spool).
+public struct PrivateDir: Sendable {
+    public let path: String
+    package init(path: String) { self.path = path }
+
+    public static func make(in parent: String, name: String) throws -> PrivateDir {
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let p = parent + "/" + name
+        guard mkdir(p, 0o700) == 0 else {
+            throw BackupError(.cantCreate, "cannot create \(p): \(String(cString: strerror(errno)))")
+        }
+        return PrivateDir(path: p)
+    }
+
+    public static func makeTemporary() throws -> PrivateDir {
+        var template = Array((NSTemporaryDirectory() + "/msb-XXXXXX").utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw BackupError.failed("cannot create a temporary folder: \(String(cString: strerror(errno)))")
+        }
+        return PrivateDir(path: String(cString: template))
+    }
+
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
