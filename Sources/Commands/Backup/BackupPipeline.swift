@@ -320,7 +320,7 @@ extension BackupPipeline {
         if let e = error as? BackupError, e.code != .failed { return error }
         let full: Bool
         if let s = error as? StreamError, let e = s.errno { full = e == ENOSPC || e == EDQUOT }
-        else { full = "\(error)".contains(String(cString: strerror(ENOSPC))) || "\(error)".contains(String(cString: strerror(EDQUOT))) }
+        else { full = "\(error)".contains(Errno(rawValue: ENOSPC).description) || "\(error)".contains(Errno(rawValue: EDQUOT).description) }
         guard full else { return error }
         return BackupError(.cantCreate, "the destination \(destination) filled up while the backup was written (\(error)); nothing was kept",
                            hint: "free space there, prune old backups, or set destination in the config")

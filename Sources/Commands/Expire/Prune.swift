@@ -92,11 +92,11 @@ public enum Prune {
             if dryRun { report.removed.append(item(x)); report.freedBytes += x.0.sizeBytes; continue }
             let a = x.0.archive
             if unlink(a) != 0 && errno != ENOENT {
-                report.errors.append("cannot remove \(a): \(String(cString: strerror(errno)))")
+                report.errors.append("cannot remove \(a): \(Errno.last.description)")
                 continue
             }
             for extra in [a + ".manifest.json", VerifiedStamp.path(for: a)] where unlink(extra) != 0 && errno != ENOENT {
-                report.errors.append("cannot remove \(extra): \(String(cString: strerror(errno)))")
+                report.errors.append("cannot remove \(extra): \(Errno.last.description)")
             }
             let debs = Catalog.debsFolder(a)
             var st = stat()

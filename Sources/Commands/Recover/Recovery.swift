@@ -83,7 +83,7 @@ public enum Recovery {
             let base = (part as NSString).lastPathComponent
             if base.hasPrefix("maas-backup-") && base.hasSuffix(ArchiveName.partialSuffix) {
                 if unlink(part) == 0 { actions.append("removed \(part)") } else if errno != ENOENT {
-                    errors.append("cannot remove \(part): \(String(cString: strerror(errno)))")
+                    errors.append("cannot remove \(part): \(Errno.last.description)")
                 }
             } else {
                 errors.append("left \(part) alone: it is not a partial archive name")

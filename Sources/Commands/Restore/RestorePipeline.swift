@@ -140,7 +140,7 @@ public struct RestorePipeline: Sendable {
 
         // Version guard: the archive's MAAS major.minor against the installed one.
         let installed = await InstalledPackages.installed(root: config.root)
-        let installedVersion = installed["maas-region-controller"] ?? installed["maas"] ?? installed["maas-rack-controller"]
+        let installedVersion = MaasPackages.version(in: installed)
         let have = installedVersion.flatMap(Manifest.majorMinor), want = manifest.maasMajorMinor
         var versionCheck = "same"
         if options.skipVersionGuard {

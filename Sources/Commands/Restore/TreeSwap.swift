@@ -66,7 +66,7 @@ public struct TreeSwap: Sendable, Codable {
             .reduce(Int64(0)) { $0 + $1.size }
         var st = stat()
         guard lstat(live, &st) == 0 else {
-            guard errno == ENOENT else { throw BackupError.unavailable("cannot read \(live): \(String(cString: strerror(errno)))") }
+            guard errno == ENOENT else { throw BackupError.unavailable("cannot read \(live): \(Errno.last.description)") }
             var s = TreeSwap(path: path, live: live, member: member, mode: .create, aside: "", keep: [], leftInPlace: [])
             s.restoreBytes = bytes
             return s
@@ -144,7 +144,7 @@ public struct TreeSwap: Sendable, Codable {
             asideDone = true
             try record(self)
             guard rename(live, aside) == 0 else {
-                throw BackupError.failed("cannot move \(live) aside to \(aside): \(String(cString: strerror(errno)))")
+                throw BackupError.failed("cannot move \(live) aside to \(aside): \(Errno.last.description)")
             }
         case .contents:
             let folder = live + "/" + Self.snapshotFolder
@@ -153,20 +153,20 @@ public struct TreeSwap: Sendable, Codable {
                 madeSnapshotFolder = true
                 try record(self)
                 guard mkdir(folder, 0o700) == 0 else {
-                    throw BackupError.failed("cannot create \(folder): \(String(cString: strerror(errno)))")
+                    throw BackupError.failed("cannot create \(folder): \(Errno.last.description)")
                 }
             }
             asideDone = true
             try record(self)
             guard mkdir(aside, 0o700) == 0 else {
-                throw BackupError.failed("cannot create \(aside): \(String(cString: strerror(errno)))")
+                throw BackupError.failed("cannot create \(aside): \(Errno.last.description)")
             }
             let names = try FileManager.default.contentsOfDirectory(atPath: live).sorted()
             for n in names where !leftInPlace.contains(n) && n != Self.snapshotFolder {
                 moved.append(n)
                 try record(self)
                 guard rename(live + "/" + n, aside + "/" + n) == 0 else {
-                    throw BackupError.failed("cannot move \(live)/\(n) aside: \(String(cString: strerror(errno)))")
+                    throw BackupError.failed("cannot move \(live)/\(n) aside: \(Errno.last.description)")
                 }
             }
             allMoved = true
@@ -190,7 +190,7 @@ public struct TreeSwap: Sendable, Codable {
             carried.append(rel)
             try record(self)
             guard rename(src, dst) == 0 else {
-                throw BackupError.failed("cannot carry \(src) over into the restored \(live): \(String(cString: strerror(errno)))")
+                throw BackupError.failed("cannot carry \(src) over into the restored \(live): \(Errno.last.description)")
             }
         }
     }
@@ -209,7 +209,7 @@ public struct TreeSwap: Sendable, Codable {
                 try FileManager.default.createDirectory(atPath: (dst as NSString).deletingLastPathComponent,
                                                         withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
                 guard rename(src, dst) == 0 else {
-                    throw BackupError.failed("cannot move \(src) back to \(dst): \(String(cString: strerror(errno)))")
+                    throw BackupError.failed("cannot move \(src) back to \(dst): \(Errno.last.description)")
                 }
             }
             carried.removeLast()
@@ -223,7 +223,7 @@ public struct TreeSwap: Sendable, Codable {
             if exists(aside) {
                 if exists(live) { try FileManager.default.removeItem(atPath: live) }
                 guard rename(aside, live) == 0 else {
-                    throw BackupError.failed("cannot move \(aside) back to \(live): \(String(cString: strerror(errno)))")
+                    throw BackupError.failed("cannot move \(aside) back to \(live): \(Errno.last.description)")
                 }
             }
         case .contents:
@@ -238,7 +238,7 @@ public struct TreeSwap: Sendable, Codable {
                 if exists(aside + "/" + n) {
                     if exists(live + "/" + n) { try FileManager.default.removeItem(atPath: live + "/" + n) }
                     guard rename(aside + "/" + n, live + "/" + n) == 0 else {
-                        throw BackupError.failed("cannot move \(aside)/\(n) back to \(live): \(String(cString: strerror(errno)))")
+                        throw BackupError.failed("cannot move \(aside)/\(n) back to \(live): \(Errno.last.description)")
                     }
                 }
                 moved.removeLast()

@@ -27,11 +27,11 @@ package enum DeepVerify {
         let tmp = try PrivateDir.makeTemporary()
         defer { tmp.remove() }
         guard chown(tmp.path, uid, gid) == 0 else {
-            throw BackupError.failed("cannot hand \(tmp.path) to postgres: \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot hand \(tmp.path) to postgres: \(Errno.last.description)")
         }
         let data = tmp.path + "/data", sock = tmp.path + "/sock"
         guard mkdir(sock, 0o700) == 0, chown(sock, uid, gid) == 0 else {
-            throw BackupError.failed("cannot create \(sock): \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot create \(sock): \(Errno.last.description)")
         }
         log?("deep verify: initdb in \(tmp.path)")
         let initdb = try await Command.run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",

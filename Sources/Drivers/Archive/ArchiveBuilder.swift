@@ -62,7 +62,7 @@ public final class ArchiveBuilder {
         let parent = src.contains("/") ? (src as NSString).deletingLastPathComponent : "."
         let name = (src as NSString).lastPathComponent
         let dfd = open(parent.isEmpty ? "/" : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard dfd >= 0 else { throw BackupError.failed("cannot open \(parent): \(String(cString: strerror(errno)))") }
+        guard dfd >= 0 else { throw BackupError.failed("cannot open \(parent): \(Errno.last.description)") }
         defer { close(dfd) }
         let m = Array(member.utf8)
         // Depth first, with an explicit stack of open folders (no recursion: any depth fits).
@@ -120,14 +120,14 @@ public final class ArchiveBuilder {
         guard fd >= 0 else {
             let e = errno
             if e == ELOOP || e == ENOTDIR || e == ENXIO || e == ENOENT {
-                throw changed(what, "it could not be opened as the \(Self.kindName(planned.st_mode & S_IFMT)) it was (\(String(cString: strerror(e))))")
+                throw changed(what, "it could not be opened as the \(Self.kindName(planned.st_mode & S_IFMT)) it was (\(Errno(rawValue: e).description))")
             }
-            throw BackupError.failed("cannot open \(what): \(String(cString: strerror(e)))")
+            throw BackupError.failed("cannot open \(what): \(Errno(rawValue: e).description)")
         }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             close(fd)
-            throw BackupError.failed("cannot read \(what): \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot read \(what): \(Errno.last.description)")
         }
         if st.st_dev != planned.st_dev || st.st_ino != planned.st_ino || (st.st_mode & S_IFMT) != (planned.st_mode & S_IFMT) {
             close(fd)
@@ -166,7 +166,7 @@ public final class ArchiveBuilder {
         if skip(display) { return nil }
         var st = stat()
         guard withCBytes(name, { fstatat(dfd, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else {
-            throw BackupError.failed("cannot read \(what): \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot read \(what): \(Errno.last.description)")
         }
         let fmt = st.st_mode & S_IFMT
         var h = EntryHeader(path: display, kind: .file, permissions: UInt32(st.st_mode & 0o7777),
@@ -179,7 +179,7 @@ public final class ArchiveBuilder {
             let fd = try openChecked(dfd, name, st, what: what, folder: true)
             guard let dir = fdopendir(fd) else {
                 close(fd)
-                throw BackupError.failed("cannot read the folder \(what): \(String(cString: strerror(errno)))")
+                throw BackupError.failed("cannot read the folder \(what): \(Errno.last.description)")
             }
             var handed = false
             defer { if !handed { closedir(dir) } }
@@ -191,7 +191,7 @@ public final class ArchiveBuilder {
             while true {
                 errno = 0
                 guard let d = readdir(dir) else {
-                    if errno != 0 { throw BackupError.failed("cannot read the folder \(what): \(String(cString: strerror(errno)))") }
+                    if errno != 0 { throw BackupError.failed("cannot read the folder \(what): \(Errno.last.description)") }
                     break
                 }
                 let n = Self.bytes(of: d)
@@ -209,7 +209,7 @@ public final class ArchiveBuilder {
                 let n = withCBytes(name) { p in buf.withUnsafeMutableBufferPointer { readlinkat(dfd, p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size) } }
                 guard n >= 0 else {
                     if errno == EINVAL { throw changed(what, "a symlink was replaced by something else") }
-                    throw BackupError.failed("cannot read the link \(what): \(String(cString: strerror(errno)))")
+                    throw BackupError.failed("cannot read the link \(what): \(Errno.last.description)")
                 }
                 if n < size { target = Array(buf[0..<n]); break }
                 size *= 2
@@ -251,14 +251,14 @@ public final class ArchiveBuilder {
         h.size = Int64(done.length)
         try gzip.write(try TarWriter.headerBytes(h))
         let fd = open(spool.path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw BackupError.failed("cannot open \(spool.path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw BackupError.failed("cannot open \(spool.path): \(Errno.last.description)") }
         defer { close(fd) }
         let copied = try gzip.appendRawDeflate(length: done.length, crc: done.crc, tail: done.tail) { buf in
             while true {
                 try checkInterrupted?()
                 let n = read(fd, buf.baseAddress, buf.count)
                 if n >= 0 { return n }
-                if errno != EINTR { throw BackupError.failed("cannot read \(spool.path): \(String(cString: strerror(errno)))") }
+                if errno != EINTR { throw BackupError.failed("cannot read \(spool.path): \(Errno.last.description)") }
             }
         }
         guard copied == done.compressedLength else {
@@ -290,7 +290,7 @@ public final class ArchiveBuilder {
                 let n = read(fd, buf.baseAddress, want)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw BackupError.failed("cannot read \(what): \(String(cString: strerror(errno)))")
+                    throw BackupError.failed("cannot read \(what): \(Errno.last.description)")
                 }
                 if n == 0 {
                     throw BackupError.failed("\(what) shrank while it was archived (\(size - left) of \(size) bytes)",
@@ -365,7 +365,7 @@ public final class MemberSpool {
             let n = read(fd, buffer.baseAddress, buffer.count)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw BackupError.failed("cannot read the database dump: \(String(cString: strerror(errno)))")
+                throw BackupError.failed("cannot read the database dump: \(Errno.last.description)")
             }
             if n == 0 { return }
             try write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))

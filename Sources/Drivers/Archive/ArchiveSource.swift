@@ -30,7 +30,7 @@ public final class ArchiveSource: @unchecked Sendable {
                 throw BackupError(.usage, "\(path) is a symlink: give the archive itself", hint: "the link points to \((try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?")")
             }
             if e == ENOENT { throw BackupError(.usage, "the archive \(path) does not exist", hint: "run `maas-snapshot-backup list` to see the backups") }
-            throw BackupError(.usage, "cannot open \(path): \(String(cString: strerror(e)))", hint: "give a .tar.gz archive written by maas-snapshot-backup")
+            throw BackupError(.usage, "cannot open \(path): \(Errno(rawValue: e).description)", hint: "give a .tar.gz archive written by maas-snapshot-backup")
         }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
@@ -49,7 +49,7 @@ public final class ArchiveSource: @unchecked Sendable {
         var own = true
         while true {
             var ds = stat()
-            guard lstat(dir, &ds) == 0 else { throw refuse("its folder \(dir) cannot be read (\(String(cString: strerror(errno))))") }
+            guard lstat(dir, &ds) == 0 else { throw refuse("its folder \(dir) cannot be read (\(Errno.last.description))") }
             if (ds.st_mode & S_IFMT) != S_IFDIR { throw refuse("\(dir) is not a folder") }
             if ds.st_uid != 0 && ds.st_uid != me { throw refuse("its folder \(dir) is owned by uid \(ds.st_uid)") }
             let othersWrite = ds.st_mode & 0o022 != 0

@@ -15,7 +15,7 @@ package enum Extractor {
         let cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard chdir(root) == 0 else {
             if cwd >= 0 { close(cwd) }
-            throw BackupError.failed("cannot enter \(root): \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot enter \(root): \(Errno.last.description)")
         }
         defer {
             if cwd >= 0 { _ = fchdir(cwd); close(cwd) } else { _ = chdir("/") }

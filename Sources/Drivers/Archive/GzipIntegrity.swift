@@ -20,7 +20,7 @@ package enum GzipIntegrity {
     static package func check(path: String, checkInterrupted: () throws -> Void = {}) throws -> Result {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw BackupError.data("cannot open \(path): \(String(cString: strerror(errno)))")
+            throw BackupError.data("cannot open \(path): \(Errno.last.description)")
         }
         defer { close(fd) }
         let digest = try SHA256()
@@ -52,7 +52,7 @@ package enum GzipIntegrity {
                 let n = read(fd, input, inSize)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw BackupError.data("cannot read \(path): \(String(cString: strerror(errno)))")
+                    throw BackupError.data("cannot read \(path): \(Errno.last.description)")
                 }
                 if n == 0 { eof = true } else {
                     try digest.update(UnsafeRawBufferPointer(start: input, count: n))

@@ -329,11 +329,11 @@ extension DatabaseSwap {
         // not list it; everything else in it is root's 0600), this folder is the psql user's 0700.
         let dir = PrivateDir(path: parent.path + "/psql")
         guard chmod(parent.path, 0o711) == 0, mkdir(dir.path, 0o700) == 0 else {
-            throw BackupError.failed("cannot create \(dir.path): \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot create \(dir.path): \(Errno.last.description)")
         }
         guard let pw = getpwnam(user), chown(dir.path, pw.pointee.pw_uid, pw.pointee.pw_gid) == 0 else {
             dir.remove()
-            throw BackupError.failed("cannot hand \(dir.path) to \(user): \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot hand \(dir.path) to \(user): \(Errno.last.description)")
         }
         return dir
     }

@@ -65,7 +65,7 @@ package enum DumpLoader {
     static package func loadNow(archive: String, plan: Plan, errorLog: String) throws -> Outcome {
         signal(SIGPIPE, SIG_IGN)
         let logFD = open(errorLog, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard logFD >= 0 else { throw BackupError.failed("cannot create \(errorLog): \(String(cString: strerror(errno)))") }
+        guard logFD >= 0 else { throw BackupError.failed("cannot create \(errorLog): \(Errno.last.description)") }
         defer { close(logFD) }
         let setup = PsqlSession.Setup(psql: plan.psql, osUser: plan.osUser, environment: plan.environment, logFD: logFD)
 

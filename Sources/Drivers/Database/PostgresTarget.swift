@@ -69,7 +69,7 @@ public struct PostgresTarget: Sendable {
     static package func readPasswordFile(_ pf: String, key: String = "database.password_file") throws -> String {
         let fd = open(pf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else {
-            throw BackupError.config("\(key) \(pf) cannot be read: \(String(cString: strerror(errno)))",
+            throw BackupError.config("\(key) \(pf) cannot be read: \(Errno.last.description)",
                                      hint: "create it (owner root, mode 0600) holding the password")
         }
         defer { close(fd) }
@@ -151,7 +151,7 @@ public struct PostgresTarget: Sendable {
         guard let line = passfileText(databases: databases) else { return nil }
         let path = dir + "/pgpass"
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw BackupError.failed("cannot create the passfile \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw BackupError.failed("cannot create the passfile \(path): \(Errno.last.description)") }
         defer { close(fd) }
         let ok = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) == $0.count - 1 }
         guard ok else { throw BackupError.failed("cannot write the passfile \(path)") }
@@ -180,7 +180,7 @@ public struct PostgresTarget: Sendable {
         defer { euidLock.unlock() }
         guard setegid(gid) == 0, seteuid(uid) == 0 else {
             _ = seteuid(0); _ = setegid(0)
-            throw BackupError.failed("cannot switch to uid \(uid) to connect: \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot switch to uid \(uid) to connect: \(Errno.last.description)")
         }
         defer { _ = seteuid(0); _ = setegid(0) }
         return try body()

@@ -47,7 +47,7 @@ final package class PsqlSession {
                     "--no-password", "-f", "-"]
         var fds: [Int32] = [0, 0]
         guard pipe2(&fds, O_CLOEXEC) == 0 else {
-            throw BackupError.failed("cannot create a pipe for psql: \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot create a pipe for psql: \(Errno.last.description)")
         }
         do {
             pid = try PsqlSession.spawn(argv, env: env, stdin: fds[0], stderr: setup.logFD)
@@ -115,7 +115,7 @@ final package class PsqlSession {
                 if w < 0 {
                     if errno == EINTR { continue }
                     if errno == EPIPE { throw Closed() }
-                    throw BackupError.failed("writing to psql: \(String(cString: strerror(errno)))")
+                    throw BackupError.failed("writing to psql: \(Errno.last.description)")
                 }
                 off += w
             }
@@ -166,7 +166,7 @@ final package class PsqlSession {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, argv[0], &fa, &attr, cArgs, cEnv)
         guard rc == 0 else {
-            throw BackupError.unavailable("cannot run \(argv[0]): \(String(cString: strerror(rc)))", hint: "install util-linux and the PostgreSQL client")
+            throw BackupError.unavailable("cannot run \(argv[0]): \(Errno(rawValue: rc).description)", hint: "install util-linux and the PostgreSQL client")
         }
         return pid
     }

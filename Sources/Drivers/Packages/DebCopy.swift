@@ -12,14 +12,14 @@ package enum DebCopy {
     /// Copies `source` to `destination` (created new, mode 0600, never through a symlink), fsynced; returns the copy's SHA-256.
     static package func copy(_ source: String, to destination: String) throws -> String {
         let src = open(source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard src >= 0 else { throw BackupError.failed("cannot open \(source): \(String(cString: strerror(errno)))") }
+        guard src >= 0 else { throw BackupError.failed("cannot open \(source): \(Errno.last.description)") }
         defer { close(src) }
         var st = stat()
         guard fstat(src, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
             throw BackupError.failed("\(source) is not a regular file")
         }
         let dst = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard dst >= 0 else { throw BackupError.failed("cannot create \(destination): \(String(cString: strerror(errno)))") }
+        guard dst >= 0 else { throw BackupError.failed("cannot create \(destination): \(Errno.last.description)") }
         var ok = false
         defer {
             close(dst)
@@ -32,7 +32,7 @@ package enum DebCopy {
             let n = read(src, buffer.baseAddress, buffer.count)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw BackupError.failed("cannot read \(source): \(String(cString: strerror(errno)))")
+                throw BackupError.failed("cannot read \(source): \(Errno.last.description)")
             }
             if n == 0 { break }
             let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
@@ -42,12 +42,12 @@ package enum DebCopy {
                 let w = write(dst, chunk.baseAddress! + off, n - off)
                 if w < 0 {
                     if errno == EINTR { continue }
-                    throw BackupError.failed("cannot write \(destination): \(String(cString: strerror(errno)))")
+                    throw BackupError.failed("cannot write \(destination): \(Errno.last.description)")
                 }
                 off += w
             }
         }
-        guard fsync(dst) == 0 else { throw BackupError.failed("cannot write \(destination): \(String(cString: strerror(errno)))") }
+        guard fsync(dst) == 0 else { throw BackupError.failed("cannot write \(destination): \(Errno.last.description)") }
         ok = true
         return try digest.finalizeHex()
     }

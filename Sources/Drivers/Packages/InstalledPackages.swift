@@ -1,11 +1,8 @@
 import Foundation
 import MSBKit
 
-/// MAAS package names and the versions installed (dpkg-query).
 /// The MAAS packages installed, by dpkg-query.
 public enum InstalledPackages {
-    static package let patterns = ["maas", "maas-*", "python3-django-maas", "python3-maas-*", "temporal"]
-
     /// Installed MAAS packages and their versions; empty where dpkg has none (or no dpkg database under root).
     public static func installed(root: String) async -> [String: String] {
         guard let q = Command.find("dpkg-query") else { return [:] }
@@ -15,7 +12,7 @@ public enum InstalledPackages {
             guard FileManager.default.fileExists(atPath: admin + "/status") else { return [:] }
             args.append("--admindir=\(admin)")
         }
-        guard let r = try? await Command.run(q, args + ["--"] + patterns) else { return [:] }
+        guard let r = try? await Command.run(q, args + ["--"] + MaasPackages.queryPatterns) else { return [:] }
         var out: [String: String] = [:]
         for line in r.stdout.split(separator: "\n") {
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)

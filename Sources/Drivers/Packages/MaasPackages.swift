@@ -19,4 +19,13 @@ public enum MaasPackages {
             || (bare.hasPrefix("maas-") && bare.count > 5)
             || (bare.hasPrefix("python3-maas-") && bare.count > 13)
     }
+
+    /// The dpkg-query patterns that find them.
+    public static let queryPatterns = ["maas", "maas-*", "python3-django-maas", "python3-maas-*", "temporal"]
+
+    /// The MAAS version of a set of installed packages: the region's, else the `maas`
+    /// metapackage's, else the rack's.
+    public static func version(in installed: [String: String]) -> String? {
+        installed["maas-region-controller"] ?? installed["maas"] ?? installed["maas-rack-controller"]
+    }
 }

@@ -22,7 +22,7 @@ public final class DeadManGuard: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [0, 0]
         guard pipe2(&fds, O_CLOEXEC) == 0 else {
-            throw BackupError.failed("cannot create the guard's pipe: \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot create the guard's pipe: \(Errno.last.description)")
         }
         g.writeFD = fds[1]
         let readFD = FileDescriptor(rawValue: fds[0])
@@ -31,7 +31,7 @@ public final class DeadManGuard: @unchecked Sendable {
         var ready: [Int32] = [0, 0]
         guard pipe2(&ready, O_CLOEXEC) == 0 else {
             close(fds[0]); close(fds[1]); g.writeFD = -1
-            throw BackupError.failed("cannot create the guard's pipe: \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot create the guard's pipe: \(Errno.last.description)")
         }
         let readyWrite = FileDescriptor(rawValue: ready[1])
         let args = ["guard", "--timeout", String(timeoutSeconds), "--"] + services

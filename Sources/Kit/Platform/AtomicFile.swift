@@ -60,6 +60,6 @@ public enum AtomicFile {
 
     private static func err(_ call: String, _ path: String) -> SystemCallError {
         let e = errno
-        return SystemCallError(call, errno: e, message: "\(path): \(String(cString: strerror(e)))")
+        return SystemCallError(call, errno: e, message: "\(path): \(Errno(rawValue: e).description)")
     }
 }

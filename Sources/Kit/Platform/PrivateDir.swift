@@ -12,7 +12,7 @@ public struct PrivateDir: Sendable {
         try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let p = parent + "/" + name
         guard mkdir(p, 0o700) == 0 else {
-            throw BackupError(.cantCreate, "cannot create \(p): \(String(cString: strerror(errno)))")
+            throw BackupError(.cantCreate, "cannot create \(p): \(Errno.last.description)")
         }
         return PrivateDir(path: p)
     }
@@ -20,7 +20,7 @@ public struct PrivateDir: Sendable {
     public static func makeTemporary() throws -> PrivateDir {
         var template = Array((NSTemporaryDirectory() + "/msb-XXXXXX").utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            throw BackupError.failed("cannot create a temporary folder: \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot create a temporary folder: \(Errno.last.description)")
         }
         return PrivateDir(path: String(cString: template))
     }

@@ -17,13 +17,13 @@ public final class RunLock {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         if mkdir(dir, 0o700) != 0 && errno != EEXIST {
-            throw BackupError(.cantCreate, "cannot create the lock folder \(dir): \(String(cString: strerror(errno)))",
+            throw BackupError(.cantCreate, "cannot create the lock folder \(dir): \(Errno.last.description)",
                               hint: "set lock_file in the config to a place in a root-owned folder")
         }
         try RunLock.checkOwnership(dir, isFolder: true)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
         guard fd >= 0 else {
-            throw BackupError(.cantCreate, "cannot open the lock file \(path): \(String(cString: strerror(errno)))",
+            throw BackupError(.cantCreate, "cannot open the lock file \(path): \(Errno.last.description)",
                               hint: "set lock_file in the config to a place in a root-owned folder")
         }
         do {
@@ -42,7 +42,7 @@ public final class RunLock {
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             guard errno == EWOULDBLOCK || errno == EINTR else {
                 close(fd)
-                throw BackupError.failed("cannot lock \(path): \(String(cString: strerror(errno)))")
+                throw BackupError.failed("cannot lock \(path): \(Errno.last.description)")
             }
             if Date() >= deadline {
                 let holder = RunLock.holderPID(fd)
@@ -73,7 +73,7 @@ public final class RunLock {
     static package func checkOwnership(_ path: String, isFolder: Bool) throws {
         var st = stat()
         guard lstat(path, &st) == 0 else {
-            throw BackupError(.cantCreate, "cannot read the lock folder \(path): \(String(cString: strerror(errno)))")
+            throw BackupError(.cantCreate, "cannot read the lock folder \(path): \(Errno.last.description)")
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
             throw BackupError.config("the lock folder \(path) is not a folder (a symlink?)", hint: "set lock_file in the config to a file in a root-owned folder")

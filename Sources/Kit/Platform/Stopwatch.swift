@@ -19,3 +19,16 @@ extension Double {
     /// Rounded to 0.01 ms for the manifest and JSON output.
     public var ms2: Double { (self * 100).rounded() / 100 }
 }
+
+/// Records how long each named step took, one call per step (a failed step is not recorded).
+package final class StepTimer: @unchecked Sendable {
+    package private(set) var steps: [Manifest.WindowStep] = []
+    package init() {}
+
+    package func time<T>(_ name: String, _ body: () async throws -> T) async rethrows -> T {
+        let t = Stopwatch()
+        let r = try await body()
+        steps.append(.init(step: name, ms: t.elapsedMs.ms2))
+        return r
+    }
+}

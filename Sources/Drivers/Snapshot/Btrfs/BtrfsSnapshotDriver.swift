@@ -59,7 +59,7 @@ public struct BtrfsSnapshotDriver: SnapshotDriver {
     public func create(_ snapshot: TakenSnapshot) throws {
         let folder = snapshot.volume.livePath + "/" + Self.snapshotFolder
         if mkdir(folder, 0o700) != 0 && errno != EEXIST {
-            throw BackupError.failed("cannot create \(folder): \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot create \(folder): \(Errno.last.description)")
         }
         // A folder someone else made (the maas user can write in /var/lib/maas) is not used: an
         // empty one is made again, anything else fails the run. The snapshot is made through the
@@ -74,7 +74,7 @@ public struct BtrfsSnapshotDriver: SnapshotDriver {
             }
         }
         guard dfd >= 0, fstat(dfd, &st) == 0 else {
-            throw BackupError.failed("cannot open \(folder): \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot open \(folder): \(Errno.last.description)")
         }
         defer { close(dfd) }
         if let why = Self.untrusted(st) {

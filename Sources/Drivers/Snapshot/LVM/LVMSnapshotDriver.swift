@@ -251,7 +251,7 @@ public final class LVMSnapshotDriver: SnapshotDriver {
         let name = String(snapshot.identity.split(separator: "/").last ?? "")
         let mountPoint = privateDir + "/" + name
         if mkdir(mountPoint, 0o700) != 0 && errno != EEXIST {
-            throw BackupError.failed("cannot create the mount point \(mountPoint): \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot create the mount point \(mountPoint): \(Errno.last.description)")
         }
         var taken = snapshot
         taken.mountPoint = mountPoint
@@ -261,7 +261,7 @@ public final class LVMSnapshotDriver: SnapshotDriver {
         if mount(device, mountPoint, snapshot.volume.fsType, flags, options) != 0 {
             let err = errno
             _ = rmdir(mountPoint)
-            throw BackupError.failed("cannot mount the snapshot \(device) on \(mountPoint) (\(snapshot.volume.fsType), ro,\(options)): \(String(cString: strerror(err)))")
+            throw BackupError.failed("cannot mount the snapshot \(device) on \(mountPoint) (\(snapshot.volume.fsType), ro,\(options)): \(Errno(rawValue: err).description)")
         }
         taken.readablePath = mountPoint
         return taken
@@ -306,11 +306,11 @@ public final class LVMSnapshotDriver: SnapshotDriver {
                     rc = umount2(mp, 0)
                 }
                 if rc != 0 && umount2(mp, Int32(MNT_DETACH)) != 0 {
-                    throw BackupError.failed("cannot unmount the snapshot at \(mp): \(String(cString: strerror(errno)))")
+                    throw BackupError.failed("cannot unmount the snapshot at \(mp): \(Errno.last.description)")
                 }
             }
             if rmdir(mp) != 0 && errno != ENOENT {
-                throw BackupError.failed("cannot remove the mount point \(mp): \(String(cString: strerror(errno)))")
+                throw BackupError.failed("cannot remove the mount point \(mp): \(Errno.last.description)")
             }
         }
         guard try lv(snapshot.identity) != nil else { return }  // never made, or already gone
