@@ -72,6 +72,12 @@ struct ResticLocalTests {
         #expect(e?.code == .unavailable)
         #expect(e?.message == "restic snapshots on \(repoPath) failed: the repository is not initialised")
         #expect(e?.hint?.contains("maas-snapshot-backup remote-init") == true)
+        // A copy says the same (restic's error, not the broken pipe the gunzip thread then sees).
+        let archive = try fx.makeArchive("maas-x", of: try fx.makeTree("tree", files: 2))
+        e = await ResticFixture.backupError {
+            _ = try await ResticCopier(repository: repo).copy(archive: archive, reason: "timer", maasVersion: nil, host: ResticFixture.host)
+        }
+        #expect(e?.message == "restic backup on \(repoPath) failed: the repository is not initialised")
 
         try await repo.initialize()
         let wrong = try fx.repository(repoPath, passwordFile: fx.wrongPasswordFile)

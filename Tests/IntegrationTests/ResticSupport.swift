@@ -103,9 +103,10 @@ final class ResticFixture: @unchecked Sendable {
         }
     }
 
-    /// Lock files of a local-path repository.
+    /// Lock files of a local-path repository (complete ones: a file restic was killed while
+    /// writing is `ID-tmp-N`, which restic ignores).
     static func locks(_ repo: String) -> [String] {
-        (try? FileManager.default.contentsOfDirectory(atPath: repo + "/locks")) ?? []
+        ((try? FileManager.default.contentsOfDirectory(atPath: repo + "/locks")) ?? []).filter { $0.count == 64 && $0.allSatisfy(\.isHexDigit) }
     }
 
     /// A free TCP port on 127.0.0.1, at or after `from`.

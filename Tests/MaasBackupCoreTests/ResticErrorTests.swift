@@ -20,6 +20,7 @@ import Testing
         ("Fatal: unable to save snapshot: write small/repo/data/ca/ca08d0d0e9020ac9547a0c023c74c19abe99bf62d94dac5d6ac61c5391e643c6-tmp-3939590018: no space left on device\n", 1, .diskFull),
         ("\u{1b}[2Ksignal interrupt received, cleaning up\n", 130, .interrupted),
         ("", 137, .killed),
+        ("", 143, .killed),
         ("Fatal: something new\n", 1, .other),
     ]
 

@@ -45,7 +45,8 @@ public protocol RemoteRepository: Sendable {
     @discardableResult func initialize() async throws -> Bool
     /// Snapshots carrying every tag in `tags` (all snapshots when empty), oldest first.
     func snapshots(tags: [String]) async throws -> [RemoteSnapshot]
-    /// Stores the tar stream read from `fd` as `/NAME.tar`; returns the new snapshot's id. Takes
+    /// Stores the tar stream read from `fd` as `/NAME.tar`; returns the new snapshot's id (restic
+    /// 0.14 prints the 8-digit short id; every command accepts it). Takes
     /// ownership of `fd` (closed once restic has started). While restic runs, `feed` runs; if it
     /// throws, restic is interrupted before it sees the end of the stream, so no snapshot is
     /// saved, and its error is thrown.

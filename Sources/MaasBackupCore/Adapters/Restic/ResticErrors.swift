@@ -20,7 +20,7 @@ public enum ResticFailure: String, Sendable, Equatable {
             return .notInitialized
         }
         if status == 130 || t.contains("signal interrupt received") { return .interrupted }
-        if status == 137 { return .killed }
+        if status > 128 { return .killed }
         return .other
     }
 }
@@ -62,7 +62,7 @@ public struct ResticErrorReporter: Sendable {
         case .interrupted:
             return BackupError(.failed, "\(head): restic was interrupted; nothing was saved", hint: "run it again")
         case .killed:
-            return BackupError(.failed, "\(head): restic was killed (signal 9); nothing was saved",
+            return BackupError(.failed, "\(head): restic was killed (signal \(status - 128)); nothing was saved",
                                hint: "run it again; a stale lock it left is removed by the next run")
         case .other:
             return BackupError(.failed, "\(head): \(detail)", hint: "see restic's message; `restic -r REPO check` may tell more")
