@@ -158,6 +158,12 @@ struct ResticLocalTests {
         for _ in 0..<200 where !killed {
             try await Task.sleep(for: .milliseconds(50))
             if !ResticFixture.locks(repoPath).isEmpty, let pid = ResticFixture.children(named: "restic").first {
+                // Secrets and the repository reach restic through its environment, never argv.
+                let argv = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                #expect(argv.contains("--stdin-filename") && !argv.contains(repoPath) && !argv.contains(ResticFixture.password))
+                #expect(environ.contains("RESTIC_PASSWORD_FILE=\(fx.passwordFile)") && environ.contains("RESTIC_REPOSITORY=\(repoPath)"))
+                #expect(!environ.contains(ResticFixture.password))
                 killed = kill(pid, SIGKILL) == 0
             }
         }
