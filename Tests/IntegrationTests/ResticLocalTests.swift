@@ -9,7 +9,7 @@ import Glibc
 /// The restic driver against a local-path repository, with the real restic (0.14 on Debian 12).
 @Suite("restic, local repository", .serialized, .enabled(if: ResticFixture.skipReason == nil, "\(ResticFixture.skipReason ?? "")"))
 struct ResticLocalTests {
-    @Test func copyDumpDedupRetentionAndCheck() async throws {
+    @Test func copyDumpAndDedup() async throws {
         let fx = try ResticFixture("local")
         defer { fx.cleanup() }
         let repoPath = fx.dir + "/repo"
@@ -47,12 +47,25 @@ struct ResticLocalTests {
         #expect(after.totalSize - before.totalSize < before.totalSize / 10, "the second copy adds under 10%")
         #expect(try ResticFixture.sameBytes(try await fx.dump(repo, c2.snapshotID, "maas-backup-day2"), try await fx.gunzip(second)))
 
+        #expect(ResticFixture.locks(repoPath).isEmpty, "no lock is left behind")
+    }
+
+    @Test func retentionForgetPruneAndCheck() async throws {
+        let fx = try ResticFixture("retention")
+        defer { fx.cleanup() }
+        let repoPath = fx.dir + "/repo"
+        let repo = try fx.repository(repoPath)
+        try await repo.initialize()
+        let tree = try fx.makeTree("tree", files: 4)
+        let copier = ResticCopier(repository: repo)
+        for (day, reason) in [(1, "timer"), (2, "pre-upgrade: maas 3.4 to 3.5"), (3, "manual")] {
+            let archive = try fx.makeArchive("maas-backup-day\(day)", of: tree)
+            _ = try await copier.copy(archive: archive, reason: reason, maasVersion: "3.4.0", host: ResticFixture.host)
+        }
+        #expect(try await repo.snapshots(tags: [ResticCopier.toolTag]).count == 3)
         // Retention. The remote retention with keep 1, keep_pre_upgrade 0 forgets day 1 and keeps
         // day 3 (the newest) and day 2 (the newest pre-upgrade copy, always kept); then forget
         // --keep-last 1 keeps day 3 only.
-        let third = try fx.makeArchive("maas-backup-day3", of: tree)
-        _ = try await copier.copy(archive: third, reason: "manual", maasVersion: nil, host: ResticFixture.host)
-        #expect(try await repo.snapshots(tags: [ResticCopier.toolTag]).count == 3)
         let removed = try await copier.applyRetention(RemoteRetention(keep: 1, keepPreUpgrade: 0, maxAgeDays: 90), host: ResticFixture.host)
         #expect(removed.map { $0.tagValue("archive") } == ["maas-backup-day1"])
         #expect(try await repo.snapshots(tags: []).map { $0.tagValue("archive") } == ["maas-backup-day2", "maas-backup-day3"])
