@@ -23,6 +23,7 @@ struct ResticLocalTests {
         let c1 = try await copier.copy(archive: first, reason: "timer", maasVersion: "3.4.0", host: ResticFixture.host)
         #expect(c1.fileName == "maas-backup-day1.tar")
         #expect(c1.compressedBytes == ResticFixture.size(first))
+        #expect(c1.durationMs > 0)
         let snaps = try await repo.snapshots(tags: [ResticCopier.toolTag])
         #expect(snaps.count == 1)
         let s = try #require(snaps.first)

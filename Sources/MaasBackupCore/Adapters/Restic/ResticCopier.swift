@@ -47,6 +47,12 @@ public struct ResticCopier: Sendable {
         return tags
     }
 
+    /// A duration in milliseconds, rounded to 0.01 ms.
+    static func milliseconds(_ d: Duration) -> Double {
+        let (s, atto) = d.components
+        return ((Double(s) * 1000 + Double(atto) / 1e15) * 100).rounded() / 100
+    }
+
     static func clean(_ s: String) -> String {
         String(s.map { $0 == "," || $0.isWhitespace || $0.isNewline ? "_" : $0 })
     }
@@ -63,7 +69,7 @@ public struct ResticCopier: Sendable {
     }
 
     func copyOnce(archive: String, reason: String, maasVersion: String?, host: String) async throws -> CopyResult {
-        let clock = Stopwatch()
+        let started = ContinuousClock.now
         let name = try ResticCopier.name(ofArchive: archive)
         let tags = ResticCopier.tags(reason: reason, maasVersion: maasVersion, archiveName: name)
         let input = open(archive, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
@@ -86,7 +92,8 @@ public struct ResticCopier: Sendable {
         let id = try await repository.backup(fromTarStream: FileDescriptor(rawValue: ends[0]), name: name, tags: tags, host: host,
                                              feed: { try await pump.run() })
         return CopyResult(snapshotID: id, fileName: name + ".tar", tags: tags, compressedBytes: pump.counts.compressed,
-                          uncompressedBytes: pump.counts.uncompressed, durationMs: clock.elapsedMs.ms2)
+                          uncompressedBytes: pump.counts.uncompressed,
+                          durationMs: ResticCopier.milliseconds(ContinuousClock.now - started))
     }
 
     /// The decompressing writer thread and the pipe's write end. The end is closed by the thread
