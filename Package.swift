@@ -61,6 +61,10 @@ let package = Package(
                 path: "Sources/Drivers/Archive", swiftSettings: swift6),
         .target(name: "MSBPackages", dependencies: ["MSBKit", "Digest"],
                 path: "Sources/Drivers/Packages", swiftSettings: swift6),
+        // Off-host copies: restic repositories (a path, SFTP, REST, S3) and the gzip -> tar copier.
+        .target(name: "MSBRemote", dependencies: ["MSBKit", "CZlib", .product(name: "Subprocess", package: "swift-subprocess"),
+                                                  .product(name: "SystemPackage", package: "swift-system")],
+                path: "Sources/Drivers/Remote", swiftSettings: swift6),
         // The region as found on this machine (Vault, other regions, services): database + services.
         .target(name: "MSBRegion", dependencies: ["MSBKit", "MSBDatabase", "MSBServices", "LibPQ",
                                                   .product(name: "Yams", package: "Yams")],
@@ -88,7 +92,7 @@ let package = Package(
                 path: "Sources/Commands/Recover", swiftSettings: swift6),
         // The commands and policy in one import for the command line, the benchmark and the tests.
         .target(name: "MaasBackupCore", dependencies: ["MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
-                                                       "MSBRecover", "MSBPackageHooks"],
+                                                       "MSBRecover", "MSBPackageHooks", "MSBRemote"],
                 swiftSettings: swift6),
         // The command line: parses and prints, nothing else.
         .executableTarget(

@@ -11,6 +11,8 @@ pkgs=(
   # run time and tests: PostgreSQL 15, Btrfs, loop devices, tar/gzip for restore checks
   postgresql-15 postgresql-client-15 btrfs-progs lvm2 util-linux mount tar gzip pigz openssl
   binutils dpkg-dev
+  # off-host copies (issue 16): restic, and the SFTP and REST servers its tests start themselves
+  restic openssh-server rclone
 )
 for a in "$@"; do
   case $a in

@@ -6,6 +6,7 @@
 @_exported import MSBServices
 @_exported import MSBArchive
 @_exported import MSBPackages
+@_exported import MSBRemote
 @_exported import MSBRegion
 @_exported import MSBPackageHooks
 @_exported import MSBExpire

@@ -67,6 +67,8 @@ public struct Config: Sendable, Codable, Equatable {
     /// In a root-owned 0700 folder (made by RunLock): /run/lock is writable by every user.
     public var lockFile = "/run/maas-snapshot-backup/lock"
     public var stateDir = "/var/lib/maas-snapshot-backup"
+    /// Off-host copies in a restic repository (RemoteConfig.swift); nil: none.
+    public var remote: RemoteConfig?
 
     public static let defaultPath = "/etc/maas-snapshot-backup/config.yaml"
     /// In dependency order: stopped in this order, started in reverse. MAAS 3.5+ adds maas-http
@@ -174,6 +176,7 @@ extension Config {
             case "metrics_textfile": c.metricsTextfile = try r.optionalAbsolutePath(v, key: k)
             case "lock_file": c.lockFile = try r.absolutePath(v, key: k)
             case "state_dir": c.stateDir = try r.absolutePath(v, key: k)
+            case "remote": c.remote = try RemoteConfig.parse(v, source: source)
             default: throw r.unknown(k, v, allowed: Config.topKeys)
             }
         }
@@ -182,7 +185,7 @@ extension Config {
 
     static package let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "database",
                           "copy_in_window_max", "compression_level", "compression_threads", "window_timeout",
-                          "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir"]
+                          "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir", "remote"]
     static package let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file"]
 }
 

@@ -1,0 +1,58 @@
+import Foundation
+import MaasBackupCore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The restic driver over the network: SFTP through a throwaway sshd, REST through `rclone serve
+/// restic`, both on 127.0.0.1 and started by Tests/Fixtures/restic-servers.sh.
+@Suite("restic, SFTP and REST", .serialized, .enabled(if: ResticFixture.skipReason == nil, "\(ResticFixture.skipReason ?? "")"))
+struct ResticServerTests {
+    static var sshdMissing: Bool { !FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") }
+    static var rcloneMissing: Bool { Command.find("rclone", extraDirs: ["/usr/bin"]) == nil }
+
+    func roundTrip(_ fx: ResticFixture, _ repo: ResticRepository) async throws {
+        #expect(try await repo.initialize() == true)
+        let archive = try fx.makeArchive("maas-remote", of: try fx.makeTree("tree", files: 8))
+        let c = try await ResticCopier(repository: repo).copy(archive: archive, reason: "manual", maasVersion: "3.5.1", host: ResticFixture.host)
+        let snaps = try await repo.snapshots(tags: [ResticCopier.toolTag, "archive=maas-remote"])
+        #expect(snaps.count == 1)
+        #expect(snaps.first?.id.hasPrefix(c.snapshotID) == true)
+        #expect(try ResticFixture.sameBytes(try await fx.dump(repo, c.snapshotID, "maas-remote"), try await fx.gunzip(archive)))
+    }
+
+    @Test(.enabled(if: !sshdMissing, "openssh-server is not installed (apt-get install openssh-server)"))
+    func sftpCopyRoundTripAndUnreachable() async throws {
+        let fx = try ResticFixture("sftp")
+        defer { fx.cleanup() }
+        let servers = fx.dir + "/servers"
+        let port = ResticFixture.freePort(from: 30000 + Int(getpid()) % 10000)
+        let up = try TestEnv.sh(["bash", ResticFixture.serversScript, "sshd-up", servers, String(port)])
+        try #require(up.status == 0, "sshd did not start: \(up.stderr)")
+        let command = try String(contentsOfFile: servers + "/sftp-command", encoding: .utf8).trimmingCharacters(in: .newlines)
+        let repository = "sftp:root@127.0.0.1:" + fx.dir + "/sftp-repo"
+        let repo = try fx.repository(repository, options: ["sftp.command=" + command])
+        try await roundTrip(fx, repo)
+        #expect(FileManager.default.fileExists(atPath: fx.dir + "/sftp-repo/config"), "the repository is where sftp put it")
+
+        _ = try TestEnv.sh(["bash", ResticFixture.serversScript, "down", servers])
+        let e = await ResticFixture.backupError { _ = try await repo.snapshots(tags: []) }
+        #expect(e?.code == .unavailable)
+        #expect(e?.message.hasPrefix("restic snapshots on \(repository) failed: the repository is unreachable: ") == true, "\(e?.description ?? "no error")")
+        #expect(e?.description.contains(ResticFixture.password) == false)
+    }
+
+    @Test(.enabled(if: !rcloneMissing, "rclone is not installed (apt-get install rclone)"))
+    func restCopyRoundTrip() async throws {
+        let fx = try ResticFixture("rest")
+        defer { fx.cleanup() }
+        let servers = fx.dir + "/servers"
+        let port = ResticFixture.freePort(from: 40000 + Int(getpid()) % 10000)
+        let up = try TestEnv.sh(["bash", ResticFixture.serversScript, "rest-up", servers, String(port)])
+        try #require(up.status == 0, "rclone serve restic did not start: \(up.stderr)")
+        let repo = try fx.repository("rest:http://127.0.0.1:\(port)/")
+        try await roundTrip(fx, repo)
+        #expect(FileManager.default.fileExists(atPath: servers + "/rest/config"), "the repository is in rclone's folder")
+    }
+}
