@@ -295,8 +295,8 @@ import Glibc
         let state = try Self.tempDir("pid2")
         defer { try? FileManager.default.removeItem(atPath: state) }
         let j = try RunJournal(stateDir: state, runID: "r", command: "backup")
-        let text = try String(contentsOfFile: j.path, encoding: .utf8)
-        #expect(text.contains("\"pidStartTime\":\(try #require(Self.startTime(getpid())))"))
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: j.path))) as? [String: Any]
+        #expect((json?["pidStartTime"] as? NSNumber)?.uint64Value == (try #require(Self.startTime(getpid()))))
     }
 
     @Test("a password_file readable by others, or not root's, is refused with exit 78 naming chmod 600 / chown root")

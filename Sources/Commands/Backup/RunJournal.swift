@@ -13,7 +13,7 @@ import Glibc
 
 /// What a run changed, written before each change to <state_dir>/runs/<run id>.json, so that a
 /// killed run's leftovers can be found (`status`) and undone (`recover`). Removed when the run ends cleanly.
-public struct JournalRecord: Sendable, Codable {
+public struct JournalRecord: JournalEntry {
     public var runID: String
     public var pid: Int32
     /// The process's start time (/proc/<pid>/stat field 22, clock ticks since boot): with `pid`, it
@@ -29,55 +29,16 @@ public struct JournalRecord: Sendable, Codable {
     public var partialArchive: String?
 }
 
-public final class RunJournal: @unchecked Sendable {
-    public private(set) var record: JournalRecord
-    public let path: String
+/// A backup's journal, in `<state_dir>/runs`.
+public typealias RunJournal = Journal<JournalRecord>
 
-    public init(stateDir: String, runID: String, command: String) throws {
-        let dir = stateDir + "/runs"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        path = dir + "/\(runID).json"
-        record = JournalRecord(runID: runID, pid: getpid(), command: command,
-                               startedAt: ArchiveName.iso8601(Date()), phase: "preflight")
-        try save()
+extension Journal where Entry == JournalRecord {
+    public convenience init(stateDir: String, runID: String, command: String) throws {
+        try self.init(folder: stateDir + "/runs", record: JournalRecord(runID: runID, pid: getpid(), command: command,
+                                                                         startedAt: ArchiveName.iso8601(Date()), phase: "preflight"),
+                      what: "state journal")
     }
 
-    package init(path: String, record: JournalRecord) {
-        self.path = path
-        self.record = record
-    }
-
-    public func update(_ change: (inout JournalRecord) -> Void) throws {
-        change(&record)
-        try save()
-    }
-
-    private func save() throws {
-        let data = try JSONEncoder().encode(record)
-        do {
-            try AtomicFile.write(Array(data), to: path, mode: 0o600)
-        } catch {
-            throw BackupError.failed("cannot write the state journal \(path): \(error)")
-        }
-    }
-
-    /// The run ended and left nothing behind.
-    public func close() {
-        _ = unlink(path)
-    }
-
-    /// Journals of runs whose process is gone.
-    public static func leftovers(stateDir: String) -> [RunJournal] {
-        let dir = stateDir + "/runs"
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
-        return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { n in
-            let p = dir + "/" + n
-            guard let d = FileManager.default.contents(atPath: p),
-                  let r = try? JSONDecoder().decode(JournalRecord.self, from: d) else { return nil }
-            if ProcessIdentity.isRunning(pid: r.pid, startTime: r.pidStartTime) { return nil }  // still running
-            return RunJournal(path: p, record: r)
-        }
-    }
+    /// Journals of backups whose process is gone.
+    public static func leftovers(stateDir: String) -> [RunJournal] { leftovers(folder: stateDir + "/runs", what: "state journal") }
 }
-

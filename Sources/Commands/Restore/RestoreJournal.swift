@@ -14,7 +14,7 @@ import Glibc
 /// `<state_dir>/restores/<run id>.json`: which services it stopped and how each folder was swapped,
 /// so that `recover` can put the previous files back and start the services after a crash.
 /// Removed when the run ends (successfully, or after its failure was undone).
-public struct RestoreRecord: Sendable, Codable {
+public struct RestoreRecord: JournalEntry {
     public var runID: String
     public var pid: Int32
     /// /proc/<pid>/stat's start time: see JournalRecord.pidStartTime.
@@ -37,52 +37,17 @@ public struct RestoreRecord: Sendable, Codable {
     public var privateDir: String?
 }
 
-public final class RestoreJournal: @unchecked Sendable {
-    public private(set) var record: RestoreRecord
-    public let path: String
+/// A restore's (or rollback's) journal, in `<state_dir>/restores`.
+public typealias RestoreJournal = Journal<RestoreRecord>
 
-    package init(stateDir: String, runID: String, command: String, archive: String) throws {
-        let dir = stateDir + "/restores"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        path = dir + "/\(runID).json"
-        record = RestoreRecord(runID: runID, pid: getpid(), command: command, archive: archive,
-                               startedAt: ArchiveName.iso8601(Date()), phase: "prepare")
-        try save()
+extension Journal where Entry == RestoreRecord {
+    package convenience init(stateDir: String, runID: String, command: String, archive: String) throws {
+        try self.init(folder: stateDir + "/restores",
+                      record: RestoreRecord(runID: runID, pid: getpid(), command: command, archive: archive,
+                                            startedAt: ArchiveName.iso8601(Date()), phase: "prepare"),
+                      what: "restore journal")
     }
-
-    package init(path: String, record: RestoreRecord) {
-        self.path = path
-        self.record = record
-    }
-
-    package func update(_ change: (inout RestoreRecord) -> Void) throws {
-        change(&record)
-        try save()
-    }
-
-    private func save() throws {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try e.encode(record)
-        do {
-            try AtomicFile.write(Array(data), to: path, mode: 0o600)
-        } catch {
-            throw BackupError.failed("cannot write the restore journal \(path): \(error)")
-        }
-    }
-
-    package func close() { _ = unlink(path) }
 
     /// Journals of restores whose process is gone.
-    public static func leftovers(stateDir: String) -> [RestoreJournal] {
-        let dir = stateDir + "/restores"
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
-        let d = JSONDecoder()
-        return names.filter { $0.hasSuffix(".json") }.sorted().compactMap { n in
-            let p = dir + "/" + n
-            guard let data = FileManager.default.contents(atPath: p), let r = try? d.decode(RestoreRecord.self, from: data) else { return nil }
-            if ProcessIdentity.isRunning(pid: r.pid, startTime: r.pidStartTime) { return nil }  // still running
-            return RestoreJournal(path: p, record: r)
-        }
-    }
+    public static func leftovers(stateDir: String) -> [RestoreJournal] { leftovers(folder: stateDir + "/restores", what: "restore journal") }
 }
