@@ -90,9 +90,12 @@ let package = Package(
         .target(name: "MSBRecover", dependencies: ["MSBKit", "MSBBackup", "MSBRestore", "MSBSnapshot", "MSBServices",
                                                    "MSBDatabase", "MSBExpire"],
                 path: "Sources/Commands/Recover", swiftSettings: swift6),
+        // The backup the package hooks take before a MAAS package changes.
+        .target(name: "MSBPreUpgrade", dependencies: ["MSBKit", "MSBServices", "MSBPackages", "MSBRegion", "MSBPackageHooks", "MSBBackup"],
+                path: "Sources/Commands/PreUpgrade", swiftSettings: swift6),
         // The commands and policy in one import for the command line, the benchmark and the tests.
         .target(name: "MaasBackupCore", dependencies: ["MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
-                                                       "MSBRecover", "MSBPackageHooks", "MSBRemote"],
+                                                       "MSBRecover", "MSBPackageHooks", "MSBRemote", "MSBPreUpgrade"],
                 swiftSettings: swift6),
         // The command line: parses and prints, nothing else.
         .executableTarget(

@@ -165,7 +165,7 @@ struct Backup: AsyncParsableCommand {
                 try await BootSettle.wait(seconds: afterBoot, log: log)
             }
             let result = try await runBackup(config: config, reason: reason, snapshot: snapshot, dryRun: dryRun,
-                                             lockTimeout: lockTimeout, json: global.json, debs: [:])
+                                             lockTimeout: lockTimeout, json: global.json)
             printResult(result, json: global.json)
             if !result.failedSteps.isEmpty {
                 for w in result.failedSteps { Output.err("maas-snapshot-backup: warning: \(w)") }
@@ -178,21 +178,29 @@ struct Backup: AsyncParsableCommand {
 extension Config.SnapshotChoice: ExpressibleByArgument {}
 
 func runBackup(config: Config, reason: String, snapshot: Config.SnapshotChoice?, dryRun: Bool, lockTimeout: Double,
-               json: Bool, debs: [String: String]) async throws -> BackupResult {
+               json: Bool) async throws -> BackupResult {
     Interruption.install()
-    var opts = BackupOptions()
+    var opts = backupOptions(json: json)
     opts.reason = reason
     opts.snapshot = snapshot
     opts.dryRun = dryRun
     opts.lockTimeout = lockTimeout
-    opts.debsToSave = debs
-    opts.pruneWhenShort = reason.hasPrefix("pre-upgrade")
+    return try await BackupPipeline(config: config, options: opts).run()
+}
+
+/// What the command line gives every backup: its log on stderr, a progress bar on a terminal
+/// (not with --json), and this executable for the dead-man guard.
+func backupOptions(json: Bool) -> BackupOptions {
+    Interruption.install()
+    var opts = BackupOptions()
     opts.guardExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
     if !json { opts.log = { Output.err($0) } }
-    let bar = Output.Progress()
-    if Output.isTerminal && !json { opts.progress = { bar.update($0, $1) } }
-    defer { if Output.isTerminal && !json { bar.done() } }
-    return try await BackupPipeline(config: config, options: opts).run()
+    if Output.isTerminal && !json {
+        let bar = Output.Progress()
+        opts.progress = { bar.update($0, $1) }
+        opts.progressDone = { bar.done() }
+    }
+    return opts
 }
 
 func printResult(_ r: BackupResult, json: Bool) {

@@ -25,6 +25,8 @@ public struct BackupOptions: Sendable {
     public var log: (@Sendable (String) -> Void)?
     /// Archive progress: bytes read so far, estimated total.
     public var progress: (@Sendable (Int64, Int64) -> Void)?
+    /// Called once when the run ends, however it ends (the progress bar's last line).
+    public var progressDone: (@Sendable () -> Void)?
     /// .deb files to keep beside the archive (pre-upgrade backups): package -> path.
     public var debsToSave: [String: String] = [:]
     /// When the destination is short of space, apply the retention first (pre-upgrade backups,
@@ -232,6 +234,7 @@ public struct BackupPipeline: Sendable {
     /// A backup run; the metrics textfile (when configured) is written whatever the outcome.
     public func run() async throws -> BackupResult {
         let clock = Stopwatch()
+        defer { options.progressDone?() }
         do {
             var r = try await runLocked(clock: clock)
             if !r.dryRun, let path = config.metricsTextfile, let w = Metrics.write(path: path, outcome: .success(r)) {
