@@ -185,6 +185,7 @@ func runBackup(config: Config, reason: String, snapshot: Config.SnapshotChoice?,
     opts.snapshot = snapshot
     opts.dryRun = dryRun
     opts.lockTimeout = lockTimeout
+    opts.pruneWhenShort = reason.hasPrefix("pre-upgrade")
     return try await BackupPipeline(config: config, options: opts).run()
 }
 

@@ -68,14 +68,10 @@ public enum AptRunMarker {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let path = directory + "/" + fileName(for: process)
-        let tmp = path + ".tmp"
-        guard fm.createFile(atPath: tmp, contents: Data(content(for: process).utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw BackupError(.cantCreate, "cannot write the apt run marker \(tmp)")
-        }
-        if rename(tmp, path) != 0 {
-            let e = errno
-            try? fm.removeItem(atPath: tmp)
-            throw BackupError(.cantCreate, "cannot write the apt run marker \(path) (errno \(e))")
+        do {
+            try AtomicFile.write(Array(content(for: process).utf8), to: path, mode: 0o600)
+        } catch {
+            throw BackupError(.cantCreate, "cannot write the apt run marker \(path): \(error)")
         }
     }
 

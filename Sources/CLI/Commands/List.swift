@@ -36,16 +36,8 @@ struct ListCommand: AsyncParsableCommand {
     }
 }
 
-/// Formatting for the human summaries.
-enum Human {
-    static func bytes(_ n: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n)
-        var i = 0
-        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
-        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
-    }
-
+/// Formatting for the human summaries (Human.bytes is the kit's).
+extension Human {
     /// "2026-11-26T01:21:53Z" -> "2026-11-26 01:21:53".
     static func time(_ iso: String) -> String {
         iso.replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: "")

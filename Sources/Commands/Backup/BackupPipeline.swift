@@ -85,7 +85,7 @@ public struct BackupPipeline: Sendable {
         self.config = config
         self.options = options
         self.services = try services ?? Systemctl()
-        self.drivers = [BtrfsSnapshotDriver()] + SnapshotDrivers.extra(config)
+        self.drivers = SnapshotDrivers.all(config)
     }
 
     package func log(_ s: String) { options.log?(s) }
@@ -97,9 +97,7 @@ public struct BackupPipeline: Sendable {
 
     /// Decides everything and changes nothing.
     public func preflight(passfile: String?) async throws -> BackupPlan {
-        guard geteuid() == 0 else {
-            throw BackupError(.noPermission, "maas-snapshot-backup must run as root", hint: "run it with sudo")
-        }
+        try Privilege.requireRoot("maas-snapshot-backup")
         let choice = options.snapshot ?? config.snapshot
         let target = try PostgresTarget.resolve(config)
         let pg = PostgresAdapter(target: target)
@@ -132,7 +130,7 @@ public struct BackupPipeline: Sendable {
                     method = .copy
                 } else {
                     throw BackupError.unavailable(
-                        "\(live) (\(formatBytes(size))) is not on a \(choice == .auto ? "Btrfs subvolume or LVM volume" : choice.rawValue + " volume") and is over copy_in_window_max (\(formatBytes(config.copyInWindowMax)))",
+                        "\(live) (\(Human.bytes(size))) is not on a \(choice == .auto ? "Btrfs subvolume or LVM volume" : choice.rawValue + " volume") and is over copy_in_window_max (\(Human.bytes(config.copyInWindowMax)))",
                         hint: "put it on Btrfs or LVM, raise copy_in_window_max, or run with --snapshot none (services stay stopped for the whole run)")
                 }
             }
@@ -145,10 +143,9 @@ public struct BackupPipeline: Sendable {
 
         // Destination: creatable, and room for the archive plus the dump's spool.
         let dest = config.destination
-        var probe = dest
-        while !FileManager.default.fileExists(atPath: probe) { probe = (probe as NSString).deletingLastPathComponent }
-        guard access(probe, W_OK) == 0 else {
-            throw BackupError(.cantCreate, "the destination \(dest) is not writable", hint: "fix its permissions or set destination in the config")
+        let probe = FileSystem.nearestExisting(dest)
+        if let why = Privilege.notWritable(dest) {
+            throw BackupError(.cantCreate, "the destination \(why)", hint: "fix its permissions or set destination in the config")
         }
         for item in items where isUnder(config.live(dest), item.livePath) {
             throw BackupError.config("the destination \(dest) is inside the backed-up path \(item.path)", hint: "choose a destination outside \(config.paths.joined(separator: ", "))")
@@ -162,12 +159,12 @@ public struct BackupPipeline: Sendable {
             let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
             prunedInPreflight.set(report)
             if !report.removed.isEmpty {
-                log("not enough free space in \(dest): removed \(report.removed.count) old backup(s) by the retention (\(formatBytes(report.freedBytes)) freed): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+                log("not enough free space in \(dest): removed \(report.removed.count) old backup(s) by the retention (\(Human.bytes(report.freedBytes)) freed): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
             }
             free = FileSystem.freeBytes(probe) ?? Int64.max
         }
         guard free >= estimate else {
-            throw BackupError(.cantCreate, "not enough free space in \(dest): \(formatBytes(free)) free, about \(formatBytes(estimate)) needed",
+            throw BackupError(.cantCreate, "not enough free space in \(dest): \(Human.bytes(free)) free, about \(Human.bytes(estimate)) needed",
                               hint: "free some space, run prune, or set destination elsewhere")
         }
 
@@ -251,9 +248,7 @@ public struct BackupPipeline: Sendable {
     }
 
     package func runLocked(clock: Stopwatch) async throws -> BackupResult {
-        guard geteuid() == 0 else {
-            throw BackupError(.noPermission, "maas-snapshot-backup must run as root", hint: "run it with sudo")
-        }
+        try Privilege.requireRoot("maas-snapshot-backup")
         // Before anything reads regiond.conf or the database: a snap MAAS has neither where we look.
         try await RegionLayout.refuseSnap(config, services: services, command: "backup")
         let lock = try RunLock(path: config.lockFile, timeout: options.lockTimeout)

@@ -63,9 +63,7 @@ public enum Catalog {
     }
 
     static package func parseTime(_ iso: String) -> TimeInterval? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: iso)?.timeIntervalSince1970
+        ArchiveName.date(iso8601: iso)?.timeIntervalSince1970
     }
 
     /// The UTC time in an archive's name, as ISO 8601.
@@ -74,11 +72,7 @@ public enum Catalog {
         let base = name.dropLast(ArchiveName.suffix.count)
         guard let dash = base.lastIndex(of: "-") else { return nil }
         let stamp = String(base[base.index(after: dash)...])
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return f.date(from: stamp).map(ArchiveName.iso8601)
+        return ArchiveName.date(ofTimestamp: stamp).map(ArchiveName.iso8601)
     }
 
     /// The `<name>.debs/` folder of an archive.

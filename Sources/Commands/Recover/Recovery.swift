@@ -32,9 +32,7 @@ public struct RecoverReport: Sendable, Codable {
 
 public enum Recovery {
     public static func run(config: Config, services given: (any ServiceManager)? = nil, lockTimeout: Double = 30) async throws -> RecoverReport {
-        guard geteuid() == 0 else {
-            throw BackupError(.noPermission, "recover must run as root", hint: "run it with sudo")
-        }
+        try Privilege.requireRoot("recover")
         let lock = try RunLock(path: config.lockFile, timeout: lockTimeout)
         defer { lock.release() }
         var items: [RecoverReport.Item] = []
@@ -57,7 +55,7 @@ public enum Recovery {
                 actions.append("started \(r.stoppedServices.joined(separator: " "))")
             } catch { errors.append("cannot start \(r.stoppedServices.joined(separator: " ")): \(error)") }
         }
-        let drivers: [any SnapshotDriver] = [BtrfsSnapshotDriver(), LVMSnapshotDriver(snapshotSize: config.lvm.snapshotSize)]
+        let drivers = SnapshotDrivers.all(config)
         for s in r.snapshots.reversed() {
             guard let d = drivers.first(where: { $0.method == s.volume.method }) else { continue }
             do {

@@ -59,9 +59,7 @@ public enum StatusCheck {
             for p in config.paths where !FileManager.default.fileExists(atPath: config.live(p)) {
                 problems.append("\(config.live(p)) does not exist")
             }
-            var probe = config.destination
-            while !FileManager.default.fileExists(atPath: probe) { probe = (probe as NSString).deletingLastPathComponent }
-            if access(probe, W_OK) != 0 { problems.append("the destination \(config.destination) is not writable") }
+            if let why = Privilege.notWritable(config.destination) { problems.append("the destination \(why)") }
             if Command.find("systemctl") == nil { problems.append("systemctl is not on PATH") }
         }
         let entries = Catalog.entries(destination: config.destination)

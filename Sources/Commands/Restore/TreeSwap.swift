@@ -126,7 +126,7 @@ public struct TreeSwap: Sendable, Codable {
         guard let free = FileSystem.freeBytes(probe) else { return }
         let need = restoreBytes + restoreBytes / 20 + (16 << 20)
         if free < need {
-            throw BackupError.unavailable("not enough free space for \(live): \(formatBytes(free)) free, about \(formatBytes(need)) needed (the previous files are kept aside)",
+            throw BackupError.unavailable("not enough free space for \(live): \(Human.bytes(free)) free, about \(Human.bytes(need)) needed (the previous files are kept aside)",
                                           hint: "free some space, or move old \(path).pre-restore-* folders away")
         }
     }

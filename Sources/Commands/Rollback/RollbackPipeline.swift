@@ -135,56 +135,57 @@ public enum RollbackPipeline {
         let path = try ArchiveVerifier.open(try archive ?? defaultArchive(config: config), config: config).path
         let staging = try PrivateDir.makeTemporary()
         defer { staging.remove() }
-        let planBox = PlanBox()
         var options = base
         options.command = "rollback"
         options.skipVersionGuard = true
-        options.preflight = { manifest in
-            let p = try await packagePlan(manifest: manifest, config: config, archive: path, staging: staging.path)
-            planBox.set(p)
-        }
-        options.packageStep = { manifest in
-            guard let p = planBox.get(), !p.command.isEmpty else { return await InstalledPackages.installed(root: config.root) }
-            base.log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))")
-            // dpkg and its options as planned, then the checked copies instead of the saved .debs.
-            let options = p.command.dropFirst().prefix(while: { $0.hasPrefix("-") })
-            let staged = p.changes.map { staging.path + "/" + ($0.deb as NSString).lastPathComponent }
-            let r = try await Command.run(p.command[0], Array(options) + staged,
-                                          environment: ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_SKIP": "1",
-                                                        "APT_LISTCHANGES_FRONTEND": "none"])
-            guard r.succeeded else {
-                throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")
+        let restore = try RestorePipeline(config: config, options: options)
+
+        // Restore's plan, then the packages' (each .deb copied and checked): nothing changed yet.
+        let clock = Stopwatch()
+        let prepared = try await restore.prepare(archive: path)
+        let packages = try await packagePlan(manifest: prepared.manifest, config: config, archive: path, staging: staging.path)
+        let plan = RollbackPlan(restore: prepared.plan, packages: packages.changes, command: packages.command, notInBackup: packages.extra)
+        if dryRun { return RollbackResult(status: "dry-run", dryRun: true, plan: plan, restore: nil) }
+
+        // Restore's steps in turn, with the packages put back between the files and the start.
+        let run = try await restore.begin(prepared)
+        defer { run.end() }
+        do {
+            try await run.stopServices()
+            try await run.restoreDatabase()
+            try await run.restoreFiles()
+            try run.keepRestoredState(step: "packages")
+            do {
+                run.packages = try await reinstall(packages, config: config, staging: staging.path, log: base.log)
+            } catch {
+                throw PackageStepError(message: "\(error)")
             }
-            let now = await InstalledPackages.installed(root: config.root)
-            let wrong = p.changes.filter { now[$0.package] != $0.backupVersion }
-            if !wrong.isEmpty {
-                throw BackupError.failed("after reinstalling, \(wrong.map { "\($0.package) is \(now[$0.package] ?? "not installed"), not \($0.backupVersion)" }.joined(separator: "; "))")
-            }
-            return now
+            let result = try await run.startAndCheck(clock: clock)
+            return RollbackResult(status: "ok", dryRun: false, plan: plan, restore: result)
+        } catch {
+            throw await run.recoverAfterFailure(error)
         }
-        let pipeline = try RestorePipeline(config: config, options: options)
-        let userConfirm = base.confirm
-        if let userConfirm {
-            options.confirm = userConfirm
-        }
-        if dryRun {
-            let plan = try await pipeline.dryRun(archive: path)
-            let p = planBox.get()
-            return RollbackResult(status: "dry-run", dryRun: true,
-                                  plan: RollbackPlan(restore: plan, packages: p?.changes ?? [], command: p?.command ?? [], notInBackup: p?.extra ?? []),
-                                  restore: nil)
-        }
-        let result = try await pipeline.run(archive: path)
-        let p = planBox.get()
-        return RollbackResult(status: "ok", dryRun: false,
-                              plan: RollbackPlan(restore: result.plan, packages: p?.changes ?? [], command: p?.command ?? [], notInBackup: p?.extra ?? []),
-                              restore: result)
     }
 
-    final package class PlanBox: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value: (changes: [PackageReinstall], command: [String], extra: [String])?
-        package func set(_ v: (changes: [PackageReinstall], command: [String], extra: [String])) { lock.lock(); value = v; lock.unlock() }
-        package func get() -> (changes: [PackageReinstall], command: [String], extra: [String])? { lock.lock(); defer { lock.unlock() }; return value }
+    /// dpkg with the planned options on the checked copies in `staging`; returns the MAAS package
+    /// versions installed afterwards, which must be the backup's.
+    static package func reinstall(_ p: (changes: [PackageReinstall], command: [String], extra: [String]), config: Config, staging: String,
+                                  log: (@Sendable (String) -> Void)?) async throws -> [String: String] {
+        guard !p.command.isEmpty else { return await InstalledPackages.installed(root: config.root) }
+        log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))")
+        let options = p.command.dropFirst().prefix(while: { $0.hasPrefix("-") })
+        let staged = p.changes.map { staging + "/" + ($0.deb as NSString).lastPathComponent }
+        let r = try await Command.run(p.command[0], Array(options) + staged,
+                                      environment: ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_SKIP": "1",
+                                                    "APT_LISTCHANGES_FRONTEND": "none"])
+        guard r.succeeded else {
+            throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")
+        }
+        let now = await InstalledPackages.installed(root: config.root)
+        let wrong = p.changes.filter { now[$0.package] != $0.backupVersion }
+        if !wrong.isEmpty {
+            throw BackupError.failed("after reinstalling, \(wrong.map { "\($0.package) is \(now[$0.package] ?? "not installed"), not \($0.backupVersion)" }.joined(separator: "; "))")
+        }
+        return now
     }
 }

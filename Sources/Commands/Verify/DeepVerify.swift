@@ -21,9 +21,7 @@ package enum DeepVerify {
             throw BackupError.unavailable("there is no postgres user to run the throwaway cluster as", hint: "install PostgreSQL")
         }
         let uid = pw.pointee.pw_uid, gid = pw.pointee.pw_gid
-        guard geteuid() == 0 else {
-            throw BackupError(.noPermission, "verify --deep must run as root (it runs a throwaway cluster as postgres)", hint: "run it with sudo")
-        }
+        try Privilege.requireRoot("verify --deep", why: "it runs a throwaway cluster as postgres")
         let tmp = try PrivateDir.makeTemporary()
         defer { tmp.remove() }
         guard chown(tmp.path, uid, gid) == 0 else {

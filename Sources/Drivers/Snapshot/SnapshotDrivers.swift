@@ -1,7 +1,8 @@
 import MSBKit
-/// The snapshot drivers besides Btrfs, in the order `auto` tries them.
+
+/// The snapshot drivers, in the order `auto` tries them: Btrfs, then LVM.
 package enum SnapshotDrivers {
-    static package func extra(_ config: Config) -> [any SnapshotDriver] {
-        [LVMSnapshotDriver(snapshotSize: config.lvm.snapshotSize)]
+    static package func all(_ config: Config) -> [any SnapshotDriver] {
+        [BtrfsSnapshotDriver(), LVMSnapshotDriver(snapshotSize: config.lvm.snapshotSize)]
     }
 }

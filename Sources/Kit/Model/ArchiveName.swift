@@ -17,18 +17,29 @@ public enum ArchiveName {
         "maas-backup-\(host)-\(timestamp(date))\(suffix)"
     }
 
-    public static func timestamp(_ d: Date) -> String {
+    /// The UTC time in a name: 20261126T012153Z.
+    public static func timestamp(_ d: Date) -> String { stampFormatter().string(from: d) }
+
+    /// The time of a name's timestamp, nil when it is not one.
+    public static func date(ofTimestamp s: String) -> Date? { stampFormatter().date(from: s) }
+
+    public static func iso8601(_ d: Date) -> String { isoFormatter().string(from: d) }
+
+    /// The time of an ISO 8601 string (2026-11-26T01:21:53Z), nil when it is not one.
+    public static func date(iso8601 s: String) -> Date? { isoFormatter().date(from: s) }
+
+    private static func stampFormatter() -> DateFormatter {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")
         f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return f.string(from: d)
+        return f
     }
 
-    public static func iso8601(_ d: Date) -> String {
+    private static func isoFormatter() -> ISO8601DateFormatter {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
-        return f.string(from: d)
+        return f
     }
 
     /// True for a complete archive's file name (never a .partial).

@@ -55,3 +55,25 @@ public enum RegionLayout {
         return t.isEmpty ? nil : t
     }
 }
+
+extension RegionLayout {
+    /// /var/lib/maas/secret: the secret rack controllers register with, nil when there is none.
+    public static func rackSecret(_ config: Config) -> String? {
+        guard let s = try? String(contentsOfFile: config.live("/var/lib/maas/secret"), encoding: .utf8) else { return nil }
+        let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
+        return t.isEmpty ? nil : t
+    }
+
+    /// maas_url from regiond.conf, else rackd.conf.
+    public static func maasURL(_ config: Config) -> String? {
+        for f in ["/etc/maas/regiond.conf", "/etc/maas/rackd.conf"] {
+            guard let text = try? String(contentsOfFile: config.live(f), encoding: .utf8),
+                  let node = try? SafeYAML.compose(text, source: f), case .mapping(let m) = node else { continue }
+            for (k, v) in m where k.string == "maas_url" {
+                if let s = v.string, !s.isEmpty { return s }
+                if case .sequence(let seq) = v, let first = seq.first?.string { return first }
+            }
+        }
+        return nil
+    }
+}

@@ -6,6 +6,13 @@ import Glibc
 
 /// Filesystem facts from statfs and /proc/self/mountinfo.
 public enum FileSystem {
+    /// `path`, or the nearest folder above it that exists (where it would be made).
+    package static func nearestExisting(_ path: String) -> String {
+        var probe = path
+        while !FileManager.default.fileExists(atPath: probe) { probe = (probe as NSString).deletingLastPathComponent }
+        return probe
+    }
+
     static package let magic: [Int: String] = [0x9123683E: "btrfs", 0xEF53: "ext4", 0x58465342: "xfs", 0x01021994: "tmpfs",
                                        0x794C7630: "overlay", 0x6969: "nfs"]
 

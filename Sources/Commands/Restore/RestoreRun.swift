@@ -1,0 +1,247 @@
+import Foundation
+import MSBKit
+import MSBSnapshot
+import MSBDatabase
+import MSBServices
+import MSBArchive
+import MSBPackages
+import MSBRegion
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Thrown by the package step of a rollback: the database and files stay restored.
+package struct PackageStepError: Error {
+    package var message: String
+
+    package init(message: String) {
+        self.message = message
+    }
+}
+
+/// One restore after its plan: everything it changed, so that a failure can be undone.
+final package class RestoreRun {
+    package let pipeline: RestorePipeline
+    package let p: RestorePipeline.Prepared
+    package let journal: RestoreJournal
+    package var config: Config { pipeline.config }
+    package var services: any ServiceManager { pipeline.services }
+
+    package var swaps: [TreeSwap]
+    package var stopped: [String] = []
+    package var servicesDown = false
+    /// untouched, loading, loaded, checked, swapping, swapped, restored (see RestoreRecord.database)
+    package var database = "untouched"
+    package var dbNames: [DatabaseNames] = []
+    package var step = "prepare"
+    package var privateDir: PrivateDir?
+    package var filesFinal = false
+
+    /// Held from `begin` to `end`.
+    private let lock: RunLock
+    /// The run's private folder (psql's messages, the passfiles), removed at the end.
+    package let dir: PrivateDir
+    /// The passfile naming the live, new, previous and failed name of each database.
+    package let passfile: String?
+    package var warnings: [String] = []
+    package var expectedPsqlErrors = 0
+    package var check: DatabaseCheckResult?
+    package var packages: [String: String]?
+    /// The rack secret before the restore (a different one afterwards means registering the racks again).
+    package var oldSecret: String?
+
+    package init(pipeline: RestorePipeline, prepared: RestorePipeline.Prepared, journal: RestoreJournal, lock: RunLock) throws {
+        self.pipeline = pipeline
+        self.p = prepared
+        self.journal = journal
+        self.swaps = prepared.swaps
+        self.lock = lock
+        let dir = try PrivateDir.makeTemporary()
+        do {
+            try journal.update { $0.privateDir = dir.path }
+            passfile = try prepared.target.writePassfile(in: dir.path, databases: prepared.manifest.database.databases + prepared.database.databases.flatMap(\.all))
+        } catch {
+            dir.remove()
+            throw error
+        }
+        self.dir = dir
+        privateDir = dir
+    }
+
+    /// Releases the lock and removes the private folder; the journal stays if something is left to recover.
+    package func end() {
+        dir.remove()
+        privateDir = nil
+        lock.release()
+    }
+
+    package func log(_ s: String) { pipeline.log(s) }
+
+    package func record() throws {
+        let s = swaps, d = database, st = step, ff = filesFinal, names = dbNames
+        try journal.update { $0.swaps = s; $0.database = d; $0.phase = st; $0.filesFinal = ff; $0.databases = names }
+    }
+
+    /// Stops the active MAAS services (PostgreSQL stays up).
+    package func stopServices() async throws {
+        step = "stop services"
+        let toStop = try await services.activeUnits(config.services)
+        try journal.update { $0.stoppedServices = toStop; $0.phase = "stop services" }
+        stopped = toStop
+        servicesDown = true
+        log("stopping \(toStop.isEmpty ? "nothing (no MAAS service is active)" : toStop.joined(separator: " "))")
+        try await services.stop(toStop)
+        try FaultPoint.hit("restore-stop")
+        try Interruption.check()
+    }
+
+    /// The database: loaded into new databases, checked, then swapped in by name. The live
+    /// databases are not touched until the swap; they are kept under <name>_pre_restore_<time>.
+    package func restoreDatabase() async throws {
+        let manifest = p.manifest
+        step = "database"
+        dbNames = p.database.databases
+        let target = p.target, passfile = passfile
+        let all = dbNames.map(\.name)
+        let names = Dictionary(uniqueKeysWithValues: dbNames.map { ($0.name, $0.restoring) })
+        let psqlUser = p.database.psqlRunsAs
+        let psqlDir = try DatabaseSwap.psqlFolder(for: psqlUser, in: dir)
+        defer { psqlDir.remove() }
+        let psqlPassfile = try DatabaseSwap.passfile(target, in: psqlDir, for: psqlUser, names: dbNames)
+        database = "loading"
+        try record()
+        log("loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser)")
+        let loadPlan = DumpLoader.Plan(
+            psql: p.psql, osUser: psqlUser, environment: target.environment(passfile: psqlPassfile), names: names,
+            maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all),
+            create: { spec, copy in
+                try DatabaseSwap.create(spec, as: copy, target: target, passfile: passfile, avoiding: all)
+                self.log("created the database \(copy) for \(spec.name)")
+                try FaultPoint.hit("restore-db-create")
+            })
+        let outcome = try await DumpLoader.load(archive: p.source.readPath, plan: loadPlan, errorLog: dir.path + "/psql.log")
+        if outcome.failed {
+            let n = outcome.errors.count
+            throw BackupError.failed("psql failed to load dump.sql: \(outcome.firstProblem)" + (n > 1 ? " (\(n) errors)" : ""))
+        }
+        if let first = outcome.refused.first {
+            warnings.append("\(outcome.refused.count) role statement(s) of dump.sql were refused for lack of privilege, so the roles were left as they are (first: \(first))")
+        }
+        expectedPsqlErrors = outcome.expected.count
+        database = "loaded"
+        try record()
+        try FaultPoint.hit("restore-db-load")
+        let check = try DatabaseCheck.compare(manifest: manifest, target: target, passfile: passfile, names: names)
+        if let first = check.problems.first {
+            throw BackupError.failed("the restored database does not match the backup: \(first)"
+                                     + (check.problems.count > 1 ? " (and \(check.problems.count - 1) more)" : ""))
+        }
+        self.check = check
+        warnings += check.warnings
+        database = "checked"
+        try record()
+        try FaultPoint.hit("restore-db-check")
+        try Interruption.check()
+        database = "swapping"
+        try record()
+        dbNames = try DatabaseSwap.swapIn(dbNames, target: target, passfile: passfile, log: { self.log($0) })
+        database = "swapped"
+        try record()
+        try FaultPoint.hit("restore-database")
+        log("database restored: \(check.tables) tables, \(check.rows) rows, schema head \(DatabaseCheck.describe(check.schemaHead))"
+            + (dbNames.contains(where: \.existed) ? "; the previous one is kept as \(dbNames.filter(\.existed).map(\.previous).joined(separator: ", "))" : ""))
+        try Interruption.check()
+    }
+
+    /// The files: each live folder moved aside, the archive's extracted, what is kept carried over.
+    package func restoreFiles() async throws {
+        step = "files"
+        oldSecret = RegionLayout.rackSecret(config)
+        for i in swaps.indices {
+            var swap = swaps[i]
+            defer { swaps[i] = swap }
+            try swap.moveAside { s in self.swaps[i] = s; try self.record() }
+            if swap.mode != .create { log("moved the previous \(swap.live) aside to \(swap.aside)") }
+        }
+        try FaultPoint.hit("restore-aside")
+        let members = swaps.map(\.member)
+        let root = config.root, readPath = p.source.readPath
+        let count = try await Blocking.run {
+            try Extractor.extract(archive: readPath, root: root, members: members, checkInterrupted: { try Interruption.check() })
+        }
+        log("extracted \(count) files and folders")
+        try FaultPoint.hit("restore-extract")
+        for i in swaps.indices {
+            var swap = swaps[i]
+            defer { swaps[i] = swap }
+            try swap.carryKept(record: { s in self.swaps[i] = s; try self.record() }, log: { self.log($0) })
+        }
+        try FaultPoint.hit("restore-keep")
+        try Interruption.check()
+    }
+
+    /// From here the restored database and files stay, whatever fails next (a rollback's package step).
+    package func keepRestoredState(step: String) throws {
+        self.step = step
+        filesFinal = true
+        try record()
+    }
+
+    /// `maas-region dbupgrade` when the installed MAAS differs from the backup's by a patch version;
+    /// then the services started, waited for, and the schema head checked.
+    package func startAndCheck(clock: Stopwatch) async throws -> RestoreResult {
+        let manifest = p.manifest
+        if p.plan.dbUpgrade != nil { step = "dbupgrade"; try await RegionChecks.dbUpgrade(log: { self.log($0) }) }
+        step = "start services"
+        try await startServices()
+        try FaultPoint.hit("restore-start")
+        let notActive = try await waitActive(stopped)
+        if !notActive.isEmpty {
+            throw BackupError.failed("\(notActive.joined(separator: " ")) did not become active after the restore",
+                                     hint: "see journalctl -u \(notActive[0])")
+        }
+        let head = try DatabaseCheck.schemaHead(target: p.target, database: manifest.database.maasDatabase, passfile: passfile)
+        if head != manifest.database.schemaHead {
+            throw BackupError.failed("after the start the schema head is \(DatabaseCheck.describe(head)), not the backup's \(DatabaseCheck.describe(manifest.database.schemaHead))")
+        }
+        filesFinal = true
+        step = "done"
+        database = "restored"
+        try record()
+        journal.close()
+
+        // Rack controllers register with the region's secret; a different one means registering again.
+        var rack: String?
+        if let newSecret = RegionLayout.rackSecret(config), newSecret != oldSecret {
+            rack = "maas-rack register --url \(RegionLayout.maasURL(config) ?? "http://<region>:5240/MAAS") --secret \(newSecret)"
+        }
+        let previous = swaps.filter { $0.mode != .create }.map(\.aside)
+        let previousDBs = dbNames.filter(\.existed).map(\.previous)
+        guard let check else { throw BackupError.failed("the database step did not run") }
+        return RestoreResult(status: "ok", archive: p.path, plan: p.plan, verify: p.verify, database: check,
+                             expectedPsqlErrors: expectedPsqlErrors, previousFiles: previous,
+                             previousDatabases: previousDBs, dropPreviousDatabases: previousDBs.map { DatabaseSwap.dropCommand($0, target: p.target) },
+                             servicesStarted: stopped, rackRegisterCommand: rack, packages: packages,
+                             warnings: p.plan.warnings + warnings, durationMs: clock.elapsedMs.ms2)
+    }
+
+    package func startServices() async throws {
+        guard servicesDown else { return }
+        try await services.start(Array(stopped.reversed()))
+        servicesDown = false
+        try? journal.update { $0.servicesRestarted = true }
+    }
+
+    /// Units of `units` still not active after a few seconds.
+    package func waitActive(_ units: [String]) async throws -> [String] {
+        guard !units.isEmpty else { return [] }
+        var missing: [String] = []
+        for _ in 0..<20 {
+            let active = try await services.activeUnits(units)
+            missing = units.filter { !active.contains($0) }
+            if missing.isEmpty { return [] }
+            try await Task.sleep(nanoseconds: 500_000_000)
+        }
+        return missing
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import MSBKit
+import MSBSnapshot
+import MSBDatabase
+import MSBServices
+import MSBArchive
+import MSBPackages
+import MSBRegion
+import LibPQ
+import Yams
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options of `restore` (and of `rollback`, which restores and then reinstalls packages).
+public struct RestoreOptions: Sendable {
+    /// Restore over an installed MAAS of another major.minor version.
+    public var force = false
+    /// Go on while other region controllers are connected to the database (README "Region layouts").
+    public var forceOtherRegions = false
+    public var lockTimeout: Double = 30
+    /// Asked once the plan is known and before anything changes; false cancels. nil: go ahead.
+    public var confirm: (@Sendable (RestorePlan) async -> Bool)?
+    public var log: (@Sendable (String) -> Void)?
+    public var command = "restore"
+    /// Rollback: the installed version is expected to differ.
+    public var skipVersionGuard = false
+    public init() {}
+}
+
+/// What restore will do, known before it changes anything.
+public struct RestorePlan: Sendable, Codable {
+    public struct PathPlan: Sendable, Codable {
+        public var path: String
+        public var live: String
+        /// rename, contents or create (see TreeSwap).
+        public var mode: String
+        public var aside: String
+        public var carriedOver: [String]
+        public var bytes: Int64
+    }
+    public var archive: String
+    public var createdAt: String
+    public var reason: String
+    public var backupHost: String
+    public var backupMaasVersion: String?
+    public var installedMaasVersion: String?
+    /// "same", "unknown", "forced (3.4 over 3.5)", "skipped (rollback)".
+    public var versionCheck: String
+    public var database: String
+    public var databases: [String]
+    public var paths: [PathPlan]
+    public var servicesToStop: [String]
+    /// The `maas-region dbupgrade` run after the restore (patch-level version change), if any.
+    public var dbUpgrade: String? = nil
+    /// Other regions connected at the time (only with --force-other-regions).
+    public var otherRegions: [String] = []
+    /// What this restore does not cover, or what was overridden (also in the result's warnings).
+    public var warnings: [String] = []
+    /// The new databases, the names the current ones will be kept under, the role's privileges, free space.
+    public var databaseRestore: DatabaseRestorePlan?
+}
+
+public struct RestoreResult: Sendable, Codable {
+    public var status: String
+    public var archive: String
+    public var plan: RestorePlan
+    public var verify: VerifyReport
+    public var database: DatabaseCheckResult
+    /// psql errors that a --clean restore expects (roles that exist already).
+    public var expectedPsqlErrors: Int
+    /// Where the previous files are kept (never deleted by the tool).
+    public var previousFiles: [String]
+    /// The previous databases, kept under `<name>_pre_restore_<time>` (never dropped by the tool).
+    public var previousDatabases: [String]
+    /// How to drop them once the restore is known good.
+    public var dropPreviousDatabases: [String]
+    public var servicesStarted: [String]
+    /// When the restored rack secret differs from the one the host had: the command that registers
+    /// the rack controllers again. The only place a secret is shown.
+    public var rackRegisterCommand: String?
+    public var packages: [String: String]?
+    public var warnings: [String]
+    public var durationMs: Double
+}
