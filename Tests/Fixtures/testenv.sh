@@ -18,7 +18,7 @@ shift 2
 rows=2000
 while [ $# -gt 0 ]; do case $1 in --rows) rows=$2; shift 2;; *) echo "unknown option $1" >&2; exit 64;; esac; done
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
+repo=$(cd "$here/../.." && pwd)
 pgbin=/usr/lib/postgresql/15/bin
 schema="$repo/../shared/fixtures/maas-schema/maas-3.4.0.sql"
 
