@@ -128,7 +128,7 @@ final class TestEnv: @unchecked Sendable {
     }
 
     /// The counter the stand-in regiond writes, as it is now.
-    func liveCounter() throws -> Int { Int(try psql("SELECT n FROM msb_counter WHERE id = 1")) ?? -1 }
+    func liveCounter() throws -> Int { Int(try psql("SELECT n FROM msb_counter WHERE service = 'maas-regiond'")) ?? -1 }
 }
 
 struct TestFailure: Error, CustomStringConvertible {
