@@ -55,14 +55,7 @@ final class TestEnv: @unchecked Sendable {
 
     /// The built tool, next to the test bundle.
     static var binary: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var d = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while d.path != "/" {
-            let p = d.appendingPathComponent("maas-snapshot-backup").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-            d = d.deletingLastPathComponent()
-        }
-        return repo.path + "/.build/debug/maas-snapshot-backup"
+        ToolBinary.path ?? repo.path + "/.build/debug/maas-snapshot-backup"
     }
 
     struct Result { var status: Int32; var stdout: String; var stderr: String }

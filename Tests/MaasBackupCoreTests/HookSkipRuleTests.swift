@@ -8,16 +8,7 @@ import Testing
 /// one that does not skip stops on it (exit 78) before any backup could start.
 @Suite("package hooks: the skip switch")
 struct HookSkipRuleTests {
-    static var binary: String? {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var d = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while d.path != "/" {
-            let p = d.appendingPathComponent("maas-snapshot-backup").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-            d = d.deletingLastPathComponent()
-        }
-        return nil
-    }
+    static var binary: String? { ToolBinary.path }
 
     struct Run { var status: Int32; var stderr: String }
 

@@ -1,7 +1,8 @@
 // SplitMix64 (Steele, Lea and Flood 2014): the one small deterministic generator of the tests and
 // benchmarks, so that every run sees the same inputs and a failure reproduces from its seed.
-// One file, linked into each target that uses it: Tests/MaasBackupCoreTests/SplitMix64.swift and
-// Tests/StreamsTests/SplitMix64.swift are symlinks to it, Benchmarks/compress/run.sh passes it to swiftc.
+// One file, linked into each target that uses it (SwiftPM follows the links):
+// Tests/MaasBackupCoreTests/SplitMix64.swift and Tests/StreamsTests/SplitMix64.swift are symlinks to
+// it, Benchmarks/compress/run.sh passes it to swiftc.
 struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
