@@ -17,7 +17,7 @@ demo:
 	swift build
 	bash scripts/demo.sh
 demo-clean:
-	bash scripts/testenv.sh down $${DEMO_DIR:-/tmp/maas-snapshot-backup-demo}
+	bash Tests/Fixtures/testenv.sh down $${DEMO_DIR:-/tmp/maas-snapshot-backup-demo}
 bench:
 	Benchmarks/compress/run.sh 128
 # --- vm-test: system tests in a qemu VM (Tests/System/run-vm-tests.sh); root, qemu-system-x86, mmdebstrap.

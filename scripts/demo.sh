@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The self-contained demo: a throwaway PostgreSQL with the MAAS schema, a loop-device Btrfs tree
-# and stand-in MAAS daemons (scripts/testenv.sh), then one real backup with its summary, a verify,
+# and stand-in MAAS daemons (Tests/Fixtures/testenv.sh), then one real backup with its summary, a verify,
 # and a look inside the archive. Everything lives in DEMO_DIR (default /tmp/maas-snapshot-backup-demo);
 # `make demo-clean` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=${DEMO_DIR:-/tmp/maas-snapshot-backup-demo}
 bin=${MSB_BINARY:-.build/debug/maas-snapshot-backup}
-bash scripts/testenv.sh down "$demo"
-bash scripts/testenv.sh up "$demo" --rows 5000
+bash Tests/Fixtures/testenv.sh down "$demo"
+bash Tests/Fixtures/testenv.sh up "$demo" --rows 5000
 export PATH="$demo/bin:$PATH" FAKE_SYSTEMCTL_DIR="$demo/svc"
 echo
 echo "== the plan (--dry-run changes nothing) =="

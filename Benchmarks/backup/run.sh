@@ -15,7 +15,7 @@
 #   BENCH_TMPDIR=DIR   where the environments go (default $TMPDIR or /tmp); needs about 3x the
 #                      largest scale free
 #
-# Per scale: scripts/testenv.sh builds PostgreSQL 15 with the MAAS 3.4.0 schema and var/lib/maas on
+# Per scale: Tests/Fixtures/testenv.sh builds PostgreSQL 15 with the MAAS 3.4.0 schema and var/lib/maas on
 # a Btrfs loop filesystem (TESTENV_BTRFS_SIZE made big enough), then the data grows to the scale:
 #   - half in the database (pg_database_size): 1/4 of it large objects standing in for boot images
 #     (32 MiB each of random bytes, which pg_dump writes as hex), the rest maasserver_event rows with
@@ -37,7 +37,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-testenv="$repo/scripts/testenv.sh"
+testenv="$repo/Tests/Fixtures/testenv.sh"
 pgbin=/usr/lib/postgresql/15/bin
 GiB=1073741824 MiB=1048576
 

@@ -19,25 +19,14 @@ let scratch = arguments.count > 2 ? arguments[2] : (ProcessInfo.processInfo.envi
 let level = 6
 let size = sizeMiB << 20
 
-// MARK: Data: alternating 64 KiB runs of random bytes and word salad (SplitMix64, fixed seed).
-
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+// MARK: Data: alternating 64 KiB runs of random bytes and word salad (SplitMix64 from Tests/Shared, fixed seed).
 
 func makeData(into path: String) throws {
     let words = ["maas", "region", "rack", "controller", "boot", "resource", "postgres", "snapshot",
                  "btrfs", "subvolume", "machine", "interface", "vlan", "subnet", "dhcp", "dns", "1",
                  "42", "2024-06-01", "ubuntu", "jammy", "commissioning", "\n", "\t", "="]
         .map { Array($0.utf8) + [0x20] }
-    var rng = SplitMix64(state: 2024)
+    var rng = SplitMix64(seed: 2024)
     let sink = try FileSink(path: path, exclusive: false)
     var chunk = [UInt8](repeating: 0, count: 64 * 1024)
     var written = 0, index = 0

@@ -32,7 +32,7 @@ final class BackupIntegrationTests {
     /// The counter value in dump.sql's COPY of msb_counter.
     func dumpCounter(_ dir: String) throws -> Int? {
         let text = try String(contentsOfFile: dir + "/dump.sql", encoding: .utf8)
-        guard let r = text.range(of: "COPY public.msb_counter (id, n) FROM stdin;\n") else { return nil }
+        guard let r = text.range(of: "COPY public.msb_counter (service, n) FROM stdin;\n") else { return nil }
         let line = text[r.upperBound...].prefix { $0 != "\n" }
         return line.split(separator: "\t").last.flatMap { Int($0) }
     }

@@ -4,7 +4,7 @@ import Testing
 import Glibc
 #endif
 
-/// A throwaway MAAS-like environment made by scripts/testenv.sh: a PostgreSQL 15 cluster with the
+/// A throwaway MAAS-like environment made by Tests/Fixtures/testenv.sh: a PostgreSQL 15 cluster with the
 /// MAAS schema, a root tree with var/lib/maas on a Btrfs loop device, and a stand-in systemctl
 /// whose daemons keep writing a counter to the database and to a file.
 final class TestEnv: @unchecked Sendable {
@@ -33,16 +33,16 @@ final class TestEnv: @unchecked Sendable {
 
     init(name: String, rows: Int = 2000) throws {
         dir = "/tmp/msb-test-\(name)-\(getpid())"
-        _ = try? TestEnv.sh(["bash", TestEnv.repo.path + "/scripts/testenv.sh", "down", dir])
+        _ = try? TestEnv.sh(["bash", TestEnv.repo.path + "/Tests/Fixtures/testenv.sh", "down", dir])
         if !TestEnv.schemaPresent {
             print("note: ../shared/fixtures/maas-schema is absent; using the small stand-in schema")
         }
-        let r = try TestEnv.sh(["bash", TestEnv.repo.path + "/scripts/testenv.sh", "up", dir, "--rows", String(rows)])
+        let r = try TestEnv.sh(["bash", TestEnv.repo.path + "/Tests/Fixtures/testenv.sh", "up", dir, "--rows", String(rows)])
         guard r.status == 0 else { throw TestFailure("testenv up failed: \(r.stderr)") }
     }
 
     func down() {
-        _ = try? TestEnv.sh(["bash", TestEnv.repo.path + "/scripts/testenv.sh", "down", dir])
+        _ = try? TestEnv.sh(["bash", TestEnv.repo.path + "/Tests/Fixtures/testenv.sh", "down", dir])
     }
 
     var environment: [String: String] {
@@ -55,14 +55,7 @@ final class TestEnv: @unchecked Sendable {
 
     /// The built tool, next to the test bundle.
     static var binary: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var d = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while d.path != "/" {
-            let p = d.appendingPathComponent("maas-snapshot-backup").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-            d = d.deletingLastPathComponent()
-        }
-        return repo.path + "/.build/debug/maas-snapshot-backup"
+        ToolBinary.path ?? repo.path + "/.build/debug/maas-snapshot-backup"
     }
 
     struct Result { var status: Int32; var stdout: String; var stderr: String }
@@ -128,7 +121,7 @@ final class TestEnv: @unchecked Sendable {
     }
 
     /// The counter the stand-in regiond writes, as it is now.
-    func liveCounter() throws -> Int { Int(try psql("SELECT n FROM msb_counter WHERE id = 1")) ?? -1 }
+    func liveCounter() throws -> Int { Int(try psql("SELECT n FROM msb_counter WHERE service = 'maas-regiond'")) ?? -1 }
 }
 
 struct TestFailure: Error, CustomStringConvertible {

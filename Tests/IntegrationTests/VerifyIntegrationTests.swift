@@ -190,7 +190,7 @@ struct VerifyIntegrationTests {
         var members = try RT.readMembers(archive)
         let di = try #require(members.firstIndex { $0.header.path == "dump.sql" })
         var text = String(decoding: members[di].data, as: UTF8.self)
-        let copyHead = "COPY public.msb_counter (id, n) FROM stdin;\n"
+        let copyHead = "COPY public.msb_counter (service, n) FROM stdin;\n"
         let start = try #require(text.range(of: copyHead))
         let rowEnd = try #require(text[start.upperBound...].firstIndex(of: "\n"))
         text.removeSubrange(start.upperBound...rowEnd)

@@ -233,7 +233,7 @@ struct AptHookDpkgTests {
         }
         // Cross-check random versions against dpkg itself.
         guard let dpkg = Command.find("dpkg") else { return }
-        var rng = AptHookRNG(seed: 9)
+        var rng = SplitMix64(seed: 9)
         let parts = ["0", "1", "01", "9", "10", "a", "b", "~", "~~", "+", ".", "-", "~rc1", "+deb12u1", "ubuntu", ":"]
         var compared = 0
         for _ in 0..<60 {

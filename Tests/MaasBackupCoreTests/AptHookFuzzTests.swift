@@ -1,22 +1,9 @@
 import Testing
 import MaasBackupCore
 
-/// AptHookRNG: a small deterministic generator, so every run sees the same inputs.
-struct AptHookRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Random but well-formed hook inputs, built as values and serialised the way apt does.
 struct AptHookInputGenerator {
-    var rng: AptHookRNG
+    var rng: SplitMix64
 
     static let names = ["maas", "maas-common", "maas-region-controller", "maas-rack-controller", "maas-cli", "maas-agent",
                         "python3-django-maas", "python3-maas-provisioningserver", "temporal", "maas-snapshot-backup",
@@ -84,7 +71,7 @@ func aptHookExpectedBackup(_ input: AptHookInput) -> Bool {
 @Suite("apt hook input fuzzing")
 struct AptHookFuzzTests {
     @Test func wellFormedInputsRoundTripAndDecideCorrectly() throws {
-        var gen = AptHookInputGenerator(rng: AptHookRNG(seed: 0x4D41_4153))
+        var gen = AptHookInputGenerator(rng: SplitMix64(seed: 0x4D41_4153))
         var backups = 0
         for _ in 0..<3000 {
             let model = gen.input()
@@ -103,8 +90,8 @@ struct AptHookFuzzTests {
     }
 
     @Test func mutatedInputsNeverCrash() {
-        var gen = AptHookInputGenerator(rng: AptHookRNG(seed: 20_260_520))
-        var rng = AptHookRNG(seed: 77)
+        var gen = AptHookInputGenerator(rng: SplitMix64(seed: 20_260_520))
+        var rng = SplitMix64(seed: 77)
         var accepted = 0, rejected = 0
         for _ in 0..<6000 {
             var bytes = gen.input().serialized()
@@ -127,7 +114,7 @@ struct AptHookFuzzTests {
     }
 
     @Test func randomBytesNeverCrash() {
-        var rng = AptHookRNG(seed: 1)
+        var rng = SplitMix64(seed: 1)
         for i in 0..<3000 {
             let count = Int.random(in: 0..<512, using: &rng)
             var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
@@ -147,7 +134,7 @@ struct AptHookFuzzTests {
         #expect(throws: AptHookInputError.lineTooLong(line: 3)) { try AptHookInput.parse(bytes: bytes) }
     }
 
-    func mutate(_ bytes: inout [UInt8], using rng: inout AptHookRNG) {
+    func mutate(_ bytes: inout [UInt8], using rng: inout SplitMix64) {
         let interesting: [UInt8] = [0x00, 0x0A, 0x20, 0x25, 0x3D, 0x2D, 0x3C, 0x3E, 0x2A, 0xFF, 0xC3, 0x2F]
         switch Int.random(in: 0..<8, using: &rng) {
         case 0 where !bytes.isEmpty: // flip a bit

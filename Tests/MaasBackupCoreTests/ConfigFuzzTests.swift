@@ -33,7 +33,7 @@ struct ConfigFuzzTests {
     ]
 
     @Test func mutatedConfigsNeverCrash() {
-        var rng = AptHookRNG(seed: 0x636F_6E66)
+        var rng = SplitMix64(seed: 0x636F_6E66)
         let base = Array(Self.valid.utf8)
         var accepted = 0, rejected = 0
         for _ in 0..<4000 {
@@ -70,7 +70,7 @@ struct ConfigFuzzTests {
     }
 
     @Test func randomBytesNeverCrash() {
-        var rng = AptHookRNG(seed: 3)
+        var rng = SplitMix64(seed: 3)
         for _ in 0..<2000 {
             let n = Int.random(in: 0...300, using: &rng)
             let bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }

@@ -5,23 +5,10 @@ import Foundation
 import Streams
 import Testing
 
-/// SplitMix64: deterministic pseudo-random bytes, so failures reproduce.
-struct TestRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 enum TestData {
     /// Incompressible bytes.
     static func random(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
-        var rng = TestRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var out = [UInt8](repeating: 0, count: count)
         out.withUnsafeMutableBytes { raw in
             var i = 0
@@ -43,7 +30,7 @@ enum TestData {
                      "btrfs", "subvolume", "machine", "interface", "vlan", "subnet", "dhcp", "dns",
                      "1", "42", "2024-06-01", "ubuntu", "jammy", "commissioning", "\n", "\t", "="]
             .map { Array($0.utf8) + [0x20] }
-        var rng = TestRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var out: [UInt8] = []
         out.reserveCapacity(count + 32)
         while out.count < count {

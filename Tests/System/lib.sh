@@ -175,34 +175,8 @@ MSB_FAKE_SERVICES=(maas-regiond maas-rackd maas-dhcpd)
 msb_install_fake_maas() {
   id -u maas >/dev/null 2>&1 || useradd --system --home-dir /var/lib/maas --shell /usr/sbin/nologin maas
   install -d -o maas -g maas -m 0755 /var/lib/maas
-  cat >/usr/local/sbin/msb-fake-maas-daemon <<'DAEMON'
-#!/bin/bash
-# Stand-in MAAS daemon: counter in the database and in a file, equal whenever it is stopped.
-set -u
-svc=$1 file=/var/lib/maas/$1.counter interval=${MSB_FAKE_INTERVAL:-0.005}
-stop=0
-trap 'stop=1' TERM INT
-n=$(cat "$file" 2>/dev/null || echo 0)
-exec 3> >(exec psql -X -q -v ON_ERROR_STOP=1 -d maasdb)
-psql_pid=$!
-# The pause between iterations: a read with a timeout on a FIFO nobody writes to (no fork).
-fifo=$RUNTIME_DIRECTORY/pause
-mkfifo "$fifo" && exec 4<>"$fifo" || { echo "cannot make $fifo" >&2; exit 1; }
-echo "INSERT INTO msb_counter VALUES ('$svc', $n) ON CONFLICT (service) DO UPDATE SET n = EXCLUDED.n;" >&3
-while ((!stop)); do
-  n=$((n + 1))
-  # A write into a full pipe can be interrupted by SIGTERM; <= PIPE_BUF bytes go whole or not at all.
-  until echo "UPDATE msb_counter SET n = $n WHERE service = '$svc';" >&3 2>/dev/null; do
-    kill -0 "$psql_pid" 2>/dev/null || { echo "psql died" >&2; exit 1; }
-  done
-  echo "$n" >"$file"
-  read -r -t "$interval" -u 4 _ || true
-done
-exec 3>&-
-while kill -0 "$psql_pid" 2>/dev/null; do wait "$psql_pid"; done
-echo "$svc stopped at $n"
-DAEMON
-  chmod 0755 /usr/local/sbin/msb-fake-maas-daemon
+  # The daemon is Tests/Fixtures/stand-in-maasd.sh, which run-vm-tests.sh puts beside lib.sh.
+  install -m 0755 "$MSB_IN/stand-in-maasd.sh" /usr/local/sbin/msb-fake-maas-daemon
   local s
   for s in "${MSB_FAKE_SERVICES[@]}"; do
     cat >/etc/systemd/system/$s.service <<UNIT

@@ -80,7 +80,7 @@ work=$runs/$(date -u +%Y%m%dT%H%M%SZ)-$$
 mkdir -p "$work/in/scenarios" "$work/results"
 
 # Input disk: a plain tar (no filesystem needed in the guest).
-cp "$here/lib.sh" "$here/runner.sh" "$work/in/"
+cp "$here/lib.sh" "$here/runner.sh" "$here/../Fixtures/stand-in-maasd.sh" "$work/in/"
 cp -r "$here/fake-maas" "$work/in/"
 timeout_total=300
 # Limits are safety nets, not assertions: under TCG on a loaded 2-core host a guest can run 10x slower.

@@ -23,33 +23,14 @@ out=$(cd "$out" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-daemon() {
-  cat <<'DAEMON'
-#!/bin/bash
-# Stand-in MAAS daemon: a counter in table msb_counter of maasdb and in a file, equal whenever
-# the service is stopped (SIGTERM finishes the current step and lets psql commit).
-set -u
-svc=$1 file=/var/lib/maas/$1.counter interval=${MSB_FAKE_INTERVAL:-0.01}
-stop=0
-trap 'stop=1' TERM INT
-n=$(cat "$file" 2>/dev/null || echo 0)
-exec 3> >(exec psql -X -q -v ON_ERROR_STOP=1 -d maasdb)
-psql_pid=$!
-fifo=$(mktemp -u /run/maas-fake.XXXXXX); mkfifo "$fifo"; exec 4<>"$fifo"; rm -f "$fifo"
-echo "INSERT INTO msb_counter VALUES ('$svc', $n) ON CONFLICT (service) DO UPDATE SET n = EXCLUDED.n;" >&3
-while ((!stop)); do
-  n=$((n + 1))
-  until echo "UPDATE msb_counter SET n = $n WHERE service = '$svc';" >&3 2>/dev/null; do
-    kill -0 "$psql_pid" 2>/dev/null || { echo "psql died" >&2; exit 1; }
-  done
-  echo "$n" >"$file"
-  read -r -t "$interval" -u 4 _ || true
+# The daemon: Tests/Fixtures/stand-in-maasd.sh, found beside fake-maas/ in the VM's input
+# (run-vm-tests.sh copies it there) or in the source tree; MSB_STANDIN_MAASD names another.
+here=$(cd "$(dirname "$0")" && pwd)
+standin=${MSB_STANDIN_MAASD:-}
+for c in "$here/../stand-in-maasd.sh" "$here/../../Fixtures/stand-in-maasd.sh"; do
+  [[ -z $standin && -f $c ]] && standin=$c
 done
-exec 3>&-
-while kill -0 "$psql_pid" 2>/dev/null; do wait "$psql_pid"; done
-echo "$svc stopped at $n"
-DAEMON
-}
+[[ -n $standin ]] || { echo "build-fake-maas.sh: stand-in-maasd.sh not found" >&2; exit 1; }
 
 unit() {
   cat <<'UNIT'
@@ -60,6 +41,8 @@ Requires=postgresql.service
 
 [Service]
 User=maas
+RuntimeDirectory=%N
+Environment=MSB_FAKE_INTERVAL=0.01
 ExecStart=/usr/lib/maas-fake/maas-fake-daemon maas-regiond
 KillMode=mixed
 TimeoutStopSec=60
@@ -189,8 +172,7 @@ Description: stand-in $name for the maas-snapshot-backup package tests
 EOF
   if [[ -n $daemon_too ]]; then
     install -d "$root/usr/lib/maas-fake" "$root/lib/systemd/system" "$root/usr/share/maas-fake"
-    daemon >"$root/usr/lib/maas-fake/maas-fake-daemon"
-    chmod 0755 "$root/usr/lib/maas-fake/maas-fake-daemon"
+    install -m 0755 "$standin" "$root/usr/lib/maas-fake/maas-fake-daemon"
     unit >"$root/lib/systemd/system/maas-regiond.service"
     if [[ -n $fixtures && -f $fixtures/maas-3.4.0.sql ]]; then
       cp "$fixtures/maas-3.4.0.sql" "$root/usr/share/maas-fake/"

@@ -4,13 +4,15 @@
 #     3.4.0 schema (from ../shared/fixtures/maas-schema when present) plus generated rows;
 #   - a root tree DIR/root with etc/maas on the host filesystem (copied in the window) and
 #     var/lib/maas on a Btrfs loop filesystem (snapshotted);
-#   - a stand-in `systemctl` (DIR/bin/systemctl) that really starts and stops small daemons which
-#     keep writing the same counter to maasdb and to DIR/root/var/lib/maas/counter.
+#   - a stand-in `systemctl` (DIR/bin/systemctl, fake-systemctl) that really starts and stops the
+#     stand-in MAAS daemon (stand-in-maasd.sh), which keeps writing the same counter to maasdb
+#     (table msb_counter, row maas-regiond) and to DIR/root/var/lib/maas/counter.
 # Usage: testenv.sh up DIR [--rows N] | down DIR | env DIR
 #   TESTENV_BTRFS_SIZE: size of the Btrfs loop image (default 512M; the benchmark makes it bigger).
 #   TESTENV_REGIOND_PAUSE, TESTENV_RACKD_PAUSE: seconds the stand-in daemons sleep between writes
-#     (default 0.005 and 0.01: as fast as they go, about 1.1 of 2 cores busy, so the tests catch
-#     any write in the window; the benchmark sets 0.1 for a machine about as busy as an idle MAAS).
+#     (default 0.005 and 0.01: about 200 database updates a second over one psql session, so the
+#     tests catch any write in the window; the benchmark sets 0.1 for a machine about as busy as
+#     an idle MAAS).
 set -euo pipefail
 cmd=${1:?usage: testenv.sh up|down|env DIR}
 dir=${2:?usage: testenv.sh up|down|env DIR}
@@ -18,7 +20,7 @@ shift 2
 rows=2000
 while [ $# -gt 0 ]; do case $1 in --rows) rows=$2; shift 2;; *) echo "unknown option $1" >&2; exit 64;; esac; done
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
+repo=$(cd "$here/../.." && pwd)
 pgbin=/usr/lib/postgresql/15/bin
 schema="$repo/../shared/fixtures/maas-schema/maas-3.4.0.sql"
 
@@ -60,8 +62,8 @@ INSERT INTO maasserver_event (description) SELECT repeat('line ' || g, 50) FROM 
 SQL
   fi
   psql_maas -d maasdb <<SQL >/dev/null
-CREATE TABLE msb_counter (id int PRIMARY KEY, n bigint NOT NULL);
-INSERT INTO msb_counter VALUES (1, 0);
+CREATE TABLE msb_counter (service text PRIMARY KEY, n bigint NOT NULL);
+INSERT INTO msb_counter VALUES ('maas-regiond', 0);
 SELECT lo_from_bytea(0, convert_to(repeat('large object standing in for a boot image ', 20000), 'UTF8'));
 SELECT lo_from_bytea(0, decode(repeat('00ff', 50000), 'hex'));
 SQL
@@ -93,22 +95,17 @@ CONF
   echo "utf-8 name" > "$m/certificates/région ü.txt"
   # The stand-in systemctl and its daemons.
   install -m 755 "$here/fake-systemctl" "$dir/bin/systemctl"
+  # Both daemons are Tests/Fixtures/stand-in-maasd.sh: regiond counts in maasdb and in
+  # var/lib/maas/counter; rackd only rewrites var/lib/maas/rackd-heartbeat.
   cat > "$dir/svc/maas-regiond.sh" <<D
 #!/usr/bin/env bash
-# Writes one counter to maasdb and to var/lib/maas/counter; finishes its write on SIGTERM.
-stop=; trap 'stop=1' TERM INT
-i=\$("$pgbin/psql" -X -qtA -h "$dir/pgsock" -U postgres maasdb -c "SELECT n FROM msb_counter WHERE id = 1")
-while [ -z "\$stop" ]; do
-  i=\$((i + 1))
-  "$pgbin/psql" -X -q -h "$dir/pgsock" -U postgres maasdb -c "UPDATE msb_counter SET n = \$i WHERE id = 1" >/dev/null
-  echo \$i > "$m/counter.tmp" && mv "$m/counter.tmp" "$m/counter"
-  sleep ${TESTENV_REGIOND_PAUSE:-0.005} & wait \$!   # wait, unlike sleep, returns at once on SIGTERM
-done
+PGHOST="$dir/pgsock" PGUSER=postgres MSB_FAKE_PSQL="$pgbin/psql" MSB_FAKE_FILE="$m/counter" MSB_FAKE_ATOMIC=1 \\
+  MSB_FAKE_INTERVAL=${TESTENV_REGIOND_PAUSE:-0.005} exec "$here/stand-in-maasd.sh" maas-regiond
 D
   cat > "$dir/svc/maas-rackd.sh" <<D
 #!/usr/bin/env bash
-stop=; trap 'stop=1' TERM INT
-while [ -z "\$stop" ]; do date +%s%N > "$m/rackd-heartbeat"; sleep ${TESTENV_RACKD_PAUSE:-0.01} & wait \$!; done
+MSB_FAKE_DATABASE=none MSB_FAKE_FILE="$m/rackd-heartbeat" MSB_FAKE_INTERVAL=${TESTENV_RACKD_PAUSE:-0.01} \\
+  exec "$here/stand-in-maasd.sh" maas-rackd
 D
   chmod 755 "$dir/svc/"*.sh
   PATH="$dir/bin:$PATH" FAKE_SYSTEMCTL_DIR="$dir/svc" systemctl start maas-regiond maas-rackd

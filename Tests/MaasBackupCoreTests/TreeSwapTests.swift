@@ -1,0 +1,217 @@
+import Foundation
+import Testing
+import LibArchive
+import MaasBackupCore
+
+/// How restore swaps a backed-up folder for the archive's copy (TreeSwap): the plan, and the
+/// rename-mode moves and their undo, on a temporary folder (the `contents` mode needs a mount point
+/// and is left to the integration tests).
+@Suite("TreeSwap on a temporary folder")
+struct TreeSwapTests {
+    let root: String
+    let config: Config
+    let fm = FileManager.default
+    static let stamp = "20260102T030405Z"
+
+    init() throws {
+        root = try UnitFixture.tempDir("treeswap")
+        var c = Config()
+        c.root = root
+        config = c
+        try fm.createDirectory(atPath: root + "/var/lib", withIntermediateDirectories: true)
+    }
+
+    var live: String { root + "/var/lib/maas" }
+
+    func write(_ rel: String, _ text: String) throws {
+        let p = live + "/" + rel
+        try fm.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: p))
+    }
+
+    func read(_ path: String) -> String? { fm.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } }
+
+    /// Every file below `dir` (relative path -> content), folders left out.
+    func tree(_ dir: String) -> [String: String] {
+        var out: [String: String] = [:]
+        guard let e = fm.enumerator(atPath: dir) else { return out }
+        while let rel = e.nextObject() as? String {
+            var isDir: ObjCBool = false
+            if fm.fileExists(atPath: dir + "/" + rel, isDirectory: &isDir), !isDir.boolValue { out[rel] = read(dir + "/" + rel) }
+        }
+        return out
+    }
+
+    func manifest(exclude: [String] = ["/var/lib/maas/boot-resources"], files: [FileRecord] = []) -> Manifest {
+        UnitFixture.manifest(createdAt: "2026-01-02T03:04:05Z", exclude: exclude, files: files)
+    }
+
+    func cleanup() { try? fm.removeItem(atPath: root) }
+
+    // MARK: - Plan
+
+    @Test("a folder that is not there: create, nothing to move aside; the bytes are the files below the path only")
+    func planCreate() throws {
+        defer { cleanup() }
+        let files = [UnitFixture.record("var/lib/maas", .directory), UnitFixture.record("var/lib/maas/a", size: 10),
+                     UnitFixture.record("var/lib/maas/b/c", size: 5), UnitFixture.record("var/lib/maas-other/x", size: 100),
+                     UnitFixture.record("etc/maas/y", size: 7), UnitFixture.record("var/lib/maas/link", .symlink, size: 99)]
+        let s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(files: files), stamp: Self.stamp)
+        #expect(s.mode == .create && s.aside.isEmpty && s.keep.isEmpty)
+        #expect(s.live == live && s.member == "var/lib/maas")
+        #expect(s.restoreBytes == 15)
+    }
+
+    @Test("a plain folder: renamed aside to <path>.pre-restore-<time>, excluded folders below it carried over")
+    func planRename() throws {
+        defer { cleanup() }
+        try write("a", "old a")
+        let m = manifest(exclude: ["/var/lib/maas/boot-resources", "/var/lib/maas/cache/big", "/etc/maas/other", "/var/lib/maas-x/y"])
+        let s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: m, stamp: Self.stamp)
+        #expect(s.mode == .rename)
+        #expect(s.aside == live + ".pre-restore-" + Self.stamp)
+        #expect(s.keep == ["boot-resources", "cache/big"], "only excludes below this path, relative to it")
+        #expect(s.leftInPlace.isEmpty && !s.asideDone)
+    }
+
+    @Test("an aside name already taken gets -1, -2: an earlier restore's copy is never overwritten")
+    func planUniqueAside() throws {
+        defer { cleanup() }
+        try write("a", "x")
+        try fm.createDirectory(atPath: live + ".pre-restore-" + Self.stamp, withIntermediateDirectories: false)
+        try Data().write(to: URL(fileURLWithPath: live + ".pre-restore-" + Self.stamp + "-1"))
+        let s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        #expect(s.aside == live + ".pre-restore-" + Self.stamp + "-2")
+    }
+
+    @Test("the tool's own snapshot folder inside the path is carried over too")
+    func planKeepsSnapshotFolder() throws {
+        defer { cleanup() }
+        try fm.createDirectory(atPath: live + "/" + TreeSwap.snapshotFolder, withIntermediateDirectories: true)
+        let s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        #expect(s.keep.contains(TreeSwap.snapshotFolder))
+        #expect(TreeSwap.snapshotFolder == ".maas-snapshot-backup")
+    }
+
+    @Test("a file or a symlink where the folder should be: refused (exit 69), nothing planned")
+    func planRefusesNonFolders() throws {
+        defer { cleanup() }
+        try Data("f".utf8).write(to: URL(fileURLWithPath: live))
+        let e = #expect(throws: BackupError.self) {
+            try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        }
+        #expect(e?.code == .unavailable)
+        try fm.removeItem(atPath: live)
+        try fm.createDirectory(atPath: root + "/elsewhere", withIntermediateDirectories: true)
+        try fm.createSymbolicLink(atPath: live, withDestinationPath: root + "/elsewhere")
+        #expect(throws: BackupError.self) {
+            try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        }
+    }
+
+    @Test("free space: a restore far larger than the filesystem is refused before anything moves")
+    func checkSpace() throws {
+        defer { cleanup() }
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        s.restoreBytes = 0
+        try s.checkSpace()
+        s.restoreBytes = 1 << 60
+        let e = #expect(throws: BackupError.self) { try s.checkSpace() }
+        #expect(e?.code == .unavailable && (e?.description.contains("free") ?? false))
+    }
+
+    // MARK: - Do and undo (rename)
+
+    @Test("rename: aside, extraction, excluded folders carried over; undo puts the previous tree back exactly")
+    func renameAndUndo() throws {
+        defer { cleanup() }
+        try write("a", "old a")
+        try write("sub/b", "old b")
+        try write("boot-resources/current/squashfs", "image")
+        let before = tree(live)
+        var records: [TreeSwap] = []
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        try s.moveAside { records.append($0) }
+        #expect(records.first?.asideDone == true, "recorded before the move")
+        #expect(!fm.fileExists(atPath: live) && tree(s.aside) == before)
+
+        // What extraction would do: the archive's copy, without boot-resources.
+        try write("a", "new a")
+        try write("new-file", "new")
+        var logs: [String] = []
+        try s.carryKept(record: { records.append($0) }, log: { logs.append($0) })
+        #expect(s.carried == ["boot-resources"] && logs.isEmpty)
+        #expect(read(live + "/boot-resources/current/squashfs") == "image")
+        #expect(!fm.fileExists(atPath: s.aside + "/boot-resources"))
+        #expect(tree(live) == ["a": "new a", "new-file": "new", "boot-resources/current/squashfs": "image"])
+
+        let aside = s.aside
+        try s.undo { records.append($0) }
+        #expect(tree(live) == before)
+        #expect(!fm.fileExists(atPath: aside))
+        #expect(!s.asideDone && s.carried.isEmpty)
+        #expect(records.last?.asideDone == false)
+    }
+
+    @Test("undo again (recover after a crash) and undo of a swap that never started change nothing")
+    func undoIsIdempotent() throws {
+        defer { cleanup() }
+        try write("a", "old")
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        var fresh = s
+        try fresh.undo { _ in Issue.record("nothing to record before the first move") }
+        #expect(tree(live) == ["a": "old"])
+
+        try s.moveAside { _ in }
+        var crashed = s          // the journal's copy, as recover reads it
+        try s.undo { _ in }
+        try crashed.undo { _ in }
+        #expect(tree(live) == ["a": "old"])
+    }
+
+    @Test("a swap recorded before its rename happened (crash in between): undo leaves the live tree alone")
+    func undoBeforeRename() throws {
+        defer { cleanup() }
+        try write("a", "old")
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        s.asideDone = true       // recorded, then killed before rename(2)
+        try s.undo { _ in }
+        #expect(tree(live) == ["a": "old"], "what stands at the path is the previous tree, not a restored one")
+    }
+
+    @Test("an excluded folder the archive brought too: the archive's stays, the previous one is left aside with a warning")
+    func carryKeptConflict() throws {
+        defer { cleanup() }
+        try write("boot-resources/x", "previous")
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        try s.moveAside { _ in }
+        try write("boot-resources/x", "from the archive")
+        var logs: [String] = []
+        try s.carryKept(record: { _ in }, log: { logs.append($0) })
+        #expect(s.carried.isEmpty && logs.count == 1 && logs[0].hasPrefix("warning:"))
+        #expect(read(live + "/boot-resources/x") == "from the archive")
+        #expect(read(s.aside + "/boot-resources/x") == "previous")
+    }
+
+    @Test("create: undo removes what was restored where nothing was")
+    func createAndUndo() throws {
+        defer { cleanup() }
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        try s.moveAside { _ in }
+        try s.carryKept(record: { _ in }, log: { _ in })
+        try write("a", "restored")
+        try s.undo { _ in }
+        #expect(!fm.fileExists(atPath: live))
+    }
+
+    @Test("the recorded state survives the journal (JSON) with every field")
+    func codable() throws {
+        defer { cleanup() }
+        try write("a", "x")
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        try s.moveAside { _ in }
+        let back = try JSONDecoder().decode(TreeSwap.self, from: try JSONEncoder().encode(s))
+        #expect(back.mode == s.mode && back.aside == s.aside && back.keep == s.keep && back.asideDone && back.live == s.live)
+        #expect(back.originalMode == s.originalMode && back.originalMode != 0)
+    }
+}
