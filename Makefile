@@ -53,17 +53,14 @@ deb:
 .PHONY: deb
 # --- end deb
 # --- fuzz-apt-hook: libFuzzer (with AddressSanitizer) on the apt hook input parser for
-# FUZZ_SECONDS; a crash or a failed round trip stops it and leaves the input in .build-fuzz/.
+# FUZZ_SECONDS, built by SwiftPM from the policy target MSBPackageHooks (Tests/Fuzz/AptHook); a crash
+# or a failed round trip stops it and leaves the input in .build-fuzz/.
 FUZZ_SECONDS ?= 60
-APT_HOOK_FUZZ_SOURCES = Sources/MaasBackupCore/Adapters/Apt/AptHookInput.swift \
-	Sources/MaasBackupCore/Adapters/Apt/HookDecision.swift Sources/MaasBackupCore/Adapters/Apt/DebianVersion.swift \
-	Sources/MaasBackupCore/Common/BackupError.swift Tests/MaasBackupCoreTests/AptHookFuzzHarness.swift
 fuzz-apt-hook:
 	mkdir -p .build-fuzz/corpus
-	swiftc -O -sanitize=fuzzer,address -parse-as-library -D APT_HOOK_LIBFUZZER -swift-version 6 \
-		-module-name AptHookFuzz $(APT_HOOK_FUZZ_SOURCES) -o .build-fuzz/apt-hook-fuzz 2>&1 | grep -v 'Cannot export local symbol' || true
+	swift build --scratch-path .build-fuzz/build --sanitize fuzzer --sanitize address -Xswiftc -sanitize-coverage=edge,trace-cmp -Xswiftc -DAPT_HOOK_LIBFUZZER --product apt-hook-fuzz
 	printf 'VERSION 3\nAPT::Architecture=amd64\nDPkg::Pre-Install-Pkgs::=/usr/sbin/x%%20y\n\nmaas-common 1:3.4.0-1 all foreign < 1:3.5.0-1 all foreign /var/cache/apt/archives/maas-common_1%%3a3.5.0-1_all.deb\nmaas-rack-controller 1:3.4.0-1 amd64 none > - - none **REMOVE**\nlibfoo1 - - none < 2.0-1 amd64 same **CONFIGURE**\n' >.build-fuzz/corpus/seed
-	cd .build-fuzz && ./apt-hook-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 corpus
+	cd .build-fuzz && build/debug/apt-hook-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 corpus
 .PHONY: fuzz-apt-hook
 # --- end fuzz-apt-hook
 # --- bench-backup: the manual MAAS backup against maas-snapshot-backup on MAAS-like data

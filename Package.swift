@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "MSBPackages", dependencies: ["MSBKit", "Digest"],
                 path: "Sources/Drivers/Packages", swiftSettings: swift6),
         // Off-host copies: restic repositories (a path, SFTP, REST, S3) and the gzip -> tar copier.
-        .target(name: "MSBRemote", dependencies: ["MSBKit", "CZlib", .product(name: "Subprocess", package: "swift-subprocess"),
+        .target(name: "MSBRemote", dependencies: ["MSBKit", "Streams", .product(name: "Subprocess", package: "swift-subprocess"),
                                                   .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/Drivers/Remote", swiftSettings: swift6),
         // The region as found on this machine (Vault, other regions, services): database + services.
@@ -115,11 +115,15 @@ let package = Package(
             swiftSettings: swift6
         ),
 
-        .testTarget(name: "StreamsTests", dependencies: ["Streams"], swiftSettings: swift6),
-        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive"], swiftSettings: swift6),
+        // libFuzzer on the apt hook input parser (`make fuzz-apt-hook`); a replayer without the define.
+        .executableTarget(name: "apt-hook-fuzz", dependencies: ["MSBPackageHooks"], path: "Tests/Fuzz/AptHook", swiftSettings: swift6),
+        // What the test targets share: the seeded generator and the built tool's path.
+        .target(name: "TestSupport", path: "Tests/Shared", swiftSettings: swift6),
+        .testTarget(name: "StreamsTests", dependencies: ["Streams", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive", "TestSupport"], swiftSettings: swift6),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["MaasBackupCore", "LibPQ", "LibArchive"],
+            dependencies: ["MaasBackupCore", "LibPQ", "LibArchive", "TestSupport"],
             swiftSettings: swift6
         ),
     ]

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import MaasBackupCore
 
 /// Random but well-formed hook inputs, built as values and serialised the way apt does.

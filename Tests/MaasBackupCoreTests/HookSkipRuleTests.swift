@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The package hooks' skip switch (README "Upgrades"): MAAS_SNAPSHOT_BACKUP_SKIP=1 (also yes/true, any

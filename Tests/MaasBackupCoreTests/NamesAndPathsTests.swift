@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import MaasBackupCore
 
@@ -68,7 +69,7 @@ struct NamesAndPathsTests {
     @Test("byte counts for people: exact below 1 KiB, one decimal in binary units above",
           arguments: humanCases)
     func human(_ n: Int64, _ text: String) {
-        #expect(formatBytes(n) == text)
+        #expect(Human.bytes(n) == text)
     }
 
     // MARK: - Archive names

@@ -1,12 +1,10 @@
 // SplitMix64 (Steele, Lea and Flood 2014): the one small deterministic generator of the tests and
 // benchmarks, so that every run sees the same inputs and a failure reproduces from its seed.
-// One file, linked into each target that uses it (SwiftPM follows the links):
-// Tests/MaasBackupCoreTests/SplitMix64.swift and Tests/StreamsTests/SplitMix64.swift are symlinks to
-// it, Benchmarks/compress/run.sh passes it to swiftc.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+// The test targets get it from the TestSupport target; Benchmarks/compress/run.sh passes it to swiftc.
+public struct SplitMix64: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -1,10 +1,9 @@
 import Foundation
 
 /// The built maas-snapshot-backup: the first one found going up from the running test bundle
-/// (it sits in .build/<triple>/<configuration>/ beside the tests), or nil. Symlinked into each test
-/// target that runs the tool (see SplitMix64.swift).
-enum ToolBinary {
-    static var path: String? {
+/// (it sits in .build/<triple>/<configuration>/ beside the tests), or nil.
+public enum ToolBinary {
+    public static var path: String? {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var d = URL(fileURLWithPath: exe).deletingLastPathComponent()
         while d.path != "/" {

@@ -2,6 +2,7 @@
 // through Foundation.Process, and an in-process single-member gzip check with zlib.
 import CZlib
 import Foundation
+import TestSupport
 import Streams
 import Testing
 

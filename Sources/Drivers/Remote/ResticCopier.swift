@@ -104,7 +104,7 @@ public struct ResticCopier: Sendable {
         let input: Int32, archive: String
         private let lock = NSLock()
         private var output: Int32
-        private var _counts = GzipToPipe.Counts(compressed: 0, uncompressed: 0)
+        private var _counts = GzipToPipe.Counts()
 
         init(input: Int32, output: Int32, archive: String) {
             self.input = input
