@@ -58,7 +58,7 @@ deb:
 FUZZ_SECONDS ?= 60
 fuzz-apt-hook:
 	mkdir -p .build-fuzz/corpus
-	swift build --scratch-path .build-fuzz/build --sanitize fuzzer --sanitize address -Xswiftc -sanitize-coverage=edge,trace-cmp -Xswiftc -DAPT_HOOK_LIBFUZZER --product apt-hook-fuzz
+	swift build --scratch-path .build-fuzz/build --sanitize fuzzer --sanitize address -Xswiftc -sanitize=fuzzer,address -Xswiftc -DAPT_HOOK_LIBFUZZER --product apt-hook-fuzz
 	printf 'VERSION 3\nAPT::Architecture=amd64\nDPkg::Pre-Install-Pkgs::=/usr/sbin/x%%20y\n\nmaas-common 1:3.4.0-1 all foreign < 1:3.5.0-1 all foreign /var/cache/apt/archives/maas-common_1%%3a3.5.0-1_all.deb\nmaas-rack-controller 1:3.4.0-1 amd64 none > - - none **REMOVE**\nlibfoo1 - - none < 2.0-1 amd64 same **CONFIGURE**\n' >.build-fuzz/corpus/seed
 	cd .build-fuzz && build/debug/apt-hook-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 corpus
 .PHONY: fuzz-apt-hook

@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "LibArchive", dependencies: ["CArchive"], path: "Sources/Wrappers/LibArchive", swiftSettings: swift6),
         .target(name: "Digest", dependencies: ["CCrypto"], path: "Sources/Wrappers/Digest", swiftSettings: swift6),
         // Byte streams and compression filters (gzip, parallel gzip).
-        .target(name: "Streams", dependencies: ["CZlib"], path: "Sources/Streams", swiftSettings: swift6),
+        .target(name: "Streams", dependencies: ["CZlib", "Digest"], path: "Sources/Streams", swiftSettings: swift6),
 
         // The kit: the model (config, manifest, archive names, errors, records) and the platform
         // (atomic files, private folders, the run lock, interruption, commands, file systems, fault points).

@@ -6,6 +6,7 @@ import MSBServices
 import MSBArchive
 import MSBPackages
 import LibArchive
+import Streams
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -171,6 +172,7 @@ final package class ProgressSum: @unchecked Sendable {
 }
 
 import LibArchive
+import Streams
 
 package enum EntryHeaderFactory {
     static package func file(_ path: String, size: Int64, mtime: Int64) -> EntryHeader {

@@ -344,7 +344,7 @@ public final class LVMSnapshotDriver: SnapshotDriver {
         guard let bytes = parseBytes(s) else {
             throw BackupError.config("lvm.snapshot_size '\(spec)' is not a size", hint: "write e.g. 20%ORIGIN or 2G")
         }
-        return max(1, (bytes + extent - 1) / extent)
+        return max(1, bytes / extent + (bytes % extent == 0 ? 0 : 1))
     }
 
     static package func parseBytes(_ s: String) -> Int64? {
@@ -356,7 +356,8 @@ public final class LVMSnapshotDriver: SnapshotDriver {
             unit = u
             number = s.dropLast()
         }
-        guard let v = Double(number), v > 0 else { return nil }
+        // Under 2^62 bytes (4 EiB): no volume is that large, and Int64 cannot hold 2^63.
+        guard let v = Double(number), v > 0, v * Double(unit) < 0x1p62 else { return nil }
         return Int64((v * Double(unit)).rounded(.up))
     }
 }
