@@ -190,7 +190,7 @@ extension Config {
 }
 
 /// Reads typed values out of YAML nodes, with errors that name the key, the line and what is allowed.
-private struct Reader {
+struct Reader {
     package let source: String
 
     package func at(_ n: Node) -> String { n.mark.map { "\(source) line \($0.line)" } ?? source }

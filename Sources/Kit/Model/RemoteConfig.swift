@@ -47,7 +47,7 @@ public struct RemoteConfig: Sendable, Codable, Equatable {
 
     /// Parses the `remote:` node; nil when it is empty.
     static func parse(_ node: Node, source: String) throws -> RemoteConfig? {
-        let r = RemoteReader(source: source)
+        let r = Reader(source: source)
         let entries = try r.mapping(node, key: "remote")
         if entries.isEmpty { return nil }
         var repository: String?, passwordFile: String?
@@ -97,56 +97,8 @@ public struct RemoteConfig: Sendable, Codable, Equatable {
     }
 }
 
-/// The YAML reading `remote:` needs, with errors like Config's: the key, the line, what is allowed.
-private struct RemoteReader {
-    let source: String
-
-    func at(_ n: Node) -> String { n.mark.map { "\(source) line \($0.line)" } ?? source }
-
-    func fail(_ n: Node, _ key: String, _ what: String, _ hint: String) -> BackupError {
-        BackupError.config("\(at(n)): \(key): \(what)", hint: hint)
-    }
-
-    func unknown(_ key: String, _ n: Node, allowed: [String]) -> BackupError {
-        BackupError.config("\(at(n)): unknown key '\(key)'", hint: "allowed keys here: \(allowed.joined(separator: ", "))")
-    }
-
-    func isNull(_ n: Node) -> Bool {
-        if case .scalar(let s) = n, s.string.isEmpty || s.string == "~" || s.string == "null" { return true }
-        return false
-    }
-
-    func mapping(_ n: Node, key: String) throws -> [(String, Node)] {
-        if isNull(n) { return [] }
-        guard case .mapping(let m) = n else { throw fail(n, key, "must be a mapping of keys to values", "indent the keys below '\(key):'") }
-        var seen = Set<String>()
-        var out: [(String, Node)] = []
-        for (k, v) in m {
-            guard let ks = k.string else { throw fail(k, key, "has a key that is not text", "use plain key names") }
-            guard seen.insert(ks).inserted else { throw fail(k, ks, "is given twice", "keep one") }
-            out.append((ks, v))
-        }
-        return out
-    }
-
-    func list(_ n: Node, key: String) throws -> [Node] {
-        if isNull(n) { return [] }
-        guard case .sequence(let seq) = n else { throw fail(n, key, "must be a list", "write one '- item' per line") }
-        return Array(seq)
-    }
-
-    func string(_ n: Node, key: String) throws -> String {
-        guard case .scalar(let s) = n else { throw fail(n, key, "must be a single value", "write it as key: value") }
-        return s.string
-    }
-
-    func absolutePath(_ n: Node, key: String) throws -> String {
-        let s = try string(n, key: key)
-        guard s.hasPrefix("/") else { throw fail(n, key, "'\(s)' is not an absolute path", "start it with /") }
-        guard !s.split(separator: "/").contains("..") else { throw fail(n, key, "'\(s)' contains '..'", "write the path without '..'") }
-        return s
-    }
-
+/// The repository string: one line, not an option.
+extension Reader {
     func repository(_ n: Node, key: String) throws -> String {
         let s = try string(n, key: key)
         guard !s.trimmingCharacters(in: .whitespaces).isEmpty else {
@@ -157,13 +109,5 @@ private struct RemoteReader {
             throw fail(n, key, "is not a restic repository string", "write it on one line, not starting with '-'")
         }
         return s
-    }
-
-    func int(_ n: Node, key: String, range: ClosedRange<Int>) throws -> Int {
-        let s = try string(n, key: key)
-        guard let v = Int(s), range.contains(v) else {
-            throw fail(n, key, "'\(s)' is not a whole number from \(range.lowerBound) to \(range.upperBound)", "give a number in that range")
-        }
-        return v
     }
 }
