@@ -125,7 +125,6 @@ public enum ArchiveVerifier {
     static package func tarPass(path readPath: String, display path: String, checkInterrupted: () throws -> Void) throws -> (UncheckedSendable<[String: Observed]>, [UInt8]?) {
         var observed: [String: Observed] = [:]
         var manifestBytes: [UInt8]?
-        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         do {
             let reader = try TarReader(path: readPath)
             while var h = try reader.nextHeader() {
@@ -146,13 +145,9 @@ public enum ArchiveVerifier {
                     }
                     var bytes: [UInt8] = []
                     bytes.reserveCapacity(Int(h.size))
-                    try buffer.withUnsafeMutableBytes { buf in
-                        while true {
-                            let n = try reader.readData(into: buf)
-                            if n == 0 { break }
-                            bytes += buf[0..<n]
-                            if bytes.count > manifestLimit { throw BackupError.data("\(path): manifest.json is too large") }
-                        }
+                    try reader.forEachChunk { chunk in
+                        bytes += chunk
+                        if bytes.count > manifestLimit { throw BackupError.data("\(path): manifest.json is too large") }
                     }
                     manifestBytes = bytes
                     continue
@@ -164,13 +159,9 @@ public enum ArchiveVerifier {
                 if h.kind == .file {
                     let digest = try SHA256()
                     var total: Int64 = 0
-                    try buffer.withUnsafeMutableBytes { buf in
-                        while true {
-                            let n = try reader.readData(into: buf)
-                            if n == 0 { break }
-                            try digest.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-                            total += Int64(n)
-                        }
+                    try reader.forEachChunk { chunk in
+                        try digest.update(chunk)
+                        total += Int64(chunk.count)
                     }
                     o.bytes = total
                     o.sha256 = try digest.finalizeHex()

@@ -21,7 +21,6 @@ package enum Extractor {
             if cwd >= 0 { _ = fchdir(cwd); close(cwd) } else { _ = chdir("/") }
         }
         var count = 0
-        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         do {
             let reader = try TarReader(path: archive)
             let writer = try DiskWriter(restoreOwners: true)
@@ -37,13 +36,7 @@ package enum Extractor {
                 }
                 try writer.writeHeader(from: reader, pathPrefix: ".")
                 if h.kind == .file {
-                    try buffer.withUnsafeMutableBytes { buf in
-                        while true {
-                            let n = try reader.readData(into: buf)
-                            if n == 0 { break }
-                            try writer.writeData(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-                        }
-                    }
+                    try reader.forEachChunk { try writer.writeData($0) }
                 }
                 try writer.finishEntry()
                 count += 1

@@ -127,34 +127,30 @@ package enum DumpLoader {
             let reader: TarReader
             do { reader = try TarReader(path: archive) } catch let e as ArchiveError { throw BackupError.data("reading \(archive): \(e.message)") }
             var found = false
-            var buffer = [UInt8](repeating: 0, count: 256 * 1024)
             var carry: [UInt8] = []
             do {
                 while let h = try reader.nextHeader() {
                     guard h.path == "dump.sql" else { try reader.skipData(); continue }
                     found = true
-                    try buffer.withUnsafeMutableBytes { raw in
-                        let buf = raw.bindMemory(to: UInt8.self)
-                        while true {
-                            let n = try reader.readData(into: raw)
-                            if n == 0 { break }
-                            total += Int64(n)
-                            var start = 0
-                            while start < n {
-                                guard let nl = memchr(buf.baseAddress! + start, 0x0A, n - start) else {
-                                    carry.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<n]))
-                                    break
-                                }
-                                let end = buf.baseAddress!.distance(to: nl.assumingMemoryBound(to: UInt8.self))
-                                if carry.isEmpty {
-                                    try handle(UnsafeBufferPointer(rebasing: buf[start..<end]))
-                                } else {
-                                    carry.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<end]))
-                                    try carry.withUnsafeBufferPointer { try handle($0) }
-                                    carry.removeAll(keepingCapacity: true)
-                                }
-                                start = end + 1
+                    try reader.forEachChunk { chunk in
+                        let buf = chunk.bindMemory(to: UInt8.self)
+                        let n = buf.count
+                        total += Int64(n)
+                        var start = 0
+                        while start < n {
+                            guard let nl = memchr(buf.baseAddress! + start, 0x0A, n - start) else {
+                                carry.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<n]))
+                                break
                             }
+                            let end = buf.baseAddress!.distance(to: nl.assumingMemoryBound(to: UInt8.self))
+                            if carry.isEmpty {
+                                try handle(UnsafeBufferPointer(rebasing: buf[start..<end]))
+                            } else {
+                                carry.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<end]))
+                                try carry.withUnsafeBufferPointer { try handle($0) }
+                                carry.removeAll(keepingCapacity: true)
+                            }
+                            start = end + 1
                         }
                     }
                     if !carry.isEmpty { try carry.withUnsafeBufferPointer { try handle($0) } }

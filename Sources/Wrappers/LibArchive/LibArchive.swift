@@ -373,6 +373,19 @@ public final class TarReader {
         return n
     }
 
+    /// The current member's data, chunk by chunk (archive_read_data into one reused buffer): the
+    /// read loop of every reader of the program (verify, extract, the dump loader).
+    public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try chunkBuffer.withUnsafeMutableBytes { buf in
+            while true {
+                let n = try readData(into: buf)
+                if n == 0 { return }
+                try body(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+            }
+        }
+    }
+    private var chunkBuffer = [UInt8](repeating: 0, count: 256 * 1024)
+
     /// archive_read_data_skip.
     public func skipData() throws {
         try check(a, "archive_read_data_skip", archive_read_data_skip(a))
