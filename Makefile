@@ -32,7 +32,7 @@ vm-test:
 # VM with apt, then every scenario (the package ones included).
 vm-test-deb:
 	@scripts/stage.sh "install packages (VM, package)" bash scripts/install-deps.sh --vm --deb
-	@scripts/stage.sh "Debian package" $(MAKE) deb
+	@scripts/stage.sh "Debian package (from the source package, network cut)" $(MAKE) deb-offline
 	@scripts/stage.sh "VM tests" Tests/System/run-vm-tests.sh --deb "$$(ls -t out/maas-snapshot-backup_*_amd64.deb | head -n1)" $(SCENARIOS)
 .PHONY: vm-test-deb
 # test-all: the README's test command and what CI runs: the host tests, then the VM system tests.
@@ -51,6 +51,14 @@ deb:
 	mv ../maas-snapshot-backup-dbgsym_$${v}_*deb out/ 2>/dev/null; \
 	lintian --fail-on error,warning --display-info out/maas-snapshot-backup_$${v}_*.changes
 .PHONY: deb
+# deb-offline: the same package built from its source package (scripts/source-package.sh:
+# SwiftPM dependencies vendored in debian/vendor) inside `unshare -n`, then lintian; CI installs
+# this one in the VM, so the offline build is tested on every run.
+deb-offline:
+	scripts/test-offline-build.sh out
+	v=$$(dpkg-parsechangelog -S Version); \
+	lintian --fail-on error,warning --display-info out/maas-snapshot-backup_$${v}_*.changes
+.PHONY: deb-offline
 # --- end deb
 # --- fuzz-apt-hook: libFuzzer (with AddressSanitizer) on the apt hook input parser for
 # FUZZ_SECONDS, built by SwiftPM from the policy target MSBPackageHooks (Tests/Fuzz/AptHook); a crash
