@@ -227,7 +227,12 @@ func printResult(_ r: BackupResult, json: Bool) {
     } else {
         print("  stopped:   \(r.servicesStopped.isEmpty ? "nothing" : r.servicesStopped.joined(separator: " "))")
     }
-    print(String(format: "  downtime:  %.1f ms (%@)", r.downtimeMs, r.window.map { "\($0.step) \(String(format: "%.1f", $0.ms))" }.joined(separator: ", ")))
+    // The volumes are synced before the window: not part of the downtime.
+    let (before, inside) = (r.window.filter { $0.step.hasPrefix("sync ") }, r.window.filter { !$0.step.hasPrefix("sync ") })
+    if !before.isEmpty {
+        print("  synced:    \(before.map { "\($0.step.dropFirst(5)) \(String(format: "%.1f", $0.ms)) ms" }.joined(separator: ", ")) (before the window)")
+    }
+    print(String(format: "  downtime:  %.1f ms (%@)", r.downtimeMs, inside.map { "\($0.step) \(String(format: "%.1f", $0.ms))" }.joined(separator: ", ")))
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
     if let p = r.pruned, !p.removed.isEmpty {
         print("  pruned:    \(p.removed.count) old backup(s), \(Human.bytes(p.freedBytes)) freed: \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
