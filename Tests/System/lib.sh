@@ -171,6 +171,8 @@ msb_live_row_counts() {
 # table msb_counter of maasdb and the same number in /var/lib/maas/<service>.counter, every
 # MSB_FAKE_INTERVAL seconds (default 0.005). On SIGTERM it finishes the iteration, lets psql commit
 # what it was sent and exits, so after `systemctl stop` the table and the files agree.
+# MSB_FAKE_SYNC=1 (for quiesce freeze): each UPDATE is committed before the file is written, so a
+# freeze at any instant leaves the file equal to the database or one behind, never ahead.
 MSB_FAKE_SERVICES=(maas-regiond maas-rackd maas-dhcpd)
 msb_install_fake_maas() {
   id -u maas >/dev/null 2>&1 || useradd --system --home-dir /var/lib/maas --shell /usr/sbin/nologin maas
@@ -183,8 +185,15 @@ svc=$1 file=/var/lib/maas/$1.counter interval=${MSB_FAKE_INTERVAL:-0.005}
 stop=0
 trap 'stop=1' TERM INT
 n=$(cat "$file" 2>/dev/null || echo 0)
-exec 3> >(exec psql -X -q -v ON_ERROR_STOP=1 -d maasdb)
-psql_pid=$!
+sync=${MSB_FAKE_SYNC:-0}
+if ((sync)); then
+  coproc PG { exec psql -X -qAt -v ON_ERROR_STOP=1 -d maasdb 2>&1; }
+  psql_pid=$PG_PID
+  exec 3>&"${PG[1]}" 5<&"${PG[0]}"
+else
+  exec 3> >(exec psql -X -q -v ON_ERROR_STOP=1 -d maasdb)
+  psql_pid=$!
+fi
 # The pause between iterations: a read with a timeout on a FIFO nobody writes to (no fork).
 fifo=$RUNTIME_DIRECTORY/pause
 mkfifo "$fifo" && exec 4<>"$fifo" || { echo "cannot make $fifo" >&2; exit 1; }
@@ -195,6 +204,13 @@ while ((!stop)); do
   until echo "UPDATE msb_counter SET n = $n WHERE service = '$svc';" >&3 2>/dev/null; do
     kill -0 "$psql_pid" 2>/dev/null || { echo "psql died" >&2; exit 1; }
   done
+  if ((sync)); then
+    # Committed before the file is written: wait for psql to answer the query after the UPDATE.
+    echo "SELECT 'ok-$n';" >&3
+    until read -r -u 5 line && [[ $line == "ok-$n" ]]; do
+      kill -0 "$psql_pid" 2>/dev/null || { echo "psql died" >&2; exit 1; }
+    done
+  fi
   echo "$n" >"$file"
   read -r -t "$interval" -u 4 _ || true
 done
@@ -212,7 +228,7 @@ After=postgresql.service
 [Service]
 User=maas
 RuntimeDirectory=%N
-Environment=MSB_FAKE_INTERVAL=${MSB_FAKE_INTERVAL:-0.005}
+Environment=MSB_FAKE_INTERVAL=${MSB_FAKE_INTERVAL:-0.005} MSB_FAKE_SYNC=${MSB_FAKE_SYNC:-0}
 ExecStart=/usr/local/sbin/msb-fake-maas-daemon $s
 KillMode=mixed
 TimeoutStopSec=60
@@ -329,6 +345,8 @@ msb_write_config() {
     printf 'services:\n'
     printf '  - %s\n' "${MSB_FAKE_SERVICES[@]}"
     printf 'database:\n  name: maasdb\n  os_user: postgres\n'
+    # Stop by default (the counters then agree exactly); the freeze scenario sets MSB_QUIESCE.
+    printf 'quiesce: %s\n' "${MSB_QUIESCE:-stop}"
     [[ -t 0 ]] || cat
   } >/etc/maas-snapshot-backup/config.yaml
   msb_defer "rm -rf /var/backups/maas-snapshot-backup /var/lib/maas-snapshot-backup"
@@ -441,19 +459,25 @@ msb_check_archive() {
     msb_fail "row counts in dump.sql differ from the manifest (diff above)"
   msb_log "ok: row counts of $(wc -l <"$MSB_RESULTS/dump-rows") tables equal to the manifest"
 
-  # The stand-in services were stopped in the window: database and files froze at the same number.
-  local s dbn filen
+  # Stopped in the window, the stand-in services left database and files at the same number;
+  # frozen (crash-consistent), a file may lag its database by one step, never lead it.
+  local s dbn filen quiesce
+  quiesce=$(jq -r '.window.quiesce // "stop"' "$m")
   for s in "${MSB_FAKE_SERVICES[@]}"; do
     dbn=$(msb_dump_counter "$x/dump.sql" "$s")
     filen=$(cat "$x/var/lib/maas/$s.counter" 2>/dev/null || echo missing)
     [[ -n $dbn ]] || msb_fail "dump.sql has no counter row for $s"
-    msb_assert_eq "$dbn" "$filen" "$s counter: dump.sql vs archived file"
+    if [[ $quiesce == freeze && $filen == $((dbn - 1)) ]]; then
+      msb_log "ok: $s counter: file $filen lags dump.sql $dbn by one (frozen between commit and write)"
+    else
+      msb_assert_eq "$dbn" "$filen" "$s counter: dump.sql vs archived file ($quiesce)"
+    fi
   done
 
   local down steps
   down=$(jq -r '.window.downtime_ms' "$m")
   steps=$(jq -r '[.window.steps[] | "\(.step | sub("^snapshot /.*/"; "snap ")) \(.ms)"] | join(", ")' "$m")
-  msb_summary "downtime ${down} ms [$steps]; archive $(($(stat -c %s "$archive") >> 10)) KiB; method $(jq -r .snapshot_method "$m")"
+  msb_summary "$quiesce: downtime ${down} ms [$steps]; archive $(($(stat -c %s "$archive") >> 10)) KiB; method $(jq -r .snapshot_method "$m")"
 }
 
 # The method the archive's manifest records for PATH: msb_assert_method PATH METHOD
