@@ -83,13 +83,19 @@ msb_write_config <<'YAML'
 window_timeout: 10
 YAML
 paused_backup snapshot 300
-msb_assert_eq "frozen " "$(freezer_states)" "FreezerState inside the window"
+# At once (the guard process would thaw by itself 10 s after it was armed): the guard, then the run.
 guard=$(ps -o pid=,args= --ppid "$pid" | awk '/ guard /{print $1; exit}')
 [[ -n $guard ]] || msb_fail "no guard process under the run $pid"
-systemctl list-timers --all --no-legend 'maas-snapshot-backup-guard-*' | grep -q guard || msb_fail "no systemd-run guard timer"
 kill -KILL "$guard" "$pid"; wait "$pid" 2>/dev/null || true
+t_kill=$SECONDS
+msb_assert_eq "frozen " "$(freezer_states)" "FreezerState with the run and its guard killed"
+timer=$(systemctl list-units --all --no-legend --plain 'maas-snapshot-backup-guard-*.timer' | awk '{print $1; exit}')
+[[ -n $timer ]] || msb_fail "no systemd-run guard timer"
 wait_thawed 180 || msb_fail "the guard's systemd-run timer did not thaw the units ($(freezer_states))"
-msb_log "ok: thawed ${thaw_s} s after the SIGKILL of the run and its guard (systemd-run timer)"
+thaw_s=$((SECONDS - t_kill))
+# Its service ran (the thaw): the journal has lines of that unit.
+journalctl --no-pager -o cat -u "${timer%.timer}.service" | grep -q . || msb_fail "no trace of ${timer%.timer}.service in the journal"
+msb_log "ok: thawed ${thaw_s} s after the SIGKILL of the run and its guard (systemd-run timer at window_timeout + 30 s)"
 maas-snapshot-backup recover --json >"$MSB_RESULTS/recover2.json" || msb_fail "recover failed: $(cat "$MSB_RESULTS/recover2.json")"
 msb_check_no_leftovers
 systemctl stop "${units[@]}"
