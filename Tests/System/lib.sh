@@ -190,6 +190,8 @@ if ((sync)); then
   coproc PG { exec psql -X -qAt -v ON_ERROR_STOP=1 -d maasdb 2>&1; }
   psql_pid=$PG_PID
   exec 3>&"${PG[1]}" 5<&"${PG[0]}"
+  # Only fds 3 and 5 stay open: closing 3 must reach psql as EOF when the service stops.
+  eval "exec ${PG[1]}>&- ${PG[0]}<&-"
 else
   exec 3> >(exec psql -X -q -v ON_ERROR_STOP=1 -d maasdb)
   psql_pid=$!
