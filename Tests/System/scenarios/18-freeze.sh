@@ -16,6 +16,20 @@ units=("${MSB_FAKE_SERVICES[@]}")
 freezer_states() { local u; for u in "${units[@]}"; do systemctl show -p FreezerState --value "$u"; done | sort -u | tr '\n' ' '; }
 main_pids() { local u; for u in "${units[@]}"; do systemctl show -p MainPID --value "$u"; done | tr '\n' ' '; }
 
+# --- reference: a bare `lvcreate -s` of the same LV, with and without dmeventd registration ---------
+ref_ms() { # EXTRA_LVCREATE_ARGS...
+  local t0 t1
+  t0=$(date +%s%N)
+  lvcreate -q -s -L 64M -n refsnap "$@" "$MSB_VG/maas" >/dev/null 2>&1 || msb_fail "lvcreate -s $* failed"
+  t1=$(date +%s%N)
+  lvremove -q -y "$MSB_VG/refsnap" >/dev/null
+  echo $(((t1 - t0) / 1000000))
+}
+mon=() ign=()
+for _ in 1 2; do mon+=("$(ref_ms)"); ign+=("$(ref_ms --ignoremonitoring)"); done
+msb_log "bare lvcreate -s: ${mon[*]} ms monitored, ${ign[*]} ms with --ignoremonitoring"
+msb_summary "bare lvcreate -s: ${mon[*]} ms (dmeventd monitoring), ${ign[*]} ms (--ignoremonitoring)"
+
 # --- the probe: auto plans a freeze here --------------------------------------------------------
 msb_start_fake_maas
 plan=$(maas-snapshot-backup backup --dry-run --json --snapshot lvm) || msb_fail "dry run failed: $plan"
