@@ -149,6 +149,9 @@ struct Backup: AsyncParsableCommand {
     @Option(name: .long, help: "How to freeze the data: auto, btrfs, lvm or none (none keeps MAAS stopped for the whole run).")
     var snapshot: Config.SnapshotChoice?
 
+    @Option(name: .long, help: "How to hold MAAS still for the window: auto (freeze when every service can be frozen, else stop), freeze (systemd's cgroup freezer; crash-consistent) or stop (stop and start the services).")
+    var quiesce: Config.Quiesce?
+
     @Option(name: .long, help: "Seconds to wait for another run's lock.")
     var lockTimeout: Double = 30
 
@@ -164,7 +167,7 @@ struct Backup: AsyncParsableCommand {
                 if !global.json { log = { line in Output.err(line) } }
                 try await BootSettle.wait(seconds: afterBoot, log: log)
             }
-            let result = try await runBackup(config: config, reason: reason, snapshot: snapshot, dryRun: dryRun,
+            let result = try await runBackup(config: config, reason: reason, snapshot: snapshot, quiesce: quiesce, dryRun: dryRun,
                                              lockTimeout: lockTimeout, json: global.json)
             printResult(result, json: global.json)
             if !result.failedSteps.isEmpty {
@@ -176,13 +179,15 @@ struct Backup: AsyncParsableCommand {
 }
 
 extension Config.SnapshotChoice: ExpressibleByArgument {}
+extension Config.Quiesce: ExpressibleByArgument {}
 
-func runBackup(config: Config, reason: String, snapshot: Config.SnapshotChoice?, dryRun: Bool, lockTimeout: Double,
-               json: Bool) async throws -> BackupResult {
+func runBackup(config: Config, reason: String, snapshot: Config.SnapshotChoice?, quiesce: Config.Quiesce? = nil, dryRun: Bool,
+               lockTimeout: Double, json: Bool) async throws -> BackupResult {
     Interruption.install()
     var opts = backupOptions(json: json)
     opts.reason = reason
     opts.snapshot = snapshot
+    opts.quiesce = quiesce
     opts.dryRun = dryRun
     opts.lockTimeout = lockTimeout
     opts.pruneWhenShort = reason.hasPrefix("pre-upgrade")
@@ -212,7 +217,12 @@ func printResult(_ r: BackupResult, json: Bool) {
         for i in p.items {
             print("  \(i.path): \(i.method.rawValue)\(i.volume.map { " (\($0.detail))" } ?? ""), \(i.sizeBytes) bytes")
         }
-        print("  stop:      \(p.servicesToStop.isEmpty ? "(nothing active)" : p.servicesToStop.joined(separator: " "))\(p.stopForWholeRun ? " for the whole run" : " for the window only")")
+        let units = p.servicesQuiesced
+        print("  \(p.quiesce == .freeze ? "freeze:" : "stop:  ")    \(units.isEmpty ? "(nothing active)" : units.joined(separator: " "))\(p.stopForWholeRun ? " for the whole run" : " for the window only")")
+        print("  quiesce:   \(p.quiesce.rawValue): \(p.quiesceReason)")
+        if p.quiesce == .freeze {
+            print("             crash-consistent: what MAAS would find after a power cut at that instant (a file written after a commit may lag the database by one step); quiesce: stop for the documented procedure")
+        }
         if !p.servicesInactive.isEmpty { print("  not active, left alone: \(p.servicesInactive.joined(separator: " "))") }
         print("  archive:   into \(p.destination), about \(p.estimatedBytes) bytes at most, \(p.freeBytes) bytes free")
         for w in r.warnings { print("  warning:   \(w)") }
@@ -221,8 +231,17 @@ func printResult(_ r: BackupResult, json: Bool) {
     print("Backup written: \(r.archive ?? "-")")
     print("  size:      \(r.sizeBytes) bytes")
     print("  method:    \(r.snapshotMethod)")
-    print("  stopped:   \(r.servicesStopped.isEmpty ? "nothing" : r.servicesStopped.joined(separator: " "))")
-    print(String(format: "  downtime:  %.1f ms (%@)", r.downtimeMs, r.window.map { "\($0.step) \(String(format: "%.1f", $0.ms))" }.joined(separator: ", ")))
+    if r.quiesce == "freeze" {
+        print("  frozen:    \(r.servicesFrozen.isEmpty ? "nothing" : r.servicesFrozen.joined(separator: " "))")
+    } else {
+        print("  stopped:   \(r.servicesStopped.isEmpty ? "nothing" : r.servicesStopped.joined(separator: " "))")
+    }
+    // The volumes are synced before the window: not part of the downtime.
+    let (before, inside) = (r.window.filter { $0.step.hasPrefix("sync ") }, r.window.filter { !$0.step.hasPrefix("sync ") })
+    if !before.isEmpty {
+        print("  synced:    \(before.map { "\($0.step.dropFirst(5)) \(String(format: "%.1f", $0.ms)) ms" }.joined(separator: ", ")) (before the window)")
+    }
+    print(String(format: "  downtime:  %.1f ms (%@)", r.downtimeMs, inside.map { "\($0.step) \(String(format: "%.1f", $0.ms))" }.joined(separator: ", ")))
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
     if let p = r.pruned, !p.removed.isEmpty {
         print("  pruned:    \(p.removed.count) old backup(s), \(Human.bytes(p.freedBytes)) freed: \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
@@ -234,9 +253,10 @@ struct GuardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "guard", abstract: "Internal: the dead-man guard of a backup window.",
                                                     shouldDisplay: false)
     @Option var timeout: Int = 120
+    @Flag(help: "Thaw the services (they were frozen) instead of starting them.") var thaw = false
     @Argument var services: [String] = []
     func run() async throws {
-        let rc = await DeadManGuard.runGuard(services: services, timeoutSeconds: timeout)
+        let rc = await DeadManGuard.runGuard(services: services, thaw: thaw, timeoutSeconds: timeout)
         throw ArgumentParser.ExitCode(rc)
     }
 }

@@ -6,3 +6,4 @@
 #include <fcntl.h>
 #include <unistd.h>
 int pipe2(int pipefd[2], int flags);
+int syncfs(int fd);

@@ -16,6 +16,8 @@
 #                       FILE.tmp and a rename when MSB_FAKE_ATOMIC=1
 #   MSB_FAKE_DATABASE   the database (default maasdb); "none": the file only (no psql)
 #   MSB_FAKE_PSQL       the psql to run (default psql); PGHOST, PGUSER... as libpq reads them
+#   MSB_FAKE_SYNC=1     each UPDATE is committed (psql answered) before the file is written, so a
+#                       frozen instant shows the file equal to the database or one behind it
 #   RUNTIME_DIRECTORY   (systemd's RuntimeDirectory=) where the pause FIFO goes; else a private
 #                       temporary folder
 set -u
@@ -24,6 +26,7 @@ file=${MSB_FAKE_FILE:-/var/lib/maas/$svc.counter}
 interval=${MSB_FAKE_INTERVAL:-0.005}
 database=${MSB_FAKE_DATABASE:-maasdb}
 atomic=${MSB_FAKE_ATOMIC:-0}
+sync=${MSB_FAKE_SYNC:-0}
 stop=0
 trap 'stop=1' TERM INT
 n=$(cat "$file" 2>/dev/null || true)
@@ -43,9 +46,17 @@ rm -f "$fifo"
 
 psql_pid=
 if [[ $database != none ]]; then
-  # One psql for the daemon's life, fed through a pipe.
-  exec 3> >(exec "${MSB_FAKE_PSQL:-psql}" -X -q -v ON_ERROR_STOP=1 -d "$database")
-  psql_pid=$!
+  # One psql for the daemon's life, fed through a pipe (and, with MSB_FAKE_SYNC, read back).
+  if ((sync)); then
+    coproc PG { exec "${MSB_FAKE_PSQL:-psql}" -X -qAt -v ON_ERROR_STOP=1 -d "$database" 2>&1; }
+    psql_pid=$PG_PID
+    exec 3>&"${PG[1]}" 5<&"${PG[0]}"
+    # Only fds 3 and 5 stay open: closing 3 must reach psql as EOF when the service stops.
+    eval "exec ${PG[1]}>&- ${PG[0]}<&-"
+  else
+    exec 3> >(exec "${MSB_FAKE_PSQL:-psql}" -X -q -v ON_ERROR_STOP=1 -d "$database")
+    psql_pid=$!
+  fi
   echo "INSERT INTO msb_counter VALUES ('$svc', $n) ON CONFLICT (service) DO UPDATE SET n = EXCLUDED.n;" >&3
 fi
 while ((!stop)); do
@@ -55,6 +66,13 @@ while ((!stop)); do
     until echo "UPDATE msb_counter SET n = $n WHERE service = '$svc';" >&3 2>/dev/null; do
       kill -0 "$psql_pid" 2>/dev/null || { echo "psql died" >&2; exit 1; }
     done
+    if ((sync)); then
+      # Committed before the file is written: wait for psql to answer the query after the UPDATE.
+      echo "SELECT 'ok-$n';" >&3
+      until read -r -u 5 line && [[ $line == "ok-$n" ]]; do
+        kill -0 "$psql_pid" 2>/dev/null || { echo "psql died" >&2; exit 1; }
+      done
+    fi
   fi
   if ((atomic)); then
     echo "$n" >"$file.tmp" && mv -f "$file.tmp" "$file"

@@ -99,7 +99,7 @@ CONF
   # var/lib/maas/counter; rackd only rewrites var/lib/maas/rackd-heartbeat.
   cat > "$dir/svc/maas-regiond.sh" <<D
 #!/usr/bin/env bash
-PGHOST="$dir/pgsock" PGUSER=postgres MSB_FAKE_PSQL="$pgbin/psql" MSB_FAKE_FILE="$m/counter" MSB_FAKE_ATOMIC=1 \\
+PGHOST="$dir/pgsock" PGUSER=postgres MSB_FAKE_PSQL="$pgbin/psql" MSB_FAKE_FILE="$m/counter" MSB_FAKE_ATOMIC=1 MSB_FAKE_SYNC=1 \\
   MSB_FAKE_INTERVAL=${TESTENV_REGIOND_PAUSE:-0.005} exec "$here/stand-in-maasd.sh" maas-regiond
 D
   cat > "$dir/svc/maas-rackd.sh" <<D

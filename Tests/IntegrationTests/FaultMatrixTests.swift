@@ -92,7 +92,7 @@ final class FaultMatrixTests {
         #expect(env.archives().count == 1)
     }
 
-    @Test("SIGINT and SIGTERM inside the window: the window finishes (services started), then the run stops and cleans up",
+    @Test("SIGINT and SIGTERM inside the window: the window ends at its next step (services started), then the run cleans up",
           arguments: [SIGINT, SIGTERM])
     func signalInWindow(signal: Int32) throws {
         let pid = try startPaused(at: "snapshot", seconds: 5)

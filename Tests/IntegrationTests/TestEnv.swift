@@ -51,6 +51,8 @@ final class TestEnv: @unchecked Sendable {
         e["PATH"] = dir + "/bin:" + (e["PATH"] ?? "/usr/bin:/bin")
         e["FAKE_SYSTEMCTL_DIR"] = dir + "/svc"
         e.removeValue(forKey: "MSB_TEST_FAIL_AFTER")
+        // quiesce auto stops here whatever the host (cgroup v2 or not): FreezeTests turn freezing on.
+        e["MSB_TEST_CGROUP_CONTROLLERS"] = dir + "/no-cgroup2"
         return e
     }
 

@@ -21,6 +21,7 @@ import Testing
         #expect(c.exclude == ["/var/lib/maas/boot-resources"])
         #expect(c.services.first == "maas-http" && c.services.contains("maas-regiond") && c.services.last == "maas-syslog")
         #expect(c.snapshot == .auto)
+        #expect(c.quiesce == .auto)
         #expect(c.database.scope == .maas)
         #expect(c.copyInWindowMax == 64 << 20)
     }
@@ -33,6 +34,7 @@ import Testing
             exclude: []
             services: [maas-regiond]
             snapshot: btrfs
+            quiesce: freeze
             database: {host: /run/postgresql, port: 5433, user: maas, name: maasdb, scope: all, os_user: postgres}
             copy_in_window_max: 1G
             compression_level: 9
@@ -47,6 +49,8 @@ import Testing
         #expect(c.database.port == 5433 && c.database.scope == .all)
         #expect(c.copyInWindowMax == 1 << 30)
         #expect(c.lvm.snapshotSize == "10%VG")
+        #expect(c.quiesce == .freeze)
+        #expect(try Config.parse(yaml: "quiesce: stop").quiesce == .stop)
         #expect(c.retention.keep == 3 && c.hook.onFailure == .warn)
         #expect(c.live("/etc/maas") == "/srv/maas/etc/maas")
     }
@@ -54,6 +58,7 @@ import Testing
     @Test(arguments: [
         ("colour: red", "unknown key 'colour'"),
         ("snapshot: zfs", "use one of: auto, btrfs, lvm, none"),
+        ("quiesce: pause", "use one of: auto, freeze, stop"),
         ("destination: relative/dir", "is not an absolute path"),
         ("compression_level: 11", "from 1 to 9"),
         ("copy_in_window_max: lots", "is not a size"),
@@ -103,6 +108,19 @@ import Testing
         #expect(n.hasSuffix("Z.tar.gz"))
         #expect(ArchiveName.isArchive(n))
         #expect(!ArchiveName.isArchive(n + ".partial"))
+    }
+
+    @Test func windowsOfOlderManifestsDecodeAsStopped() throws {
+        // A manifest written before quiesce existed has neither key: it stopped the services.
+        let old = #"{"services_stopped": ["maas-regiond"], "downtime_ms": 5, "steps": []}"#
+        let w = try Manifest.decoder().decode(Manifest.Window.self, from: Data(old.utf8))
+        #expect(w.quiesce == nil && w.servicesFrozen == nil && w.servicesStopped == ["maas-regiond"])
+    }
+
+    @Test func systemdVersions() {
+        #expect(Systemctl.systemdVersion("systemd 252 (252.36-1~deb12u1)\n+PAM +AUDIT\n") == 252)
+        #expect(Systemctl.systemdVersion("systemd 245 (245.4-4ubuntu3.22)") == 245)
+        #expect(Systemctl.systemdVersion("something else") == nil)
     }
 
     @Test func rejectsOtherFormats() throws {

@@ -31,6 +31,7 @@ struct Status: AsyncParsableCommand {
                 for l in r.leftovers {
                     var what: [String] = []
                     if !l.servicesStillStopped.isEmpty { what.append("services stopped: \(l.servicesStillStopped.joined(separator: " "))") }
+                    if !l.servicesStillFrozen.isEmpty { what.append("services frozen: \(l.servicesStillFrozen.joined(separator: " "))") }
                     if !l.snapshots.isEmpty { what.append("snapshots: \(l.snapshots.joined(separator: " "))") }
                     if !l.files.isEmpty { what.append("files: \(l.files.joined(separator: " "))") }
                     if let d = l.database { what.append("database: \(d)") }

@@ -17,6 +17,8 @@ import Glibc
 public struct BackupOptions: Sendable {
     public var reason = "manual"
     public var snapshot: Config.SnapshotChoice?
+    /// `--quiesce`; nil: the config's.
+    public var quiesce: Config.Quiesce?
     public var dryRun = false
     public var lockTimeout: Double = 30
     /// Our own executable, for the dead-man guard (nil: no guard process).
@@ -41,7 +43,11 @@ public struct BackupResult: Sendable, Codable {
     public var archive: String?
     public var sizeBytes: Int64
     public var snapshotMethod: String
+    /// "freeze" or "stop".
+    public var quiesce: String
     public var servicesStopped: [String]
+    public var servicesFrozen: [String]
+    /// From the first stop (freeze) to the start (thaw) returning.
     public var downtimeMs: Double
     public var window: [Manifest.WindowStep]
     public var durationMs: Double
@@ -57,12 +63,14 @@ public struct BackupResult: Sendable, Codable {
     /// metrics textfile): the run exits 3.
     public var failedSteps: [String] = []
 
-    package init(status: String, archive: String? = nil, sizeBytes: Int64, snapshotMethod: String, servicesStopped: [String], downtimeMs: Double, window: [Manifest.WindowStep], durationMs: Double, reason: String, dryRun: Bool, plan: BackupPlan? = nil, pruned: PruneReport? = nil, warnings: [String] = [], failedSteps: [String] = []) {
+    package init(status: String, archive: String? = nil, sizeBytes: Int64, snapshotMethod: String, quiesce: String = "stop", servicesStopped: [String], servicesFrozen: [String] = [], downtimeMs: Double, window: [Manifest.WindowStep], durationMs: Double, reason: String, dryRun: Bool, plan: BackupPlan? = nil, pruned: PruneReport? = nil, warnings: [String] = [], failedSteps: [String] = []) {
         self.status = status
         self.archive = archive
         self.sizeBytes = sizeBytes
         self.snapshotMethod = snapshotMethod
+        self.quiesce = quiesce
         self.servicesStopped = servicesStopped
+        self.servicesFrozen = servicesFrozen
         self.downtimeMs = downtimeMs
         self.window = window
         self.durationMs = durationMs
@@ -170,11 +178,40 @@ public struct BackupPipeline: Sendable {
 
         let active = try await services.activeUnits(config.services)
         let inactive = config.services.filter { !active.contains($0) }
-        var plan = BackupPlan(items: items, volumes: volumes, servicesToStop: active, servicesInactive: inactive,
+        let (how, why) = try await quiesceChoice(active: active, wholeRun: choice == .none)
+        var plan = BackupPlan(items: items, volumes: volumes, servicesToStop: how == .stop ? active : [], servicesInactive: inactive,
                               database: db, databaseTarget: target.display, destination: dest, estimatedBytes: estimate,
                               freeBytes: free, stopForWholeRun: choice == .none)
+        (plan.quiesce, plan.quiesceReason, plan.servicesToFreeze) = (how, why, how == .freeze ? active : [])
         (plan.maasId, plan.otherRegions, plan.vaultUrl, plan.warnings) = region
         return plan
+    }
+
+    /// Freeze or stop, and why (`quiesce`, `--quiesce`): `auto` freezes when every active unit can be
+    /// frozen, else stops; `freeze` refuses to run when they cannot.
+    package func quiesceChoice(active: [String], wholeRun: Bool) async throws -> (Config.Quiesce, String) {
+        let asked = options.quiesce ?? config.quiesce
+        switch asked {
+        case .stop:
+            return (.stop, "quiesce is stop: the services are stopped and started again")
+        case .freeze, .auto:
+            if wholeRun {
+                if asked == .freeze {
+                    throw BackupError.config("quiesce freeze cannot hold MAAS for a whole run (--snapshot none)",
+                                             hint: "use --quiesce stop, or a snapshot method")
+                }
+                return (.stop, "snapshot none keeps MAAS down for the whole run: stopped, not frozen")
+            }
+            if active.isEmpty { return (.stop, "no MAAS service is active: nothing to freeze or stop") }
+            if let why = await services.cannotFreeze(active) {
+                if asked == .freeze {
+                    throw BackupError.unavailable("quiesce freeze: the MAAS services cannot be frozen here: \(why)",
+                                                  hint: "set quiesce: auto or stop, or use --quiesce stop")
+                }
+                return (.stop, "stopped, since they cannot be frozen here: \(why)")
+            }
+            return (.freeze, asked == .freeze ? "quiesce is freeze" : "every active MAAS unit can be frozen (cgroup v2, systemd freezer, system bus)")
+        }
     }
 
     /// This region's id, the other regions connected to the database, Vault, and the warnings they
@@ -257,7 +294,7 @@ public struct BackupPipeline: Sendable {
         if options.dryRun {
             let plan = try await preflight(passfile: nil)
             return BackupResult(status: "dry-run", archive: nil, sizeBytes: 0, snapshotMethod: plan.methodSummary,
-                                servicesStopped: [], downtimeMs: 0, window: [], durationMs: clock.elapsedMs.ms2,
+                                quiesce: plan.quiesce.rawValue, servicesStopped: [], downtimeMs: 0, window: [], durationMs: clock.elapsedMs.ms2,
                                 reason: options.reason, dryRun: true, plan: plan, warnings: plan.warnings)
         }
         // Preflight with a passfile in memory only: the private folder is made once preflight passes.
@@ -269,7 +306,7 @@ public struct BackupPipeline: Sendable {
             defer { tmp.remove() }
             plan = try await preflight(passfile: try target.writePassfile(in: tmp.path))
         }
-        log("preflight passed: \(plan.items.map { "\($0.path) by \($0.method.rawValue)" }.joined(separator: ", ")); stopping \(plan.servicesToStop.isEmpty ? "nothing" : plan.servicesToStop.joined(separator: " "))")
+        log("preflight passed: \(plan.items.map { "\($0.path) by \($0.method.rawValue)" }.joined(separator: ", ")); \(plan.quiesce == .freeze ? "freezing" : "stopping") \(plan.servicesQuiesced.isEmpty ? "nothing" : plan.servicesQuiesced.joined(separator: " ")) (\(plan.quiesceReason))")
 
         let runID = ArchiveName.timestamp(Date()) + "-\(getpid())"
         let journal = try RunJournal(stateDir: config.stateDir, runID: runID, command: "backup")

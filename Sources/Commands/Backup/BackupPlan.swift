@@ -24,8 +24,15 @@ public struct BackupPlan: Sendable, Codable {
     }
     public var items: [Item]
     public var volumes: [Volume]
+    /// The active MAAS units stopped for the window (empty when they are frozen).
     public var servicesToStop: [String]
     public var servicesInactive: [String]
+    /// How MAAS is held still: `freeze` or `stop` (never `auto`: preflight decided).
+    public var quiesce: Config.Quiesce = .stop
+    /// Why preflight chose it (printed by --dry-run, in --json).
+    public var quiesceReason = ""
+    /// The active MAAS units frozen for the window (empty when they are stopped).
+    public var servicesToFreeze: [String] = []
     public var database: DatabasePlan
     public var databaseTarget: String
     public var destination: String
@@ -40,6 +47,9 @@ public struct BackupPlan: Sendable, Codable {
     public var vaultUrl: String? = nil
     /// What the backup does not cover on this layout (printed, and in --json).
     public var warnings: [String] = []
+
+    /// The units stopped or frozen for the window.
+    public var servicesQuiesced: [String] { quiesce == .freeze ? servicesToFreeze : servicesToStop }
 
     public var methodSummary: String {
         let ms = Set(items.map(\.method.rawValue)).sorted()

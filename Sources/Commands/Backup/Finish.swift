@@ -17,7 +17,7 @@ extension RunState {
     mutating package func finish(_ a: Archived, clock: Stopwatch) async throws -> BackupResult {
         if plan.stopForWholeRun {
             // Everything is read: start MAAS before the manifest, which then records the whole downtime.
-            try await timer.time("start_services") { try await startServices() }
+            try await timer.time("start_services") { try await resumeServices() }
             downtimeMs = (window ?? clock).elapsedMs.ms2
         }
         let packages = await InstalledPackages.installed(root: config.root)
@@ -34,7 +34,7 @@ extension RunState {
             database: .init(serverVersion: plan.database.serverVersion, scope: target.scope.rawValue,
                             databases: plan.database.databases, maasDatabase: target.maasDatabase,
                             snapshotIDs: a.facts.ids, schemaHead: a.facts.head, rowCounts: a.facts.counts),
-            window: .init(servicesStopped: stopped, downtimeMs: downtimeMs, steps: steps),
+            window: .init(quiesce: plan.quiesce.rawValue, servicesStopped: stopped, servicesFrozen: frozen, downtimeMs: downtimeMs, steps: steps),
             files: a.files, dump: a.dump, savedDebs: saved, savedDebsSha256: savedSums)
         (manifest.maasId, manifest.otherRegions, manifest.vaultUrl) = (plan.maasId, plan.otherRegions.isEmpty ? nil : plan.otherRegions, plan.vaultUrl)
         let manifestBytes = try manifest.encoded()
@@ -64,7 +64,7 @@ extension RunState {
         await cleanup()
         let size = Int64((try? FileManager.default.attributesOfItem(atPath: a.final)[.size] as? Int64) ?? 0)
         return BackupResult(status: "ok", archive: a.final, sizeBytes: size, snapshotMethod: plan.methodSummary,
-                            servicesStopped: stopped, downtimeMs: downtimeMs, window: steps,
+                            quiesce: plan.quiesce.rawValue, servicesStopped: stopped, servicesFrozen: frozen, downtimeMs: downtimeMs, window: steps,
                             durationMs: clock.elapsedMs.ms2, reason: pipeline.options.reason, dryRun: false, plan: nil)
     }
 

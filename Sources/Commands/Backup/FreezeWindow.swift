@@ -27,43 +27,71 @@ extension RunState {
         return plan.volumes.map { v in driver(for: v.method)!.plannedSnapshot(of: v, runID: runID) }
     }
 
-    /// The window: MAAS stopped, the volumes snapshotted, the small paths copied, the database
-    /// snapshot pinned, MAAS started again. Each step timed; services are started whatever fails.
+    /// The window: MAAS frozen (or stopped), the volumes snapshotted, the small paths copied, the
+    /// database snapshot pinned, MAAS thawed (or started) again. Each step timed; the services come
+    /// back whatever fails, and a SIGINT/SIGTERM ends the window at its next step.
     mutating package func freezeWindow(pg: PostgresAdapter, planned: [TakenSnapshot]) async throws {
-        if !plan.servicesToStop.isEmpty, let exe = pipeline.options.guardExecutable {
-            guardian = try await DeadManGuard.arm(executable: exe, services: plan.servicesToStop,
+        let freezing = plan.quiesce == .freeze
+        let units = plan.servicesQuiesced
+        let (hold, resume) = freezing ? ("freeze", "thaw") : ("stop", "start")
+        // Before the window: each volume's dirty data written out, so its snapshot flushes almost nothing.
+        for path in planned.map(\.volume.livePath).uniqued() {
+            try await timer.time("sync \(path)") { if let e = FileSystem.sync(path) { log("warning: \(e)") } }
+        }
+        if !units.isEmpty, let exe = pipeline.options.guardExecutable {
+            guardian = try await DeadManGuard.arm(executable: exe, services: units, thaw: freezing,
                                                   timeoutSeconds: config.windowTimeout, runID: runID)
         }
-        try journal.update { $0.stoppedServices = plan.servicesToStop; $0.snapshots = planned; $0.phase = "window" }
+        try journal.update {
+            if freezing { $0.frozenServices = units } else { $0.stoppedServices = units }
+            $0.snapshots = planned; $0.phase = "window"
+        }
         let window = Stopwatch()
         self.window = window
         do {
-            stopped = plan.servicesToStop
+            if freezing { frozen = units } else { stopped = units }
             servicesDown = true
-            try await timer.time("stop_services") { try await services.stop(plan.servicesToStop) }
-            try FaultPoint.hit("stop")
+            try await timer.time("\(hold)_services") {
+                if freezing { try await services.freeze(units) } else { try await services.stop(units) }
+            }
+            try windowStep(hold)
             for s in planned {
                 snapshots.append(s)
                 try await timer.time("snapshot \(s.volume.livePath)") { try driver(for: s.volume.method)!.create(s) }
             }
-            try FaultPoint.hit("snapshot")
+            try windowStep("snapshot")
             for item in plan.items where item.method == .copy {
                 try await timer.time("copy \(item.path)") { try await copyIntoStaging(item) }
             }
-            try FaultPoint.hit("copy")
+            try windowStep("copy")
             try await timer.time("pin_database_snapshot") { try pg.pinAll(pins) }
-            try FaultPoint.hit("pin")
+            try windowStep("pin")
             try checkWindowTimeout(window)
             if !plan.stopForWholeRun {
-                try await timer.time("start_services") { try await startServices() }
+                try await timer.time("\(resume)_services") { try await resumeServices() }
                 downtimeMs = window.elapsedMs.ms2
             }
         } catch {
-            try? await startServices()  // services first, whatever failed
+            try? await resumeServices()  // services first, whatever failed
             if downtimeMs == 0 { downtimeMs = window.elapsedMs.ms2 }
             throw error
         }
-        try FaultPoint.hit("start")
-        log("window closed: MAAS was stopped \(String(format: "%.0f", downtimeMs)) ms; archiving from the frozen data")
+        try FaultPoint.hit(resume)
+        log("window closed: MAAS was \(freezing ? "frozen" : "stopped") \(String(format: "%.0f", downtimeMs)) ms; archiving from the snapshots")
+    }
+
+    /// Between two steps of the window: a test's fault point, then a pending SIGINT/SIGTERM ends the
+    /// window (the caller's catch thaws or starts MAAS before the run cleans up).
+    package func windowStep(_ step: String) throws {
+        try FaultPoint.hit(step)
+        try Interruption.check()
+    }
+}
+
+extension Array where Element: Hashable {
+    /// The elements in order, each once.
+    package func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
     }
 }

@@ -23,6 +23,9 @@ public struct JournalRecord: JournalEntry {
     public var startedAt: String
     public var phase: String
     public var stoppedServices: [String] = []
+    /// The units the window froze (nil in journals of older versions).
+    public var frozenServices: [String]? = nil
+    /// The stopped units were started again, or the frozen ones thawed.
     public var servicesRestarted = false
     public var snapshots: [TakenSnapshot] = []
     public var privateDir: String?

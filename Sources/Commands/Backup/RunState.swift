@@ -28,13 +28,15 @@ package struct RunState {
     package var pins: [PinnedSnapshot] = []
     package var snapshots: [TakenSnapshot] = []
     package var stopped: [String] = []
+    package var frozen: [String] = []
+    /// Stopped or frozen, and not yet started or thawed.
     package var servicesDown = false
     package var guardian: DeadManGuard?
     package var partialPath: String?
     /// Times each step of the window (and the late start of a whole-run stop).
     package let timer = StepTimer()
     package var steps: [Manifest.WindowStep] { timer.steps }
-    /// From the stop to the start (set by the window).
+    /// From the stop (freeze) to the start (thaw) (set by the window).
     package var window: Stopwatch?
     package var downtimeMs: Double = 0
 
@@ -66,13 +68,15 @@ package struct RunState {
 
     package func checkWindowTimeout(_ w: Stopwatch) throws {
         if w.elapsedMs > Double(config.windowTimeout) * 1000 {
-            throw BackupError.failed("the freeze window overran window_timeout (\(config.windowTimeout) s); services started again")
+            throw BackupError.failed("the freeze window overran window_timeout (\(config.windowTimeout) s); services \(frozen.isEmpty ? "started" : "thawed") again")
         }
     }
 
-    mutating package func startServices() async throws {
+    /// Thaws the frozen services, or starts the stopped ones.
+    mutating package func resumeServices() async throws {
         guard servicesDown else { return }
-        try await services.start(Array(stopped.reversed()))
+        if !frozen.isEmpty { try await services.thaw(frozen) }
+        if !stopped.isEmpty { try await services.start(Array(stopped.reversed())) }
         servicesDown = false
         try? journal.update { $0.servicesRestarted = true }
         await guardian?.disarm()
@@ -118,10 +122,12 @@ package struct RunState {
 
     /// After a failure anywhere: services up, snapshots and mounts gone, no partial archive.
     mutating package func cleanupAfterFailure() async {
-        if servicesDown { try? await startServices() }
+        if servicesDown { try? await resumeServices() }
         if servicesDown {
             // One more try; report loudly if it still fails.
-            do { try await startServices() } catch { log("CRITICAL: could not start \(stopped.joined(separator: " ")): \(error); start them by hand") }
+            do { try await resumeServices() } catch {
+                log("CRITICAL: could not \(frozen.isEmpty ? "start" : "thaw") \((frozen + stopped).joined(separator: " ")): \(error); \(frozen.isEmpty ? "start" : "thaw (systemctl thaw)") them by hand")
+            }
         }
         await guardian?.disarm()
         if let p = partialPath { _ = unlink(p); partialPath = nil }

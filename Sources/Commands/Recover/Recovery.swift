@@ -11,7 +11,7 @@ import Glibc
 #endif
 
 /// `recover`: undoes what killed runs left behind, from their journals, and nothing else.
-/// - backup: starts the services it stopped (unless it restarted them), removes its snapshots through
+/// - backup: thaws the services it froze and starts the ones it stopped (unless it did), removes its snapshots through
 ///   their drivers, its private folder and its partial archive, then the journal;
 /// - restore/rollback: stops the services it had started again, puts the previous files back (unless
 ///   the restored files were final), puts the databases back as the journal recorded them (drops the
@@ -48,6 +48,15 @@ public enum Recovery {
     static package func recoverBackup(_ j: RunJournal, config: Config, services: any ServiceManager) async -> RecoverReport.Item {
         let r = j.record
         var actions: [String] = [], errors: [String] = []
+        let frozen = r.frozenServices ?? []
+        if !r.servicesRestarted && !frozen.isEmpty {
+            // Thawed even when the guard already did: a thaw of a running unit is harmless.
+            do {
+                try await services.thaw(frozen)
+                if r.stoppedServices.isEmpty { try? j.update { $0.servicesRestarted = true } }
+                actions.append("thawed \(frozen.joined(separator: " "))")
+            } catch { errors.append("cannot thaw \(frozen.joined(separator: " ")): \(error)") }
+        }
         if !r.servicesRestarted && !r.stoppedServices.isEmpty {
             do {
                 try await services.start(Array(r.stoppedServices.reversed()))

@@ -25,6 +25,8 @@ public struct StatusReport: Sendable, Codable {
         public var startedAt: String
         public var phase: String
         public var servicesStillStopped: [String]
+        /// Units a killed backup froze and nothing thawed yet (the guard normally has).
+        public var servicesStillFrozen: [String] = []
         public var snapshots: [String]
         public var files: [String]
         /// A restore's database step and its copies (what `recover` drops or swaps back).
@@ -71,6 +73,7 @@ public enum StatusCheck {
             let r = j.record
             leftovers.append(.init(journal: j.path, command: r.command, runID: r.runID, pid: r.pid, startedAt: r.startedAt, phase: r.phase,
                                    servicesStillStopped: r.servicesRestarted ? [] : r.stoppedServices,
+                                   servicesStillFrozen: r.servicesRestarted ? [] : (r.frozenServices ?? []),
                                    snapshots: r.snapshots.map(\.identity),
                                    files: [r.privateDir, r.partialArchive].compactMap { $0 }))
         }

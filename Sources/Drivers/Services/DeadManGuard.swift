@@ -6,8 +6,8 @@ import CLinux
 import Glibc
 #endif
 
-/// Starts the stopped services again if this process dies inside the window, or if the window
-/// overruns its timeout. It is a child process of ours in its own session (`maas-snapshot-backup
+/// Starts the stopped services again (thaws the frozen ones) if this process dies inside the
+/// window, or if the window overruns its timeout. It is a child process of ours in its own session (`maas-snapshot-backup
 /// guard`), holding the read end of a pipe: EOF without "disarm" means we died. On a systemd host
 /// a transient timer (systemd-run) backs it up, since a killed service's cgroup takes the child too.
 public final class DeadManGuard: @unchecked Sendable {
@@ -15,8 +15,8 @@ public final class DeadManGuard: @unchecked Sendable {
     private var task: Task<Void, Never>?
     private var timerUnit: String?
 
-    /// Arms the guard; call before stopping anything.
-    public static func arm(executable: String, services: [String], timeoutSeconds: Int, runID: String) async throws -> DeadManGuard {
+    /// Arms the guard; call before stopping (`thaw`: freezing) anything.
+    public static func arm(executable: String, services: [String], thaw: Bool = false, timeoutSeconds: Int, runID: String) async throws -> DeadManGuard {
         let g = DeadManGuard()
         // A guard that died already must make disarm's write fail with EPIPE, not kill this run.
         signal(SIGPIPE, SIG_IGN)
@@ -34,7 +34,7 @@ public final class DeadManGuard: @unchecked Sendable {
             throw BackupError.failed("cannot create the guard's pipe: \(Errno.last.description)")
         }
         let readyWrite = FileDescriptor(rawValue: ready[1])
-        let args = ["guard", "--timeout", String(timeoutSeconds), "--"] + services
+        let args = ["guard", "--timeout", String(timeoutSeconds)] + (thaw ? ["--thaw"] : []) + ["--"] + services
         g.task = Task.detached {
             _ = try? await Command.runDetachedChild(executable, args, stdin: readFD, stdout: readyWrite)
         }
@@ -65,7 +65,7 @@ public final class DeadManGuard: @unchecked Sendable {
            let ctl = Command.find("systemctl") {
             let unit = "maas-snapshot-backup-guard-\(runID)"
             let r = try await Command.run(run, ["--quiet", "--on-active=\(timeoutSeconds + 30)", "--unit=\(unit)",
-                                                "--description=maas-snapshot-backup dead-man guard", ctl, "start", "--"] + services)
+                                                "--description=maas-snapshot-backup dead-man guard", ctl, Self.verb(thaw: thaw), "--"] + services)
             if r.succeeded { g.timerUnit = unit }
         }
         return g
@@ -85,8 +85,12 @@ public final class DeadManGuard: @unchecked Sendable {
         }
     }
 
+    /// What brings the services back: `start` after a stop, `thaw` after a freeze (a thaw of a
+    /// unit that is not frozen is harmless).
+    static package func verb(thaw: Bool) -> String { thaw ? "thaw" : "start" }
+
     /// The guard process's own loop: wait for "disarm", EOF, or the timeout.
-    public static func runGuard(services: [String], timeoutSeconds: Int) async -> Int32 {
+    public static func runGuard(services: [String], thaw: Bool = false, timeoutSeconds: Int) async -> Int32 {
         _ = "ready\n".withCString { write(1, $0, 6) }
         let null = open("/dev/null", O_WRONLY)  // the run stops reading: nothing more goes there
         if null >= 0 { dup2(null, 1); close(null) }
@@ -103,9 +107,9 @@ public final class DeadManGuard: @unchecked Sendable {
             if n > 0 { got += buf[0..<n]; if String(decoding: got, as: UTF8.self).contains("disarm") { return 0 } ; continue }
             break  // EOF: the run died
         }
-        FileHandle.standardError.write(Data("maas-snapshot-backup guard: the run died or overran its window; starting \(services.joined(separator: " "))\n".utf8))
+        FileHandle.standardError.write(Data("maas-snapshot-backup guard: the run died or overran its window; \(thaw ? "thawing" : "starting") \(services.joined(separator: " "))\n".utf8))
         guard let ctl = Command.find("systemctl") else { return 1 }
-        let r = try? await Command.run(ctl, ["start", "--"] + services)
+        let r = try? await Command.run(ctl, [verb(thaw: thaw), "--"] + services)
         return r?.succeeded == true ? 0 : 1
     }
 }

@@ -6,6 +6,10 @@ public struct Config: Sendable, Codable, Equatable {
     public enum SnapshotChoice: String, Sendable, Codable, CaseIterable { case auto, btrfs, lvm, none }
     public enum Scope: String, Sendable, Codable, CaseIterable { case all, maas }
     public enum OnFailure: String, Sendable, Codable, CaseIterable { case block, warn }
+    /// How MAAS is held still for the window: `freeze` (systemd's cgroup freezer: the processes
+    /// pause and keep their PIDs and connections), `stop` (stopped and started again), `auto`
+    /// (freeze when every active unit can be frozen, else stop).
+    public enum Quiesce: String, Sendable, Codable, CaseIterable { case auto, freeze, stop }
 
     public struct Database: Sendable, Codable, Equatable {
         /// Host name, or the folder holding the server's unix socket. nil: from regiond.conf, else libpq's default socket.
@@ -53,6 +57,7 @@ public struct Config: Sendable, Codable, Equatable {
     public var exclude = ["/var/lib/maas/boot-resources"]
     public var services = Config.defaultServices
     public var snapshot: SnapshotChoice = .auto
+    public var quiesce: Quiesce = .auto
     public var database = Database()
     public var copyInWindowMax: Int64 = 64 << 20
     public var compressionLevel = 6
@@ -144,6 +149,7 @@ extension Config {
             case "exclude": c.exclude = try r.pathList(v, key: k, allowEmpty: true)
             case "services": c.services = try r.serviceList(v, key: k)
             case "snapshot": c.snapshot = try r.choice(v, key: k)
+            case "quiesce": c.quiesce = try r.choice(v, key: k)
             case "database": c.database = try r.database(v)
             case "copy_in_window_max": c.copyInWindowMax = try r.size(v, key: k)
             case "compression_level": c.compressionLevel = try r.int(v, key: k, range: 1...9)
@@ -183,7 +189,7 @@ extension Config {
         return c
     }
 
-    static package let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "database",
+    static package let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "quiesce", "database",
                           "copy_in_window_max", "compression_level", "compression_threads", "window_timeout",
                           "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir", "remote"]
     static package let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file"]

@@ -11,13 +11,20 @@ public struct Manifest: Sendable, Codable, Equatable {
     }
 
     public struct Window: Sendable, Codable, Equatable {
+        /// "freeze" or "stop"; nil in manifests written before quiesce existed (they stopped).
+        public var quiesce: String?
+        /// The units stopped for the window (empty when they were frozen).
         public var servicesStopped: [String]
-        /// From the stop command's start to the start command's return.
+        /// The units frozen for the window (nil or empty when they were stopped).
+        public var servicesFrozen: [String]?
+        /// From the stop (freeze) command's start to the start (thaw) command's return.
         public var downtimeMs: Double
         public var steps: [WindowStep]
 
-        package init(servicesStopped: [String], downtimeMs: Double, steps: [WindowStep]) {
+        package init(quiesce: String? = nil, servicesStopped: [String], servicesFrozen: [String]? = nil, downtimeMs: Double, steps: [WindowStep]) {
+            self.quiesce = quiesce
             self.servicesStopped = servicesStopped
+            self.servicesFrozen = servicesFrozen
             self.downtimeMs = downtimeMs
             self.steps = steps
         }

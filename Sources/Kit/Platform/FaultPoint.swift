@@ -19,8 +19,10 @@ package enum FaultPoint {
         if let s = env["MSB_TEST_PAUSE_AFTER"], s == step {
             // MSB_TEST_PAUSE_MARKER: a file written when the pause begins, so a test knows when to act.
             if let marker = env["MSB_TEST_PAUSE_MARKER"] { _ = FileManager.default.createFile(atPath: marker, contents: Data(step.utf8)) }
-            // A signal cuts the pause short (no SA_RESTART); the next check then stops the run.
-            sleep(UInt32(env["MSB_TEST_PAUSE_SECONDS"].flatMap(UInt32.init) ?? 30))
+            // A signal cuts the pause short; the next check then stops the run. (Polled: the signal
+            // may land on another thread than this one, whose sleep it would not interrupt.)
+            let end = Date().addingTimeInterval(Double(env["MSB_TEST_PAUSE_SECONDS"].flatMap(UInt32.init) ?? 30))
+            while Date() < end && Interruption.requested == nil { usleep(20_000) }
         }
     }
 }

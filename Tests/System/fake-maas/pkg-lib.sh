@@ -88,6 +88,8 @@ msb_pkg_write_config() {
   {
     printf 'services:\n  - maas-regiond\n'
     printf 'database:\n  name: maasdb\n  os_user: postgres\n'
+    # Stopped, so the counters agree exactly (this stand-in writes the file before psql commits).
+    printf 'quiesce: stop\n'
     [[ -t 0 ]] || cat
   } >/etc/maas-snapshot-backup/config.yaml
 }

@@ -228,7 +228,9 @@ public final class LVMSnapshotDriver: SnapshotDriver {
 
     public func create(_ snapshot: TakenSnapshot) throws {
         let name = String(snapshot.identity.split(separator: "/").last ?? "")
-        var args = ["lvcreate", "--snapshot", "--permission", "r", "--addtag", "maas-snapshot-backup", "-n", name]
+        // --ignoremonitoring: no dmeventd registration inside the window (validate() checks the COW
+        // itself; a thin pool keeps its own monitoring).
+        var args = ["lvcreate", "--snapshot", "--ignoremonitoring", "--permission", "r", "--addtag", "maas-snapshot-backup", "-n", name]
         if snapshot.volume.detail.hasPrefix("thin") {
             // A thin snapshot has no size; it is skipped at activation unless told otherwise.
             args += ["--setactivationskip", "n"]
