@@ -95,8 +95,9 @@ final class FreezeTests {
     /// The counter value in dump.sql's COPY of msb_counter.
     func dumpCounter(_ dir: String) throws -> Int? {
         let text = try String(contentsOfFile: dir + "/dump.sql", encoding: .utf8)
-        guard let r = text.range(of: "COPY public.msb_counter (id, n) FROM stdin;\n") else { return nil }
-        return text[r.upperBound...].prefix { $0 != "\n" }.split(separator: "\t").last.flatMap { Int($0) }
+        guard let r = text.range(of: "COPY public.msb_counter (service, n) FROM stdin;\n") else { return nil }
+        let rows = text[r.upperBound...].prefix { $0 != "\\" }.split(separator: "\n")
+        return rows.first { $0.hasPrefix("maas-regiond\t") }?.split(separator: "\t").last.flatMap { Int($0) }
     }
 
     var marker: String { env.dir + "/pause-marker" }
