@@ -78,8 +78,12 @@ let package = Package(
                 path: "Sources/Commands/Expire", swiftSettings: swift6),
         .target(name: "MSBVerify", dependencies: ["MSBKit", "MSBArchive", "MSBDatabase"],
                 path: "Sources/Commands/Verify", swiftSettings: swift6),
+        // Off-host copies: copy, remote-init, list/verify/prune --remote, restore --from-remote.
+        .target(name: "MSBCopy", dependencies: ["MSBKit", "MSBRemote", "MSBArchive", "MSBExpire", "MSBRestore",
+                                                .product(name: "SystemPackage", package: "swift-system")],
+                path: "Sources/Commands/Copy", swiftSettings: swift6),
         .target(name: "MSBBackup", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
-                                                  "MSBPackages", "MSBRegion", "MSBExpire", "Streams", "LibArchive",
+                                                  "MSBPackages", "MSBRegion", "MSBExpire", "MSBCopy", "Streams", "LibArchive",
                                                   .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/Commands/Backup", swiftSettings: swift6),
         .target(name: "MSBRestore", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
@@ -88,11 +92,11 @@ let package = Package(
         .target(name: "MSBRollback", dependencies: ["MSBKit", "MSBRestore", "MSBExpire", "MSBArchive", "MSBPackages"],
                 path: "Sources/Commands/Rollback", swiftSettings: swift6),
         .target(name: "MSBRecover", dependencies: ["MSBKit", "MSBBackup", "MSBRestore", "MSBSnapshot", "MSBServices",
-                                                   "MSBDatabase", "MSBExpire"],
+                                                   "MSBDatabase", "MSBExpire", "MSBCopy", "MSBRemote"],
                 path: "Sources/Commands/Recover", swiftSettings: swift6),
         // The commands and policy in one import for the command line, the benchmark and the tests.
         .target(name: "MaasBackupCore", dependencies: ["MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
-                                                       "MSBRecover", "MSBPackageHooks", "MSBRemote"],
+                                                       "MSBRecover", "MSBPackageHooks", "MSBRemote", "MSBCopy"],
                 swiftSettings: swift6),
         // The command line: parses and prints, nothing else.
         .executableTarget(

@@ -38,7 +38,7 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
             """,
         version: ToolInfo.version,
         subcommands: [Backup.self, ListCommand.self, Verify.self, Restore.self, Rollback.self, Prune.self,
-                      Status.self, Recover.self, AptHook.self, DpkgHook.self, GuardCommand.self],
+                      Status.self, Recover.self, CopyToRemote.self, RemoteInit.self, AptHook.self, DpkgHook.self, GuardCommand.self],
         defaultSubcommand: Backup.self
     )
 }
@@ -188,6 +188,7 @@ func runBackup(config: Config, reason: String, snapshot: Config.SnapshotChoice?,
     opts.debsToSave = debs
     opts.pruneWhenShort = reason.hasPrefix("pre-upgrade")
     opts.guardExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+    if let exe = opts.guardExecutable { opts.copyCommand = CopyCommand(executable: exe, configPath: ConfigArgument.fromProcess()) }
     if !json { opts.log = { Output.err($0) } }
     let bar = Output.Progress()
     if Output.isTerminal && !json { opts.progress = { bar.update($0, $1) } }
@@ -219,6 +220,22 @@ func printResult(_ r: BackupResult, json: Bool) {
         print("  pruned:    \(p.removed.count) old backup(s), \(Human.bytes(p.freedBytes)) freed: \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
     }
     for w in r.warnings { print("  warning:   \(w)") }
+    if let c = r.copy { printCopy(c, indent: "  ") }
+}
+
+/// The --config this process was given (also to apt-hook and dpkg-hook), absolute, for the copy
+/// that a pre-upgrade backup runs detached; nil: the default file.
+enum ConfigArgument {
+    static func fromProcess() -> String? {
+        let args = CommandLine.arguments
+        var value: String?
+        for (i, a) in args.enumerated() {
+            if a == "--config", i + 1 < args.count { value = args[i + 1] }
+            else if a.hasPrefix("--config=") { value = String(a.dropFirst(9)) }
+        }
+        guard let v = value else { return nil }
+        return v.hasPrefix("/") ? v : FileManager.default.currentDirectoryPath + "/" + v
+    }
 }
 
 struct GuardCommand: AsyncParsableCommand {

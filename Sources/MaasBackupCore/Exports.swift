@@ -15,3 +15,4 @@
 @_exported import MSBRestore
 @_exported import MSBRollback
 @_exported import MSBRecover
+@_exported import MSBCopy
