@@ -1,0 +1,287 @@
+import Foundation
+import MaasBackupCore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Off-host copies end to end (issue 16): the real tool, a TestEnv region, restic 0.14 and a
+/// local-path repository (an SFTP port nobody listens on for the unreachable case).
+@Suite("remote copies", .serialized,
+       .enabled(if: TestEnv.skipReason == nil && ResticFixture.skipReason == nil, "\(TestEnv.skipReason ?? ResticFixture.skipReason ?? "")"),
+       .sharedEnv("remote"))
+struct RemoteCopyTests {
+    var env: TestEnv { get throws { try SharedEnv.get().env } }
+
+    /// A config of `env` plus a `remote:` section (and `extra` top-level YAML, `retention` lines).
+    func config(_ env: TestEnv, _ name: String, repository: String, passwordFile: String, copy: String = "after-backup",
+                options: [String] = [], retention: String = "", extra: String = "") throws -> String {
+        var text = try String(contentsOfFile: env.config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "retention:\n  after_backup: false", with: "retention:\n  after_backup: false\n" + retention)
+        text += extra
+        text += "remote:\n  repository: \(repository)\n  password_file: \(passwordFile)\n  copy: \(copy)\n"
+        if !options.isEmpty { text += "  options:\n" + options.map { "    - \"\($0)\"\n" }.joined() }
+        let path = env.dir + "/config-\(name).yaml"
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        return path
+    }
+
+    func backup(_ env: TestEnv, _ config: String, reason: String = "manual") throws -> (TestEnv.Result, [String: Any]) {
+        let r = try env.tool(["backup", "--json", "--reason", reason], config: config)
+        return (r, RT.json(r))
+    }
+
+    func copies(_ env: TestEnv, _ config: String) throws -> [[String: Any]] {
+        let r = try env.tool(["list", "--remote", "--json"], config: config)
+        #expect(r.status == 0, "list --remote: \(r.stderr)")
+        return (RT.json(r)["copies"] as? [[String: Any]]) ?? []
+    }
+
+    static func name(_ archive: String) -> String { String((archive as NSString).lastPathComponent.dropLast(7)) }
+
+    @Test("copy after backup: list --remote shows it with its tags; a second unchanged backup adds under 10%; verify --remote; status and metrics")
+    func copyAfterBackup() async throws {
+        let env = try env
+        let fx = try ResticFixture("copy")
+        defer { fx.cleanup() }
+        let repoPath = fx.dir + "/repo"
+        let metrics = env.dir + "/metrics-copy.prom"
+        let cfg = try config(env, "copy", repository: repoPath, passwordFile: fx.passwordFile, extra: "metrics_textfile: \(metrics)\n")
+
+        let i = try env.tool(["remote-init", "--json"], config: cfg)
+        #expect(i.status == 0, "remote-init: \(i.stderr)")
+        #expect(RT.json(i)["created"] as? Bool == true)
+        #expect(RT.json(try env.tool(["remote-init", "--json"], config: cfg))["created"] as? Bool == false, "a second init is success")
+
+        let (r1, j1) = try backup(env, cfg)
+        #expect(r1.status == 0, "backup: \(r1.stderr)")
+        let a1 = try #require(j1["archive"] as? String)
+        let c1 = try #require(j1["copy"] as? [String: Any])
+        #expect(c1["status"] as? String == "ok")
+        #expect(((c1["copied"] as? [[String: Any]]) ?? []).map { $0["archive"] as? String } == [Self.name(a1)])
+        let repo = try fx.repository(repoPath)
+        let first = try await repo.stats()
+
+        let list = try copies(env, cfg)
+        #expect(list.count == 1)
+        let tags = Set((list.first?["tags"] as? [String]) ?? [])
+        #expect(tags.isSuperset(of: ["maas-snapshot-backup", "manual", "archive=\(Self.name(a1))"]), "\(tags)")
+        #expect(list.first?["archive"] as? String == Self.name(a1))
+        let human = try env.tool(["list", "--remote"], config: cfg)
+        #expect(human.stdout.contains(Self.name(a1)) && human.stdout.contains("SNAPSHOT"), "\(human.stdout)")
+
+        // The next backup of the same data adds little to the repository.
+        let (r2, j2) = try backup(env, cfg)
+        #expect(r2.status == 0, "backup: \(r2.stderr)")
+        let a2 = try #require(j2["archive"] as? String)
+        let second = try await repo.stats()
+        let growth = second.totalSize - first.totalSize
+        print("repository after the first copy: \(first.totalSize) bytes; the second copy of unchanged data added \(growth) bytes (\(String(format: "%.2f", Double(growth) * 100 / Double(max(first.totalSize, 1))))%)")
+        #expect(first.totalSize > 1 << 20, "the first copy stored the data")
+        #expect(growth < first.totalSize / 10, "the second copy adds under 10%: \(growth) of \(first.totalSize)")
+        #expect(try copies(env, cfg).compactMap { $0["archive"] as? String } == [Self.name(a2), Self.name(a1)], "newest first")
+
+        // restic dump of the copy is the archive's tar, byte for byte.
+        let gunzipped = try await fx.gunzip(a2)
+        let snap = try #require(try await repo.snapshots(tags: ["archive=\(Self.name(a2))"]).first)
+        #expect(try ResticFixture.sameBytes(try await fx.dump(repo, snap.id, Self.name(a2)), gunzipped))
+
+        let v = try env.tool(["verify", "--remote", "--read-data-subset", "100%", "--json"], config: cfg)
+        #expect(v.status == 0, "verify --remote: \(v.stderr)")
+        #expect(RT.json(v)["status"] as? String == "ok" && RT.json(v)["copies"] as? Int == 2)
+
+        let s = RT.json(try env.tool(["status", "--json"], config: cfg))
+        let last = s["last_copy"] as? [String: Any]
+        #expect(last?["status"] as? String == "ok" && (last?["archives"] as? [String]) == [Self.name(a2)], "\(s["last_copy"] ?? "none")")
+        let prom = (try? String(contentsOfFile: metrics, encoding: .utf8)) ?? ""
+        #expect(prom.contains("maas_snapshot_backup_last_copy_success 1\n"), "\(prom)")
+        #expect(prom.contains("maas_snapshot_backup_last_run_success 1\n"), "the backup's gauges are still there")
+        #expect(ResticFixture.locks(repoPath).isEmpty)
+        #expect(!r1.stderr.contains(ResticFixture.password) && !r2.stderr.contains(ResticFixture.password))
+    }
+
+    @Test("an unreachable or wrong-password repository keeps the local backup, exits 3 with one line; the next run copies what failed")
+    func failedCopyIsRetried() async throws {
+        let env = try env
+        let fx = try ResticFixture("fail")
+        defer { fx.cleanup() }
+        let repoPath = fx.dir + "/repo"
+        try await fx.repository(repoPath).initialize()
+        let good = try config(env, "fail-good", repository: repoPath, passwordFile: fx.passwordFile)
+
+        // Unreachable: SFTP to a port nobody listens on.
+        let port = ResticFixture.freePort(from: 20000 + Int(getpid()) % 10000)
+        let unreachable = try config(env, "fail-unreachable", repository: "sftp:root@127.0.0.1:/srv/none", passwordFile: fx.passwordFile,
+                                     options: ["sftp.command=ssh -o BatchMode=yes -p \(port) root@127.0.0.1 -s sftp"])
+        let t0 = Date()
+        let (r1, j1) = try backup(env, unreachable)
+        print("backup with an unreachable repository: exit \(r1.status) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
+        #expect(r1.status == 3, "exit \(r1.status): \(r1.stderr)")
+        let a1 = try #require(j1["archive"] as? String)
+        #expect(FileManager.default.fileExists(atPath: a1), "the local backup is kept")
+        #expect((j1["copy"] as? [String: Any])?["status"] as? String == "failed")
+        let lines1 = r1.stderr.split(separator: "\n")
+        #expect(lines1.count == 1 && lines1[0].contains("unreachable") && lines1[0].contains(Self.name(a1)), "\(r1.stderr)")
+
+        // Wrong password.
+        let wrong = try config(env, "fail-wrong", repository: repoPath, passwordFile: fx.wrongPasswordFile)
+        let (r2, j2) = try backup(env, wrong)
+        #expect(r2.status == 3, "exit \(r2.status): \(r2.stderr)")
+        let a2 = try #require(j2["archive"] as? String)
+        #expect(FileManager.default.fileExists(atPath: a2))
+        let lines2 = r2.stderr.split(separator: "\n")
+        #expect(lines2.count == 1 && lines2[0].contains("wrong password") && lines2[0].contains("remote.password_file"), "\(r2.stderr)")
+        #expect(!r2.stderr.contains(ResticFixture.password) && !r2.stderr.contains("not the password"))
+        let st = RT.json(try env.tool(["status", "--json"], config: good))
+        #expect((st["last_copy"] as? [String: Any])?["status"] as? String == "failed")
+        #expect(Set((st["copy_pending"] as? [String]) ?? []) == [Self.name(a1), Self.name(a2)], "\(st["copy_pending"] ?? "none")")
+
+        // The next run (a plain `copy`) copies the newest and the two that failed, oldest first.
+        let c = try env.tool(["copy", "--json"], config: good)
+        #expect(c.status == 0, "copy: \(c.stderr)")
+        let copied = ((RT.json(c)["copied"] as? [[String: Any]]) ?? []).compactMap { $0["archive"] as? String }
+        #expect(copied == [Self.name(a1), Self.name(a2)], "\(copied)")
+        #expect(Set(try copies(env, good).compactMap { $0["archive"] as? String }) == [Self.name(a1), Self.name(a2)])
+        let again = try env.tool(["copy", "--json"], config: good)
+        #expect(again.status == 0 && ((RT.json(again)["copied"] as? [Any]) ?? [1]).isEmpty, "nothing twice: \(again.stdout)")
+        #expect((RT.json(try env.tool(["status", "--json"], config: good))["copy_pending"] as? [String]) == [])
+        // `copy` alone exits with the error's own code: 69 for an unreachable repository.
+        let alone = try env.tool(["copy"], config: unreachable)
+        #expect(alone.status == 69, "exit \(alone.status): \(alone.stderr)")
+    }
+
+    @Test("a pre-upgrade backup's copy runs detached after the backup returns; status shows its result")
+    func preUpgradeCopyIsDetached() async throws {
+        let env = try env
+        let fx = try ResticFixture("pre")
+        defer { fx.cleanup() }
+        let repoPath = fx.dir + "/repo"
+        try await fx.repository(repoPath).initialize()
+        let cfg = try config(env, "pre", repository: repoPath, passwordFile: fx.passwordFile)
+        let (r, j) = try backup(env, cfg, reason: "pre-upgrade: maas 3.4 to 3.5")
+        #expect(r.status == 0, "backup: \(r.stderr)")
+        let a = try #require(j["archive"] as? String)
+        let c = j["copy"] as? [String: Any]
+        #expect(c?["status"] as? String == "scheduled", "\(c ?? [:])")
+        #expect((c?["scheduled_as"] as? String)?.contains("setsid") == true, "no systemd here: a detached process")
+        var last: [String: Any]?
+        for _ in 0..<300 {
+            last = RT.json(try env.tool(["status", "--json"], config: cfg))["last_copy"] as? [String: Any]
+            if last?["status"] as? String != "scheduled" { break }
+            usleep(100_000)
+        }
+        #expect(last?["status"] as? String == "ok", "\(last ?? [:])")
+        let list = try copies(env, cfg)
+        #expect(list.first?["archive"] as? String == Self.name(a))
+        #expect(((list.first?["tags"] as? [String]) ?? []).contains("pre-upgrade"))
+    }
+
+    @Test("prune removes by retention on both sides and says what went")
+    func pruneBothSides() async throws {
+        let env = try env
+        let fx = try ResticFixture("prune")
+        defer { fx.cleanup() }
+        let repoPath = fx.dir + "/repo"
+        try await fx.repository(repoPath).initialize()
+        let cfg = try config(env, "prune", repository: repoPath, passwordFile: fx.passwordFile,
+                             retention: "  keep: 1\n  keep_pre_upgrade: 0\n  max_age_days: 0\n")
+        var made: [String] = []
+        for _ in 0..<2 {
+            let (r, j) = try backup(env, cfg)
+            #expect(r.status == 0, "backup: \(r.stderr)")
+            made.append(try #require(j["archive"] as? String))
+            sleep(1)  // archive names have seconds
+        }
+        #expect(try copies(env, cfg).count == 2)
+        let p = try env.tool(["prune", "--json"], config: cfg)
+        #expect(p.status == 0, "prune: \(p.stderr)")
+        let j = RT.json(p)
+        let localRemoved = ((j["removed"] as? [[String: Any]]) ?? []).compactMap { $0["archive"] as? String }
+        #expect(localRemoved.contains(made[0]), "\(localRemoved)")
+        #expect(!FileManager.default.fileExists(atPath: made[0]) && FileManager.default.fileExists(atPath: made[1]))
+        let remote = try #require(j["remote"] as? [String: Any])
+        #expect(((remote["removed"] as? [[String: Any]]) ?? []).compactMap { $0["archive"] as? String } == [Self.name(made[0])])
+        #expect(try copies(env, cfg).compactMap { $0["archive"] as? String } == [Self.name(made[1])])
+        #expect(try await fx.repository(repoPath).snapshots(tags: []).count == 1, "forgotten in restic too")
+        let h = try env.tool(["prune", "--dry-run"], config: cfg)
+        #expect(h.status == 0 && h.stdout.contains("Remote \(repoPath)"), "\(h.stdout + h.stderr)")
+    }
+
+    @Test("restore --from-remote latest onto an empty root and an empty PostgreSQL cluster equals the original")
+    func freshMachineRestore() async throws {
+        let env = try env
+        let fx = try ResticFixture("fresh")
+        defer { fx.cleanup() }
+        let repoPath = fx.dir + "/repo"
+        try await fx.repository(repoPath).initialize()
+        let cfg = try config(env, "fresh-source", repository: repoPath, passwordFile: fx.passwordFile)
+        let (r, j) = try backup(env, cfg)
+        #expect(r.status == 0, "backup: \(r.stderr)")
+        let archive = try #require(j["archive"] as? String)
+        let m = try RT.manifest(sidecarOf: archive)
+
+        // The fresh machine: an empty cluster, an empty root, the config and the password only.
+        let cluster = try ScratchCluster(name: "fresh")
+        defer { cluster.stop() }
+        let fresh = fx.dir + "/fresh"
+        for d in [fresh + "/root", fresh + "/svc", fresh + "/secrets"] {
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        chmod(fx.dir, 0o755); chmod(fresh, 0o755); chmod(fresh + "/root", 0o755)
+        let password = fresh + "/secrets/restic-password"
+        try FileManager.default.copyItem(atPath: fx.passwordFile, toPath: password)
+        let freshConfig = fresh + "/config.yaml"
+        try """
+            root: \(fresh)/root
+            destination: \(fresh)/backups
+            database:
+              host: \(cluster.socket)
+              user: postgres
+              name: maasdb
+              os_user: root
+            lock_file: \(fresh)/lock
+            state_dir: \(fresh)/state
+            services: [maas-regiond, maas-rackd, maas-dhcpd]
+            remote:
+              repository: \(repoPath)
+              password_file: \(password)
+
+            """.write(toFile: freshConfig, atomically: false, encoding: .utf8)
+        #expect(try cluster.psql("SELECT count(*) FROM pg_database WHERE datname = 'maasdb'", db: "postgres") == "0")
+
+        let t0 = Date()
+        let res = try TestEnv.sh([TestEnv.binary, "restore", "--from-remote", "latest", "--yes", "--json", "--config", freshConfig],
+                                 env: env.environment.merging(["FAKE_SYSTEMCTL_DIR": fresh + "/svc"]) { $1 })
+        print("restore --from-remote latest onto an empty machine: exit \(res.status) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
+        #expect(res.status == 0, "restore --from-remote: \(res.stderr)")
+        let rj = RT.json(res)
+        #expect(rj["status"] as? String == "ok")
+        #expect((rj["from_remote"] as? [String: Any])?["archive"] as? String == Self.name(archive))
+        #expect(((rj["previous_databases"] as? [Any]) ?? [1]).isEmpty && ((rj["previous_files"] as? [Any]) ?? [1]).isEmpty,
+                "nothing existed to keep aside")
+        // The fetched copy is gone: nothing but what restore itself leaves in the destination.
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: fresh + "/backups")) ?? []).filter { $0.hasPrefix(".") || $0.hasSuffix(".tar") || $0.hasSuffix(".tar.gz") }
+        #expect(left.isEmpty, "\(left)")
+
+        // Files: every archived entry with its bytes, mode and owner.
+        var checked = 0
+        for f in m.files where !RT.volatile.contains(f.path) {
+            let live = fresh + "/root/" + f.path
+            var st = stat()
+            guard lstat(live, &st) == 0 else { Issue.record("\(f.path) is missing after the restore"); continue }
+            #expect(String(format: "%04o", UInt32(st.st_mode & 0o7777)) == f.mode, "\(f.path) mode")
+            #expect(Int64(st.st_uid) == f.uid && Int64(st.st_gid) == f.gid, "\(f.path) owner")
+            if f.type == .file { #expect(RT.sha256(live) == f.sha256, "\(f.path) content") }
+            checked += 1
+        }
+        #expect(checked > 10, "\(checked) entries compared")
+        // Rows: every table's count as the manifest recorded it.
+        let counts = try #require(m.database.rowCounts["maasdb"])
+        let sql = counts.keys.sorted().map { "SELECT '\($0)', count(*) FROM \($0)" }.joined(separator: " UNION ALL ")
+        let got = Dictionary(uniqueKeysWithValues: try cluster.psql(sql).split(separator: "\n").map { line -> (String, Int64) in
+            let p = line.split(separator: "|"); return (String(p[0]), Int64(p[1]) ?? -1)
+        })
+        #expect(got == counts, "row counts differ")
+        print("fresh-machine restore: \(checked) files and folders and \(counts.count) tables (\(counts.values.reduce(0, +)) rows) match the original")
+    }
+}
