@@ -249,9 +249,25 @@ struct RemoteCopyTests {
             """.write(toFile: freshConfig, atomically: false, encoding: .utf8)
         #expect(try cluster.psql("SELECT count(*) FROM pg_database WHERE datname = 'maasdb'", db: "postgres") == "0")
 
+        let freshEnv = env.environment.merging(["FAKE_SYSTEMCTL_DIR": fresh + "/svc"]) { $1 }
+        let leftInDestination = { ((try? FileManager.default.contentsOfDirectory(atPath: fresh + "/backups")) ?? []).filter { $0.hasPrefix(".") || $0.hasSuffix(".tar") || $0.hasSuffix(".tar.gz") } }
+
+        // A restore that fails late (files extracted, database swapped in) leaves the machine as it was: empty.
+        let failed = try TestEnv.sh([TestEnv.binary, "restore", "--from-remote", "latest", "--yes", "--config", freshConfig],
+                                    env: freshEnv.merging(["MSB_TEST_FAIL_AFTER": "restore-keep"]) { $1 })
+        #expect(failed.status == 1, "exit \(failed.status): \(failed.stderr)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: fresh + "/root")) ?? ["?"]).allSatisfy { n in
+            ((try? FileManager.default.subpathsOfDirectory(atPath: fresh + "/root/" + n)) ?? []).allSatisfy { !$0.hasPrefix("maas") && !$0.contains("/maas") }
+        }, "\((try? FileManager.default.subpathsOfDirectory(atPath: fresh + "/root")) ?? [])")
+        #expect(try cluster.psql("SELECT count(*) FROM pg_database WHERE datname = 'maasdb'", db: "postgres") == "0", "no MAAS database after the failure")
+        #expect(leftInDestination().isEmpty, "the fetched file is removed after a failure too: \(leftInDestination())")
+        // The failed copy of the database, if kept, is not in the way of the next restore.
+        for d in try cluster.psql("SELECT datname FROM pg_database WHERE datname LIKE 'maasdb_%'", db: "postgres").split(separator: "\n") {
+            _ = try cluster.psql("DROP DATABASE \"\(d)\"", db: "postgres")
+        }
+
         let t0 = Date()
-        let res = try TestEnv.sh([TestEnv.binary, "restore", "--from-remote", "latest", "--yes", "--json", "--config", freshConfig],
-                                 env: env.environment.merging(["FAKE_SYSTEMCTL_DIR": fresh + "/svc"]) { $1 })
+        let res = try TestEnv.sh([TestEnv.binary, "restore", "--from-remote", "latest", "--yes", "--json", "--config", freshConfig], env: freshEnv)
         print("restore --from-remote latest onto an empty machine: exit \(res.status) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
         #expect(res.status == 0, "restore --from-remote: \(res.stderr)")
         let rj = RT.json(res)
@@ -260,8 +276,7 @@ struct RemoteCopyTests {
         #expect(((rj["previous_databases"] as? [Any]) ?? [1]).isEmpty && ((rj["previous_files"] as? [Any]) ?? [1]).isEmpty,
                 "nothing existed to keep aside")
         // The fetched copy is gone: nothing but what restore itself leaves in the destination.
-        let left = ((try? FileManager.default.contentsOfDirectory(atPath: fresh + "/backups")) ?? []).filter { $0.hasPrefix(".") || $0.hasSuffix(".tar") || $0.hasSuffix(".tar.gz") }
-        #expect(left.isEmpty, "\(left)")
+        #expect(leftInDestination().isEmpty, "\(leftInDestination())")
 
         // Files: every archived entry with its bytes, mode and owner.
         var checked = 0
