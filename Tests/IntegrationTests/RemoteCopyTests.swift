@@ -45,6 +45,18 @@ struct RemoteCopyTests {
         let fx = try ResticFixture("copy")
         defer { fx.cleanup() }
         let repoPath = fx.dir + "/repo"
+        // Unchanged data: the stand-in daemons (which rewrite a counter and a heartbeat on every
+        // tick) are stopped for this test, and 48 MiB of image-storage stand for the images of
+        // MAAS 3.5+. What still changes between two backups: pg_dump's random \restrict keys at the
+        // start and end of each database's dump, and the manifest. Each costs a restic chunk
+        // (1 MiB on average, up to 8 MiB: the test tree's 3 MiB of periodic text has no chunk
+        // boundary): 2 to 4 MB per copy here (restic draws its chunker per repository), whatever
+        // the size of the rest.
+        _ = try env.systemctl(["stop", "maas-regiond", "maas-rackd"])
+        defer { _ = try? env.systemctl(["start", "maas-regiond", "maas-rackd"]) }
+        let blob = env.maas + "/image-storage/blob-dedup"
+        _ = try TestEnv.sh(["dd", "if=/dev/urandom", "of=" + blob, "bs=1M", "count=48", "status=none"])
+        defer { unlink(blob) }
         let metrics = env.dir + "/metrics-copy.prom"
         let cfg = try config(env, "copy", repository: repoPath, passwordFile: fx.passwordFile, extra: "metrics_textfile: \(metrics)\n")
 

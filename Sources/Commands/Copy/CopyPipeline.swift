@@ -94,6 +94,7 @@ public struct CopyPipeline: Sendable {
         var state = CopyState.load(stateDir: config.stateDir)
         var todo: [Target] = []
         var current: String?
+        var wanted: String?
         do {
             let repo = try CopyPipeline.repository(config)
             report.repository = repo.displayName
@@ -122,6 +123,8 @@ public struct CopyPipeline: Sendable {
                 log?("no complete backup in \(config.destination): nothing to copy")
                 return report
             }
+            wanted = CopyPipeline.baseName(chosen.archive)
+            current = wanted
             let present = Set(try await repo.snapshots(tags: [ResticCopier.toolTag]).compactMap { $0.tagValue("archive") })
             let newestPresent = entries.filter { present.contains(CopyPipeline.baseName($0.archive)) }.map(\.time).max()
             let pending = Set(state.pending)
@@ -135,6 +138,7 @@ public struct CopyPipeline: Sendable {
             } else {
                 todo.append(chosen)
             }
+            current = nil
             let copier = ResticCopier(repository: repo)
             let host = CopyPipeline.hostName()
             while let e = todo.first {
@@ -154,7 +158,10 @@ public struct CopyPipeline: Sendable {
             report.error = "copy\(current.map { " of " + $0 } ?? "") failed: \(e.description)"
             report.exitCode = e.code.rawValue
             report.durationMs = clock.elapsedMs.ms2
-            let names = todo.map { CopyPipeline.baseName($0.archive) }
+            var names = todo.map { CopyPipeline.baseName($0.archive) }
+            if let wanted, !names.contains(wanted), !report.alreadyCopied.contains(wanted), !report.copied.contains(where: { $0.archive == wanted }) {
+                names.append(wanted)
+            }
             state.pending = Array(Set(state.pending).union(names)).sorted()
             state.pending.removeAll { n in report.copied.contains { $0.archive == n } }
             state.last = .init(status: "failed", at: ArchiveName.iso8601(Date()), archives: current.map { [$0] } ?? names, error: report.error)
