@@ -29,11 +29,16 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
             /etc/maas-snapshot-backup/on-failure when it exists; `journalctl -p err -u maas-snapshot-backup` \
             shows the errors; metrics_textfile writes node_exporter metrics after every run.
 
+            OFF-HOST COPIES: with a remote: section (a restic repository), `copy` sends a backup there \
+            (copy: after-backup: every backup; a pre-upgrade one in the background), `list --remote`, \
+            `verify --remote`, `prune` and `restore --from-remote SNAPSHOT|latest` (a fresh machine needs only \
+            the tool, its config and the repository password); `remote-init` creates the repository.
+
             FILES: /var/backups/maas-snapshot-backup/ (archives, kept when the package is purged), \
             /var/lib/maas-snapshot-backup/ (run journals), /run/maas-snapshot-backup/ (the run lock, apt run markers).
 
             EXIT STATUS: 0 ok, 1 failed (services started again, leftovers removed), 3 partial (the backup is \
-            written, a later step such as the retention or the metrics failed), 64 usage, 65 bad archive or hook \
+            written, a later step such as the retention, the metrics or the off-host copy failed), 64 usage, 65 bad archive or hook \
             input, 69 unavailable, 73 cannot create output, 75 locked, 77 not root, 78 config.
             """,
         version: ToolInfo.version,

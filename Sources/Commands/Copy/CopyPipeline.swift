@@ -144,7 +144,9 @@ public struct CopyPipeline: Sendable {
             while let e = todo.first {
                 current = CopyPipeline.baseName(e.archive)
                 log?("copying \(current!) to \(repo.displayName)")
-                let c = try await copier.copy(archive: e.archive, reason: e.reason, maasVersion: e.maasVersion, host: host)
+                // The daily unit's reason is "scheduled": tagged timer.
+                let reason = e.reason.lowercased().hasPrefix("scheduled") ? "timer" : e.reason
+                let c = try await copier.copy(archive: e.archive, reason: reason, maasVersion: e.maasVersion, host: host)
                 report.copied.append(.init(archive: current!, snapshotId: c.snapshotID, tags: c.tags, compressedBytes: c.compressedBytes,
                                            uncompressedBytes: c.uncompressedBytes, durationMs: c.durationMs))
                 log?(String(format: "copied %@ as snapshot %@: %lld bytes of tar in %.1f s", current!, c.snapshotID, c.uncompressedBytes, c.durationMs / 1000))
