@@ -304,13 +304,13 @@ run_scale() {
     cp "$env/config.yaml" "$w/config-remote.yaml"
     printf 'remote:\n  repository: %s\n  password_file: %s\n  copy: after-backup\n' "$w/restic/repo" "$w/restic/password" >>"$w/config-remote.yaml"
     rstat() { RESTIC_REPOSITORY="$w/restic/repo" RESTIC_PASSWORD_FILE="$w/restic/password" restic --no-cache stats --mode raw-data --json 2>/dev/null | jq -r .total_size; }
-    if "$bin" remote-init --config "$w/config-remote.yaml" --json >"$w/c0.json" 2>"$w/c.err" &&
-       "$bin" copy "$b_arch" --config "$w/config-remote.yaml" --json >"$w/c1.json" 2>>"$w/c.err"; then
+    if "${run[@]}" "$bin" remote-init --config "$w/config-remote.yaml" --json >"$w/c0.json" 2>"$w/c.err" &&
+       "${run[@]}" "$bin" copy "$b_arch" --config "$w/config-remote.yaml" --json >"$w/c1.json" 2>>"$w/c.err"; then
       local c1_tar c1_s c1_repo c2_tar c2_s c2_repo c2_status
       c1_tar=$(jq -r '[.copied[].uncompressed_bytes] | add' "$w/c1.json"); c1_s=$(jq -r '[.copied[].duration_ms] | add / 1000' "$w/c1.json")
       c1_repo=$(rstat)
-      "$bin" --config "$w/config-remote.yaml" --json >"$w/c2.json" 2>>"$w/c.err" || true
-      c2_status=$(jq -r '.copy.status // "none"' "$w/c2.json")
+      "${run[@]}" "$bin" --config "$w/config-remote.yaml" --json >"$w/c2.json" 2>>"$w/c.err" || true
+      c2_status=$(jq -r '.copy.status // ("none: " + (.error // "?"))' "$w/c2.json" 2>/dev/null || echo "none: $(tail -1 "$w/c.err")")
       c2_tar=$(jq -r '[.copy.copied[]?.uncompressed_bytes] | add // 0' "$w/c2.json"); c2_s=$(jq -r '[.copy.copied[]?.duration_ms] | add // 0 | . / 1000' "$w/c2.json")
       c2_repo=$(rstat)
       rm -f "$(jq -r .archive "$w/c2.json")" "$(jq -r .archive "$w/c2.json").manifest.json"
