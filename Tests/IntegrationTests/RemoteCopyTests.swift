@@ -144,16 +144,23 @@ struct RemoteCopyTests {
         let lines2 = r2.stderr.split(separator: "\n")
         #expect(lines2.count == 1 && lines2[0].contains("wrong password") && lines2[0].contains("remote.password_file"), "\(r2.stderr)")
         #expect(!r2.stderr.contains(ResticFixture.password) && !r2.stderr.contains("not the password"))
+        // A missing password file: a config error, caught before restic runs; the backup stays too.
+        let missing = try config(env, "fail-missing", repository: repoPath, passwordFile: fx.dir + "/secrets/absent")
+        let (r3, j3) = try backup(env, missing)
+        #expect(r3.status == 3, "exit \(r3.status): \(r3.stderr)")
+        let a3 = try #require(j3["archive"] as? String)
+        let lines3 = r3.stderr.split(separator: "\n")
+        #expect(lines3.count == 1 && lines3[0].contains("remote.password_file") && lines3[0].contains(Self.name(a3)), "\(r3.stderr)")
         let st = RT.json(try env.tool(["status", "--json"], config: good))
         #expect((st["last_copy"] as? [String: Any])?["status"] as? String == "failed")
-        #expect(Set((st["copy_pending"] as? [String]) ?? []) == [Self.name(a1), Self.name(a2)], "\(st["copy_pending"] ?? "none")")
+        #expect(Set((st["copy_pending"] as? [String]) ?? []) == [Self.name(a1), Self.name(a2), Self.name(a3)], "\(st["copy_pending"] ?? "none")")
 
-        // The next run (a plain `copy`) copies the newest and the two that failed, oldest first.
+        // The next run (a plain `copy`) copies the three that failed (the newest among them), oldest first.
         let c = try env.tool(["copy", "--json"], config: good)
         #expect(c.status == 0, "copy: \(c.stderr)")
         let copied = ((RT.json(c)["copied"] as? [[String: Any]]) ?? []).compactMap { $0["archive"] as? String }
-        #expect(copied == [Self.name(a1), Self.name(a2)], "\(copied)")
-        #expect(Set(try copies(env, good).compactMap { $0["archive"] as? String }) == [Self.name(a1), Self.name(a2)])
+        #expect(copied == [Self.name(a1), Self.name(a2), Self.name(a3)], "oldest first: \(copied)")
+        #expect(Set(try copies(env, good).compactMap { $0["archive"] as? String }) == [Self.name(a1), Self.name(a2), Self.name(a3)])
         let again = try env.tool(["copy", "--json"], config: good)
         #expect(again.status == 0 && ((RT.json(again)["copied"] as? [Any]) ?? [1]).isEmpty, "nothing twice: \(again.stdout)")
         #expect((RT.json(try env.tool(["status", "--json"], config: good))["copy_pending"] as? [String]) == [])

@@ -93,8 +93,9 @@ public struct CopyPipeline: Sendable {
         var report = CopyReport(status: "ok", repository: ResticErrorReporter.maskURLPassword(remote.repository))
         var state = CopyState.load(stateDir: config.stateDir)
         var todo: [Target] = []
-        var current: String?
-        var wanted: String?
+        // Named from the start: a failure before the archive is found (a missing password file) names it too.
+        var wanted: String? = archive.map(CopyPipeline.baseName)
+        var current = wanted
         do {
             let repo = try CopyPipeline.repository(config)
             report.repository = repo.displayName
@@ -173,7 +174,8 @@ public struct CopyPipeline: Sendable {
         report.durationMs = clock.elapsedMs.ms2
         let now = ArchiveName.iso8601(Date())
         let done = Set(report.copied.map(\.archive) + report.alreadyCopied)
-        state.pending.removeAll { done.contains($0) }
+        // Gone from the destination (pruned): nothing left to retry.
+        state.pending.removeAll { done.contains($0) || !FileManager.default.fileExists(atPath: config.destination + "/" + $0 + ArchiveName.suffix) }
         state.last = .init(status: "ok", at: now, archives: report.copied.map(\.archive) + report.alreadyCopied)
         state.lastSuccessAt = now
         record(state, success: true, report: report)
