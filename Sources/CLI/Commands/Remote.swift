@@ -42,7 +42,7 @@ struct CopyToRemote: AsyncParsableCommand {
 func printCopy(_ r: CopyReport, indent: String = "") {
     switch r.status {
     case "nothing": print("\(indent)No backup to copy.")
-    case "scheduled": print("\(indent)Copy to \(r.repository): scheduled in the background (\(r.scheduledAs ?? "?")); `status` shows its result")
+    case "scheduled": print("\(indent)Copy to \(r.repository): scheduled in the background as \(r.scheduledAs ?? "?"); `status` shows its result")
     case "failed": print("\(indent)Copy to \(r.repository): FAILED: \(r.error ?? "?")")
     default:
         for c in r.copied {

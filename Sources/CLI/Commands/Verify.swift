@@ -39,7 +39,7 @@ struct Verify: AsyncParsableCommand {
             if remote {
                 let r = try await RemoteOperations(config: config).verify(readDataSubset: readDataSubset)
                 if global.json { Output.json(r); return }
-                print("OK: \(r.repository): restic check passed, \(r.readDataSubset) of the data read (\(r.copies) copies, \(Human.bytes(r.storedBytes)) stored, \(String(format: "%.1f", r.durationMs / 1000)) s)")
+                print("OK: \(r.repository): restic check passed, \(r.readDataSubset) of the data read (\(r.copies) cop\(r.copies == 1 ? "y" : "ies"), \(Human.bytes(r.storedBytes)) stored, \(String(format: "%.1f", r.durationMs / 1000)) s)")
                 return
             }
             guard let archive else { return }
