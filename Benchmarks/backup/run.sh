@@ -31,6 +31,9 @@
 #   then, on the same tree (var/lib/maas, boot-resources left out) under the same conditions (the
 #   services running, nothing else): tar -czf, tar -cf - | pigz, and B's archive step alone
 #   (msb-bench-archive: the backup's own ArchiveBuilder, without snapshot or pg_dump beside it).
+#   (C) with restic installed: B's archive copied into a local-path restic repository (`copy`:
+#       throughput of its tar), then a second backup of the same region with copy: after-backup
+#       and the repository's growth (restic stats --mode raw-data) next to the first copy.
 # The page cache is warm for all of them (the data was just written); the load average is printed
 # before and after each scale because the timings depend on it.
 # Everything is removed at the end and on failure (testenv.sh down, then the work folder).
