@@ -169,6 +169,73 @@ struct RemoteCopyTests {
         #expect(alone.status == 69, "exit \(alone.status): \(alone.stderr)")
     }
 
+    /// PIDs of the processes whose parent is `parent` and whose name is `comm`.
+    static func children(of parent: pid_t, named comm: String) -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
+            let rest = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            guard String(stat[stat.index(after: open)..<close]) == comm, rest.count > 2, pid_t(rest[1]) == parent else { return nil }
+            return pid
+        }
+    }
+
+    @Test("a copy cut off by SIGKILL (restic then saves part of the tar) counts as not copied: the next run copies it again")
+    func killedCopyIsCopiedAgain() async throws {
+        let env = try env
+        let fx = try ResticFixture("kill")
+        defer { fx.cleanup() }
+        let repoPath = fx.dir + "/repo"
+        let repo = try fx.repository(repoPath)
+        try await repo.initialize()
+        let cfg = try config(env, "kill", repository: repoPath, passwordFile: fx.passwordFile, copy: "off")
+        // An archive big enough that its copy takes a few seconds.
+        let blob = env.maas + "/image-storage/blob-kill"
+        _ = try TestEnv.sh(["dd", "if=/dev/urandom", "of=" + blob, "bs=1M", "count=96", "status=none"])
+        let (b, j) = try backup(env, cfg)
+        unlink(blob)
+        #expect(b.status == 0, "backup: \(b.stderr)")
+        let archive = try #require(j["archive"] as? String)
+        let name = Self.name(archive)
+
+        let pid = try RT.spawnDetached([TestEnv.binary, "copy", archive, "--config", cfg], env: env.environment)
+        var resticPID: pid_t?
+        for _ in 0..<200 where resticPID == nil {
+            usleep(25_000)
+            // restic backup (restic snapshots runs first).
+            resticPID = Self.children(of: pid, named: "restic").first { p in
+                ((try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(p)/cmdline"))).map { String(decoding: $0, as: UTF8.self) } ?? "").contains("--stdin")
+            }
+        }
+        try #require(resticPID != nil, "restic backup did not start")
+        usleep(400_000)
+        #expect(kill(pid, SIGKILL) == 0)
+        var st: Int32 = 0
+        waitpid(pid, &st, 0)
+        // restic, left alone, sees the end of its input and saves what it got.
+        for _ in 0..<200 where kill(resticPID!, 0) == 0 { usleep(50_000) }
+        let cut = try await repo.snapshots(tags: ["archive=\(name)"])
+        let whole = try await fx.gunzip(archive)
+        if let c = cut.first {
+            let part = try await fx.dump(repo, c.id, name)
+            print("after SIGKILL of the copy, restic saved a snapshot of \(ResticFixture.size(part)) of the tar's \(ResticFixture.size(whole)) bytes")
+        } else {
+            print("after SIGKILL of the copy, restic saved nothing")
+        }
+        let status = RT.json(try env.tool(["status", "--json"], config: cfg))
+        #expect(((status["copy_pending"] as? [String]) ?? []).contains(name), "the cut-off copy is pending: \(status["copy_pending"] ?? "none")")
+
+        let again = try env.tool(["copy", "--json"], config: cfg)
+        #expect(again.status == 0, "copy: \(again.stderr)")
+        let copied = ((RT.json(again)["copied"] as? [[String: Any]]) ?? []).compactMap { $0["archive"] as? String }
+        #expect(copied == [name], "copied again: \(copied)")
+        let id = try #require((RT.json(again)["copied"] as? [[String: Any]])?.first?["snapshot_id"] as? String)
+        #expect(try ResticFixture.sameBytes(try await fx.dump(repo, id, name), whole), "the new copy is whole")
+        let third = try env.tool(["copy", "--json"], config: cfg)
+        #expect(((RT.json(third)["copied"] as? [Any]) ?? [1]).isEmpty && (RT.json(third)["already_copied"] as? [String]) == [name],
+                "now it counts as copied: \(third.stdout)")
+    }
+
     @Test("a pre-upgrade backup's copy runs detached after the backup returns; status shows its result")
     func preUpgradeCopyIsDetached() async throws {
         let env = try env

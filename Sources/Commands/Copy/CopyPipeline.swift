@@ -126,7 +126,17 @@ public struct CopyPipeline: Sendable {
             }
             wanted = CopyPipeline.baseName(chosen.archive)
             current = wanted
-            let present = Set(try await repo.snapshots(tags: [ResticCopier.toolTag]).compactMap { $0.tagValue("archive") })
+            // In the repository: the snapshot recorded when its copy finished (CopyState.copied);
+            // without a record, any snapshot of it, unless its copy was begun and never finished
+            // here (pending): a copy cut off by SIGKILL may have left a snapshot of part of the tar.
+            var byArchive: [String: [RemoteSnapshot]] = [:]
+            for snap in try await repo.snapshots(tags: [ResticCopier.toolTag]) {
+                if let n = snap.tagValue("archive") { byArchive[n, default: []].append(snap) }
+            }
+            let present = Set(byArchive.compactMap { n, snaps -> String? in
+                if let id = state.copied[n] { return snaps.contains { $0.id.hasPrefix(id) || $0.shortID == id } ? n : nil }
+                return state.pending.contains(n) ? nil : n
+            })
             let newestPresent = entries.filter { present.contains(CopyPipeline.baseName($0.archive)) }.map(\.time).max()
             let pending = Set(state.pending)
             for e in entries.reversed() where e.archive != chosen.archive {
@@ -144,10 +154,18 @@ public struct CopyPipeline: Sendable {
             let host = CopyPipeline.hostName()
             while let e = todo.first {
                 current = CopyPipeline.baseName(e.archive)
+                // Pending until restic has finished: a run killed now leaves it to be copied again.
+                if !state.pending.contains(current!) {
+                    state.pending.append(current!)
+                    try? state.save(stateDir: config.stateDir)
+                }
                 log?("copying \(current!) to \(repo.displayName)")
                 // The daily unit's reason is "scheduled": tagged timer.
                 let reason = e.reason.lowercased().hasPrefix("scheduled") ? "timer" : e.reason
                 let c = try await copier.copy(archive: e.archive, reason: reason, maasVersion: e.maasVersion, host: host)
+                state.copied[current!] = c.snapshotID
+                state.pending.removeAll { $0 == current! }
+                try? state.save(stateDir: config.stateDir)
                 report.copied.append(.init(archive: current!, snapshotId: c.snapshotID, tags: c.tags, compressedBytes: c.compressedBytes,
                                            uncompressedBytes: c.uncompressedBytes, durationMs: c.durationMs))
                 log?(String(format: "copied %@ as snapshot %@: %lld bytes of tar in %.1f s", current!, c.snapshotID, c.uncompressedBytes, c.durationMs / 1000))
@@ -176,6 +194,7 @@ public struct CopyPipeline: Sendable {
         let done = Set(report.copied.map(\.archive) + report.alreadyCopied)
         // Gone from the destination (pruned): nothing left to retry.
         state.pending.removeAll { done.contains($0) || !FileManager.default.fileExists(atPath: config.destination + "/" + $0 + ArchiveName.suffix) }
+        state.copied = state.copied.filter { FileManager.default.fileExists(atPath: config.destination + "/" + $0.key + ArchiveName.suffix) }
         state.last = .init(status: "ok", at: now, archives: report.copied.map(\.archive) + report.alreadyCopied)
         state.lastSuccessAt = now
         record(state, success: true, report: report)

@@ -29,8 +29,23 @@ public struct CopyState: Sendable, Codable, Equatable {
     public var lastSuccessAt: String?
     /// Archives whose copy failed or was cut short: copied by the next run if still local.
     public var pending: [String] = []
+    /// The snapshot (short id) each local archive was copied to, recorded once restic finished
+    /// and the whole archive went through. A snapshot tagged with an archive but not recorded here
+    /// may be a cut-off stream (this process was SIGKILLed, restic then saw the end of its input
+    /// and saved what it had): the archive counts as not copied yet.
+    public var copied: [String: String] = [:]
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey { case last, lastSuccessAt, pending, copied }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        last = try c.decodeIfPresent(Attempt.self, forKey: .last)
+        lastSuccessAt = try c.decodeIfPresent(String.self, forKey: .lastSuccessAt)
+        pending = try c.decodeIfPresent([String].self, forKey: .pending) ?? []
+        copied = try c.decodeIfPresent([String: String].self, forKey: .copied) ?? [:]
+    }
 
     public static func path(stateDir: String) -> String { Config.join(stateDir, "remote-copy.json") }
 
