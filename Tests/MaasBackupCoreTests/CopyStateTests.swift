@@ -14,6 +14,13 @@ struct CopyStateTests {
         return d
     }
 
+    /// Permission bits of `path`, or -1.
+    static func mode(_ path: String) -> Int {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return -1 }
+        return Int(st.st_mode & 0o777)
+    }
+
     @Test func stateRoundTripsAndIsPrivate() throws {
         let d = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: d) }
@@ -24,9 +31,8 @@ struct CopyStateTests {
         s.pending = ["maas-backup-h-20261129T100000Z"]
         try s.save(stateDir: stateDir)
         #expect(CopyState.load(stateDir: stateDir) == s)
-        var st = stat()
-        #expect(lstat(CopyState.path(stateDir: stateDir), &st) == 0 && st.st_mode & 0o777 == 0o600)
-        #expect(lstat(stateDir, &st) == 0 && st.st_mode & 0o777 == 0o700, "the state folder is made private")
+        #expect(Self.mode(CopyState.path(stateDir: stateDir)) == 0o600)
+        #expect(Self.mode(stateDir) == 0o700, "the state folder is made private")
         // A damaged file reads as empty rather than failing a backup.
         try "{not json".write(toFile: CopyState.path(stateDir: stateDir), atomically: false, encoding: .utf8)
         #expect(CopyState.load(stateDir: stateDir) == CopyState())
@@ -57,8 +63,7 @@ struct CopyStateTests {
         for (name, _) in CopyMetrics.help {
             #expect(text.components(separatedBy: "\nmaas_snapshot_backup_\(name) ").count == 2, "\(name) once")
         }
-        var st = stat()
-        #expect(lstat(path, &st) == 0 && st.st_mode & 0o777 == 0o644, "node_exporter reads it")
+        #expect(Self.mode(path) == 0o644, "node_exporter reads it")
     }
 
     @Test func copyNeedsARemoteSection() async throws {
