@@ -13,10 +13,12 @@ import Glibc
 struct RemoteCopyTests {
     var env: TestEnv { get throws { try SharedEnv.get().env } }
 
-    /// A config of `env` plus a `remote:` section (and `extra` top-level YAML, `retention` lines).
-    func config(_ env: TestEnv, _ name: String, repository: String, passwordFile: String, copy: String = "after-backup",
+    /// A config of `env` plus a `remote:` section (and `extra` top-level YAML, `retention` lines),
+    /// with the state folder (the copy's state file) of `fx`: each test its own.
+    func config(_ env: TestEnv, _ name: String, _ fx: ResticFixture, repository: String, passwordFile: String, copy: String = "after-backup",
                 options: [String] = [], retention: String = "", extra: String = "") throws -> String {
         var text = try String(contentsOfFile: env.config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "state_dir: \(env.dir)/state\n", with: "state_dir: \(fx.dir)/state\n")
         text = text.replacingOccurrences(of: "retention:\n  after_backup: false", with: "retention:\n  after_backup: false\n" + retention)
         text += extra
         text += "remote:\n  repository: \(repository)\n  password_file: \(passwordFile)\n  copy: \(copy)\n"
@@ -58,7 +60,7 @@ struct RemoteCopyTests {
         _ = try TestEnv.sh(["dd", "if=/dev/urandom", "of=" + blob, "bs=1M", "count=96", "status=none"])
         defer { unlink(blob) }
         let metrics = env.dir + "/metrics-copy.prom"
-        let cfg = try config(env, "copy", repository: repoPath, passwordFile: fx.passwordFile, extra: "metrics_textfile: \(metrics)\n")
+        let cfg = try config(env, "copy", fx, repository: repoPath, passwordFile: fx.passwordFile, extra: "metrics_textfile: \(metrics)\n")
 
         let i = try env.tool(["remote-init", "--json"], config: cfg)
         #expect(i.status == 0, "remote-init: \(i.stderr)")
@@ -119,11 +121,11 @@ struct RemoteCopyTests {
         defer { fx.cleanup() }
         let repoPath = fx.dir + "/repo"
         try await fx.repository(repoPath).initialize()
-        let good = try config(env, "fail-good", repository: repoPath, passwordFile: fx.passwordFile)
+        let good = try config(env, "fail-good", fx, repository: repoPath, passwordFile: fx.passwordFile)
 
         // Unreachable: SFTP to a port nobody listens on.
         let port = ResticFixture.freePort(from: 20000 + Int(getpid()) % 10000)
-        let unreachable = try config(env, "fail-unreachable", repository: "sftp:root@127.0.0.1:/srv/none", passwordFile: fx.passwordFile,
+        let unreachable = try config(env, "fail-unreachable", fx, repository: "sftp:root@127.0.0.1:/srv/none", passwordFile: fx.passwordFile,
                                      options: ["sftp.command=ssh -o BatchMode=yes -p \(port) root@127.0.0.1 -s sftp"])
         let t0 = Date()
         let (r1, j1) = try backup(env, unreachable)
@@ -136,7 +138,7 @@ struct RemoteCopyTests {
         #expect(lines1.count == 1 && lines1[0].contains("unreachable") && lines1[0].contains(Self.name(a1)), "\(r1.stderr)")
 
         // Wrong password.
-        let wrong = try config(env, "fail-wrong", repository: repoPath, passwordFile: fx.wrongPasswordFile)
+        let wrong = try config(env, "fail-wrong", fx, repository: repoPath, passwordFile: fx.wrongPasswordFile)
         let (r2, j2) = try backup(env, wrong)
         #expect(r2.status == 3, "exit \(r2.status): \(r2.stderr)")
         let a2 = try #require(j2["archive"] as? String)
@@ -145,7 +147,7 @@ struct RemoteCopyTests {
         #expect(lines2.count == 1 && lines2[0].contains("wrong password") && lines2[0].contains("remote.password_file"), "\(r2.stderr)")
         #expect(!r2.stderr.contains(ResticFixture.password) && !r2.stderr.contains("not the password"))
         // A missing password file: a config error, caught before restic runs; the backup stays too.
-        let missing = try config(env, "fail-missing", repository: repoPath, passwordFile: fx.dir + "/secrets/absent")
+        let missing = try config(env, "fail-missing", fx, repository: repoPath, passwordFile: fx.dir + "/secrets/absent")
         let (r3, j3) = try backup(env, missing)
         #expect(r3.status == 3, "exit \(r3.status): \(r3.stderr)")
         let a3 = try #require(j3["archive"] as? String)
@@ -188,7 +190,7 @@ struct RemoteCopyTests {
         let repoPath = fx.dir + "/repo"
         let repo = try fx.repository(repoPath)
         try await repo.initialize()
-        let cfg = try config(env, "kill", repository: repoPath, passwordFile: fx.passwordFile, copy: "off")
+        let cfg = try config(env, "kill", fx, repository: repoPath, passwordFile: fx.passwordFile, copy: "off")
         // An archive big enough that its copy takes a few seconds.
         let blob = env.maas + "/image-storage/blob-kill"
         _ = try TestEnv.sh(["dd", "if=/dev/urandom", "of=" + blob, "bs=1M", "count=96", "status=none"])
@@ -231,6 +233,9 @@ struct RemoteCopyTests {
         #expect(copied == [name], "copied again: \(copied)")
         let id = try #require((RT.json(again)["copied"] as? [[String: Any]])?.first?["snapshot_id"] as? String)
         #expect(try ResticFixture.sameBytes(try await fx.dump(repo, id, name), whole), "the new copy is whole")
+        let left = try await repo.snapshots(tags: ["archive=\(name)"])
+        #expect(left.map(\.id) == [id].compactMap { i in left.first { $0.id.hasPrefix(i) }?.id } && left.count == 1,
+                "the cut-off copy is forgotten: \(left.map(\.shortID))")
         let third = try env.tool(["copy", "--json"], config: cfg)
         #expect(((RT.json(third)["copied"] as? [Any]) ?? [1]).isEmpty && (RT.json(third)["already_copied"] as? [String]) == [name],
                 "now it counts as copied: \(third.stdout)")
@@ -243,7 +248,7 @@ struct RemoteCopyTests {
         defer { fx.cleanup() }
         let repoPath = fx.dir + "/repo"
         try await fx.repository(repoPath).initialize()
-        let cfg = try config(env, "pre", repository: repoPath, passwordFile: fx.passwordFile)
+        let cfg = try config(env, "pre", fx, repository: repoPath, passwordFile: fx.passwordFile)
         let (r, j) = try backup(env, cfg, reason: "pre-upgrade: maas 3.4 to 3.5")
         #expect(r.status == 0, "backup: \(r.stderr)")
         let a = try #require(j["archive"] as? String)
@@ -269,7 +274,7 @@ struct RemoteCopyTests {
         defer { fx.cleanup() }
         let repoPath = fx.dir + "/repo"
         try await fx.repository(repoPath).initialize()
-        let cfg = try config(env, "prune", repository: repoPath, passwordFile: fx.passwordFile,
+        let cfg = try config(env, "prune", fx, repository: repoPath, passwordFile: fx.passwordFile,
                              retention: "  keep: 1\n  keep_pre_upgrade: 0\n  max_age_days: 0\n")
         var made: [String] = []
         for _ in 0..<2 {
@@ -300,7 +305,7 @@ struct RemoteCopyTests {
         defer { fx.cleanup() }
         let repoPath = fx.dir + "/repo"
         try await fx.repository(repoPath).initialize()
-        let cfg = try config(env, "fresh-source", repository: repoPath, passwordFile: fx.passwordFile)
+        let cfg = try config(env, "fresh-source", fx, repository: repoPath, passwordFile: fx.passwordFile)
         let (r, j) = try backup(env, cfg)
         #expect(r.status == 0, "backup: \(r.stderr)")
         let archive = try #require(j["archive"] as? String)

@@ -166,6 +166,17 @@ public struct CopyPipeline: Sendable {
                 state.copied[current!] = c.snapshotID
                 state.pending.removeAll { $0 == current! }
                 try? state.save(stateDir: config.stateDir)
+                // Snapshots of it that never counted (a cut-off copy's part of the tar) go, so that
+                // `restore --from-remote` never picks one; `prune` frees their data.
+                let stale = (byArchive[current!] ?? []).filter { !present.contains(current!) && $0.hostname == host && !$0.id.hasPrefix(c.snapshotID) }
+                if !stale.isEmpty {
+                    do {
+                        try await repo.forget(snapshotIDs: stale.map(\.id))
+                        log?("forgot \(stale.count) unfinished copy(ies) of \(current!): \(stale.map(\.shortID).joined(separator: " "))")
+                    } catch {
+                        log?("warning: cannot forget the unfinished copies of \(current!) (\(stale.map(\.shortID).joined(separator: " "))): \(error)")
+                    }
+                }
                 report.copied.append(.init(archive: current!, snapshotId: c.snapshotID, tags: c.tags, compressedBytes: c.compressedBytes,
                                            uncompressedBytes: c.uncompressedBytes, durationMs: c.durationMs))
                 log?(String(format: "copied %@ as snapshot %@: %lld bytes of tar in %.1f s", current!, c.snapshotID, c.uncompressedBytes, c.durationMs / 1000))
