@@ -78,24 +78,28 @@ let package = Package(
                 path: "Sources/Commands/Expire", swiftSettings: swift6),
         .target(name: "MSBVerify", dependencies: ["MSBKit", "MSBArchive", "MSBDatabase"],
                 path: "Sources/Commands/Verify", swiftSettings: swift6),
+        // Off-host copies: copy, remote-init, list/verify/prune --remote, restore --from-remote.
+        .target(name: "MSBCopy", dependencies: ["MSBKit", "MSBRemote", "MSBArchive", "MSBExpire",
+                                                .product(name: "SystemPackage", package: "swift-system")],
+                path: "Sources/Commands/Copy", swiftSettings: swift6),
         .target(name: "MSBBackup", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
-                                                  "MSBPackages", "MSBRegion", "MSBExpire", "Streams", "LibArchive",
+                                                  "MSBPackages", "MSBRegion", "MSBExpire", "MSBCopy", "Streams", "LibArchive",
                                                   .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/Commands/Backup", swiftSettings: swift6),
         .target(name: "MSBRestore", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
-                                                   "MSBPackages", "MSBRegion", "LibPQ", .product(name: "Yams", package: "Yams")],
+                                                   "MSBPackages", "MSBRegion", "MSBCopy", "LibPQ", .product(name: "Yams", package: "Yams")],
                 path: "Sources/Commands/Restore", swiftSettings: swift6),
         .target(name: "MSBRollback", dependencies: ["MSBKit", "MSBRestore", "MSBExpire", "MSBArchive", "MSBPackages"],
                 path: "Sources/Commands/Rollback", swiftSettings: swift6),
         .target(name: "MSBRecover", dependencies: ["MSBKit", "MSBBackup", "MSBRestore", "MSBSnapshot", "MSBServices",
-                                                   "MSBDatabase", "MSBExpire"],
+                                                   "MSBDatabase", "MSBExpire", "MSBCopy", "MSBRemote"],
                 path: "Sources/Commands/Recover", swiftSettings: swift6),
         // The backup the package hooks take before a MAAS package changes.
         .target(name: "MSBPreUpgrade", dependencies: ["MSBKit", "MSBServices", "MSBPackages", "MSBRegion", "MSBPackageHooks", "MSBBackup"],
                 path: "Sources/Commands/PreUpgrade", swiftSettings: swift6),
         // The commands and policy in one import for the command line, the benchmark and the tests.
         .target(name: "MaasBackupCore", dependencies: ["MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
-                                                       "MSBRecover", "MSBPackageHooks", "MSBRemote", "MSBPreUpgrade"],
+                                                       "MSBRecover", "MSBPackageHooks", "MSBRemote", "MSBPreUpgrade", "MSBCopy"],
                 swiftSettings: swift6),
         // The command line: parses and prints, nothing else.
         .executableTarget(

@@ -31,6 +31,9 @@
 #   then, on the same tree (var/lib/maas, boot-resources left out) under the same conditions (the
 #   services running, nothing else): tar -czf, tar -cf - | pigz, and B's archive step alone
 #   (msb-bench-archive: the backup's own ArchiveBuilder, without snapshot or pg_dump beside it).
+#   (C) with restic installed: B's archive copied into a local-path restic repository (`copy`:
+#       throughput of its tar), then a second backup of the same region with copy: after-backup
+#       and the repository's growth (restic stats --mode raw-data) next to the first copy.
 # The page cache is warm for all of them (the data was just written); the load average is printed
 # before and after each scale because the timings depend on it.
 # Everything is removed at the end and on failure (testenv.sh down, then the work folder).
@@ -293,6 +296,32 @@ run_scale() {
   . "$w/b.samples"
   local b_stop_call
   b_stop_call=$(awk -v t="$b0" '$1 > t && $2 == "stop" { print $1; exit }' "$env/svc/calls.log")
+  # ---- (C) the off-host copy: B's archive into a local-path restic repository, then a second
+  # backup of the same region (services still writing) with copy: after-backup, and what it added ----
+  local c_line="C (off-host copy): restic is not installed; skipped"
+  if command -v restic >/dev/null 2>&1 && command -v jq >/dev/null 2>&1; then
+    echo "C: copy to a restic repository, then a second backup with copy: after-backup ..."
+    install -d -m 700 "$w/restic"
+    head -c 32 /dev/urandom | base64 >"$w/restic/password"
+    chmod 600 "$w/restic/password"
+    cp "$env/config.yaml" "$w/config-remote.yaml"
+    printf 'remote:\n  repository: %s\n  password_file: %s\n  copy: after-backup\n' "$w/restic/repo" "$w/restic/password" >>"$w/config-remote.yaml"
+    rstat() { RESTIC_REPOSITORY="$w/restic/repo" RESTIC_PASSWORD_FILE="$w/restic/password" restic --no-cache stats --mode raw-data --json 2>/dev/null | jq -r .total_size; }
+    if "${run[@]}" "$bin" remote-init --config "$w/config-remote.yaml" --json >"$w/c0.json" 2>"$w/c.err" &&
+       "${run[@]}" "$bin" copy "$b_arch" --config "$w/config-remote.yaml" --json >"$w/c1.json" 2>>"$w/c.err"; then
+      local c1_tar c1_s c1_repo c2_tar c2_s c2_repo c2_status
+      c1_tar=$(jq -r '[.copied[].uncompressed_bytes] | add' "$w/c1.json"); c1_s=$(jq -r '[.copied[].duration_ms] | add / 1000' "$w/c1.json")
+      c1_repo=$(rstat)
+      "${run[@]}" "$bin" --config "$w/config-remote.yaml" --json >"$w/c2.json" 2>>"$w/c.err" || true
+      c2_status=$(jq -r '.copy.status // ("none: " + (.error // "?"))' "$w/c2.json" 2>/dev/null || echo "none: $(tail -1 "$w/c.err")")
+      c2_tar=$(jq -r '[.copy.copied[]?.uncompressed_bytes] | add // 0' "$w/c2.json"); c2_s=$(jq -r '[.copy.copied[]?.duration_ms] | add // 0 | . / 1000' "$w/c2.json")
+      c2_repo=$(rstat)
+      rm -f "$(jq -r .archive "$w/c2.json")" "$(jq -r .archive "$w/c2.json").manifest.json"
+      c_line="C (off-host copy, restic $(restic version | awk '{print $2}'), local-path repository): B's archive as its tar ($(calc "%.2f GiB" "x / g" x="$c1_tar" g=$GiB)) copied in $(calc "%.1f s" x x="$c1_s"), $(calc "%.1f MiB/s" "x / m / t" x="$c1_tar" m=$MiB t="$c1_s"); repository $(calc "%.2f GiB" "x / g" x="$c1_repo" g=$GiB) after it. A second backup of the same region (services writing) with copy: after-backup: copy $c2_status, $(calc "%.2f GiB" "x / g" x="$c2_tar" g=$GiB) of tar in $(calc "%.1f s" x x="$c2_s"), repository growth $(calc "%.1f MiB" "(b - a) / m" a="$c1_repo" b="$c2_repo" m=$MiB) ($(calc "%.2f%%" "100 * (b - a) / a" a="$c1_repo" b="$c2_repo") of the first)."
+    else
+      c_line="C (off-host copy) failed: $(tail -1 "$w/c.err")"
+    fi
+  fi
   rm -f "$b_arch" "$b_arch.manifest.json"
 
   # ---- the same tree: tar -czf once, then tar | pigz and B's archive step alone, taking turns ----
@@ -366,6 +395,7 @@ run_scale() {
   echo "A's steps: stop $(calc "%.2f" x x="$a_stop") s, pg_dumpall $(calc "%.1f" x x="$a_dumpt") s, tar $(calc "%.1f" x x="$a_tar") s, start $(calc "%.2f" x x="$a_start") s, sync of backup.tgz $(calc "%.2f" x x="$a_sync") s."
   echo "B's window ($(calc "%.0f" "x * 1000" x="$b_down") ms; $(calc "%.1f" "x * 1000" x="$b_own") ms without the services' own stop and start): $b_window."
   echo "B's run ($(calc "%.1f" x x="$b_dur") s; from outside, $s_samples samples): preflight and connections $b_pre_s s; window $(calc "%.2f" x x="$b_down") s; to the first archive byte $b_gap_s s; tree archived $b_tree_s s with pg_dump running $b_dump_s s beside it; waiting for pg_dump after the tree $b_wait_s s; dump.sql member, manifest, fsync and rename $b_tail_s s; snapshot removal and exit $b_post_s s."
+  echo "$c_line"
   summary_rows+=("$scale $a_down $b_down $a_total $b_dur $b_rss $thr_a $thr_b $thr_g $thr_p $thr_bt $thr_x $svc_busy $b_own ${load_before// //}|${load_after// //}")
 
   bash "$testenv" down "$env" >/dev/null 2>&1

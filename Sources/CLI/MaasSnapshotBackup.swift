@@ -29,16 +29,21 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
             /etc/maas-snapshot-backup/on-failure when it exists; `journalctl -p err -u maas-snapshot-backup` \
             shows the errors; metrics_textfile writes node_exporter metrics after every run.
 
+            OFF-HOST COPIES: with a remote: section (a restic repository), `copy` sends a backup there \
+            (copy: after-backup: every backup; a pre-upgrade one in the background), `list --remote`, \
+            `verify --remote`, `prune` and `restore --from-remote SNAPSHOT|latest` (a fresh machine needs only \
+            the tool, its config and the repository password); `remote-init` creates the repository.
+
             FILES: /var/backups/maas-snapshot-backup/ (archives, kept when the package is purged), \
             /var/lib/maas-snapshot-backup/ (run journals), /run/maas-snapshot-backup/ (the run lock, apt run markers).
 
             EXIT STATUS: 0 ok, 1 failed (services started again, leftovers removed), 3 partial (the backup is \
-            written, a later step such as the retention or the metrics failed), 64 usage, 65 bad archive or hook \
+            written, a later step such as the retention, the metrics or the off-host copy failed), 64 usage, 65 bad archive or hook \
             input, 69 unavailable, 73 cannot create output, 75 locked, 77 not root, 78 config.
             """,
         version: ToolInfo.version,
         subcommands: [Backup.self, ListCommand.self, Verify.self, Restore.self, Rollback.self, Prune.self,
-                      Status.self, Recover.self, AptHook.self, DpkgHook.self, GuardCommand.self],
+                      Status.self, Recover.self, CopyToRemote.self, RemoteInit.self, AptHook.self, DpkgHook.self, GuardCommand.self],
         defaultSubcommand: Backup.self
     )
 }
@@ -200,6 +205,7 @@ func backupOptions(json: Bool) -> BackupOptions {
     Interruption.install()
     var opts = BackupOptions()
     opts.guardExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+    if let exe = opts.guardExecutable { opts.copyCommand = CopyCommand(executable: exe, configPath: ConfigArgument.fromProcess()) }
     if !json { opts.log = { Output.err($0) } }
     if Output.isTerminal && !json {
         let bar = Output.Progress()
@@ -247,6 +253,22 @@ func printResult(_ r: BackupResult, json: Bool) {
         print("  pruned:    \(p.removed.count) old backup(s), \(Human.bytes(p.freedBytes)) freed: \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
     }
     for w in r.warnings { print("  warning:   \(w)") }
+    if let c = r.copy { printCopy(c, indent: "  ") }
+}
+
+/// The --config this process was given (also to apt-hook and dpkg-hook), absolute, for the copy
+/// that a pre-upgrade backup runs detached; nil: the default file.
+enum ConfigArgument {
+    static func fromProcess() -> String? {
+        let args = CommandLine.arguments
+        var value: String?
+        for (i, a) in args.enumerated() {
+            if a == "--config", i + 1 < args.count { value = args[i + 1] }
+            else if a.hasPrefix("--config=") { value = String(a.dropFirst(9)) }
+        }
+        guard let v = value else { return nil }
+        return v.hasPrefix("/") ? v : FileManager.default.currentDirectoryPath + "/" + v
+    }
 }
 
 struct GuardCommand: AsyncParsableCommand {

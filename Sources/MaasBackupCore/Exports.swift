@@ -16,3 +16,4 @@
 @_exported import MSBRollback
 @_exported import MSBRecover
 @_exported import MSBPreUpgrade
+@_exported import MSBCopy

@@ -10,6 +10,9 @@ struct ListCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @Flag(name: .long, help: "List the copies in the restic repository of remote: instead.")
+    var remote = false
+
     struct ListJSON: Encodable {
         var destination: String
         var backups: [BackupEntry]
@@ -18,6 +21,11 @@ struct ListCommand: AsyncParsableCommand {
     func run() async throws {
         try await Output.run(json: global.json) {
             let config = try global.loadConfig()
+            if remote {
+                let r = try await RemoteOperations(config: config).list()
+                if global.json { Output.json(r) } else { printRemoteCopies(r) }
+                return
+            }
             let entries = Catalog.entries(destination: config.destination)
             if global.json {
                 Output.json(ListJSON(destination: config.destination, backups: entries))

@@ -6,7 +6,21 @@ struct Prune: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prune",
         abstract: "Remove old backups by retention.keep, keep_pre_upgrade and max_age_days.",
-        discussion: "Never removes the newest backup, the newest verified backup or the newest pre-upgrade backup, nor an archive without a readable sidecar manifest. Removes the archive, its sidecar, its .verified stamp and its <name>.debs/ folder.")
+        discussion: "Never removes the newest backup, the newest verified backup or the newest pre-upgrade backup, nor an archive without a readable sidecar manifest. Removes the archive, its sidecar, its .verified stamp and its <name>.debs/ folder. With a remote: section, then applies remote.retention (each key defaults to retention's) to this host's copies in the repository (restic forget, then prune); the newest copy and the newest pre-upgrade copy always stay. Exit 3 when the local side was pruned and the remote side failed.")
+
+    /// The local report's fields, plus `remote`.
+    struct Both: Encodable {
+        var local: PruneReport
+        var remote: RemotePruneReport?
+        var remoteError: String?
+        enum Key: String, CodingKey { case remote, remoteError }
+        func encode(to encoder: any Encoder) throws {
+            try local.encode(to: encoder)
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encodeIfPresent(remote, forKey: .remote)
+            try c.encodeIfPresent(remoteError, forKey: .remoteError)
+        }
+    }
 
     @OptionGroup var global: GlobalOptions
 
@@ -17,8 +31,15 @@ struct Prune: AsyncParsableCommand {
         try await Output.run(json: global.json) {
             let config = try global.loadConfig()
             let r = try MaasBackupCore.Prune.run(config: config, dryRun: dryRun)
+            var remote: RemotePruneReport?
+            var remoteError: BackupError?
+            if config.remote != nil {
+                do { remote = try await RemoteOperations(config: config).prune(dryRun: dryRun) } catch {
+                    remoteError = error as? BackupError ?? BackupError.failed("\(error)")
+                }
+            }
             if global.json {
-                Output.json(r)
+                Output.json(Both(local: r, remote: remote, remoteError: remoteError?.description))
             } else {
                 let verb = dryRun ? "would be removed" : "removed"
                 print("Retention: keep \(r.keep), keep_pre_upgrade \(r.keepPreUpgrade), max_age_days \(r.maxAgeDays)\(dryRun ? " (dry run, nothing removed)" : "")")
@@ -26,8 +47,16 @@ struct Prune: AsyncParsableCommand {
                 for i in r.kept { print("  kept:    \((i.archive as NSString).lastPathComponent) (\(i.reason)): \(i.why)") }
                 print("\(r.removed.count) backup(s) \(verb), \(Human.bytes(r.freedBytes)) \(dryRun ? "would be " : "")freed")
                 for e in r.errors { Output.err("maas-snapshot-backup: error: \(e)") }
+                if let x = remote {
+                    print("Remote \(x.repository) (copies of \(x.host)): keep \(x.keep), keep_pre_upgrade \(x.keepPreUpgrade), max_age_days \(x.maxAgeDays)")
+                    for c in x.removed { print("  \(dryRun ? "would remove" : "removed"): \(c.archive ?? c.shortId) (\(c.reason), snapshot \(c.shortId))") }
+                    for c in x.kept { print("  kept:    \(c.archive ?? c.shortId) (\(c.reason), snapshot \(c.shortId))") }
+                    print("\(x.removed.count) cop\(x.removed.count == 1 ? "y" : "ies") \(verb) from the repository\(x.removed.isEmpty || dryRun ? "" : " (restic prune freed their data)")")
+                }
             }
+            if let remoteError { Output.err("maas-snapshot-backup: error: remote prune: \(remoteError.description)") }
             if !r.errors.isEmpty { throw ArgumentParser.ExitCode(ExitCode.failed.rawValue) }
+            if remoteError != nil { throw ArgumentParser.ExitCode(ExitCode.partial.rawValue) }
         }
     }
 }

@@ -27,9 +27,16 @@ struct Restore: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     @Argument(help: "The archive: a path, or a name in the destination.")
-    var archive: String
+    var archive: String?
+
+    @Option(name: .long, help: "Restore a copy from the restic repository of remote: instead: a snapshot id (see list --remote), an archive name, or latest. Works on a fresh machine with only the tool, its config and the repository's password.")
+    var fromRemote: String?
 
     @OptionGroup var flags: RestoreFlags
+
+    func validate() throws {
+        if (archive == nil) == (fromRemote == nil) { throw ValidationError("give either an archive or --from-remote SNAPSHOT|latest") }
+    }
 
     @Flag(name: .long, help: "Restore over an installed MAAS of another major.minor version.")
     var force = false
@@ -40,6 +47,14 @@ struct Restore: AsyncParsableCommand {
             opts.force = force
             Interruption.install()
             let config = try global.loadConfig()
+            if let fromRemote {
+                let r = try await RemoteRestore.run(config: config, options: opts, snapshot: fromRemote)
+                if global.json { Output.json(r); return }
+                print("Fetched copy \(r.fetched.snapshotId.prefix(8)) (\(r.fetched.archive)) from the repository; the fetched file is removed")
+                printRestore(r.restore, verb: "Restored")
+                return
+            }
+            guard let archive else { return }
             let r = try await RestorePipeline(config: config, options: opts).run(archive: archive)
             if global.json { Output.json(r); return }
             printRestore(r, verb: "Restored")

@@ -38,6 +38,15 @@ struct Status: AsyncParsableCommand {
                     print("Leftover:      \(l.command) run \(l.runID) (PID \(l.pid), phase \(l.phase))\(what.isEmpty ? "" : ": " + what.joined(separator: "; ")) - run `maas-snapshot-backup recover`")
                 }
             }
+            if let repo = r.remoteRepository {
+                if let c = r.lastCopy {
+                    print("Last copy:     \(Human.time(c.at)) UTC, \(c.status)\(c.archives.isEmpty ? "" : " (" + c.archives.joined(separator: ", ") + ")")\(c.scheduledAs.map { ", running as " + $0 } ?? "")\(c.error.map { ": " + $0 } ?? "") to \(repo)")
+                } else {
+                    print("Last copy:     none yet to \(repo)")
+                }
+                if let ok = r.lastCopySuccessAt, r.lastCopy?.status != "ok" { print("Last good copy: \(Human.time(ok)) UTC") }
+                if !r.copyPending.isEmpty { print("Copy pending:  \(r.copyPending.joined(separator: ", ")) (copied by the next copy or backup)") }
+            }
             print("Config:        \(r.config.path): \(r.config.ok ? "ok" : r.config.problems.joined(separator: "; "))")
             print("Hooks:         apt \(r.aptHookInstalled ? "installed" : "not installed"), dpkg \(r.dpkgHookInstalled ? "installed" : "not installed")")
         }

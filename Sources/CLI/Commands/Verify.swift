@@ -15,7 +15,19 @@ struct Verify: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     @Argument(help: "The archive: a path, or a name in the destination.")
-    var archive: String
+    var archive: String?
+
+    @Flag(name: .long, help: "Check the restic repository of remote: instead (restic check --read-data-subset).")
+    var remote = false
+
+    @Option(name: .long, help: "With --remote: the part of the stored data to read and check, e.g. 5% (the default) or 100%.")
+    var readDataSubset = "5%"
+
+    func validate() throws {
+        if remote && archive != nil { throw ValidationError("give either an archive or --remote") }
+        if !remote && archive == nil { throw ValidationError("missing the archive to verify (or --remote)") }
+        if remote && deep { throw ValidationError("--deep applies to an archive, not to --remote") }
+    }
 
     @Flag(name: .long, help: "Also restore dump.sql into a throwaway PostgreSQL cluster and compare row counts and schema head.")
     var deep = false
@@ -24,6 +36,13 @@ struct Verify: AsyncParsableCommand {
         try await Output.run(json: global.json) {
             Interruption.install()
             let config = try global.loadConfig()
+            if remote {
+                let r = try await RemoteOperations(config: config).verify(readDataSubset: readDataSubset)
+                if global.json { Output.json(r); return }
+                print("OK: \(r.repository): restic check passed, \(r.readDataSubset) of the data read (\(r.copies) cop\(r.copies == 1 ? "y" : "ies"), \(Human.bytes(r.storedBytes)) stored, \(String(format: "%.1f", r.durationMs / 1000)) s)")
+                return
+            }
+            guard let archive else { return }
             var log: (@Sendable (String) -> Void)?
             if !global.json { log = { line in Output.err(line) } }
             let r = try await VerifyPipeline.run(archive: archive, config: config, deep: deep, log: log)

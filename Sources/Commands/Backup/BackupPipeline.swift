@@ -7,6 +7,7 @@ import MSBArchive
 import MSBPackages
 import MSBRegion
 import MSBExpire
+import MSBCopy
 import SystemPackage
 import Streams
 #if canImport(Glibc)
@@ -34,6 +35,8 @@ public struct BackupOptions: Sendable {
     /// When the destination is short of space, apply the retention first (pre-upgrade backups,
     /// which would otherwise block the upgrade) and say what it removed.
     public var pruneWhenShort = false
+    /// How to run `copy` detached (the copy of a pre-upgrade backup, `remote.copy: after-backup`).
+    public var copyCommand: CopyCommand?
     public init() {}
 }
 
@@ -62,6 +65,8 @@ public struct BackupResult: Sendable, Codable {
     /// Later steps that failed although the backup is written (the retention after it, the
     /// metrics textfile): the run exits 3.
     public var failedSteps: [String] = []
+    /// The off-host copy after the backup (`remote.copy: after-backup`): ok, failed or scheduled.
+    public var copy: CopyReport?
 
     package init(status: String, archive: String? = nil, sizeBytes: Int64, snapshotMethod: String, quiesce: String = "stop", servicesStopped: [String], servicesFrozen: [String] = [], downtimeMs: Double, window: [Manifest.WindowStep], durationMs: Double, reason: String, dryRun: Bool, plan: BackupPlan? = nil, pruned: PruneReport? = nil, warnings: [String] = [], failedSteps: [String] = []) {
         self.status = status
@@ -342,6 +347,12 @@ public struct BackupPipeline: Sendable {
             } catch {
                 result.failedSteps.append("retention after the backup failed: \(error)")
             }
+        }
+        // The off-host copy (the lock is still held, so the retention cannot remove the archive under it).
+        if let remote = config.remote, remote.copy == .afterBackup, let archive = result.archive {
+            let copy = await AfterBackupCopy.run(config: config, archive: archive, reason: options.reason, command: options.copyCommand, log: options.log)
+            result.copy = copy
+            if copy.status == "failed" { result.failedSteps.append(copy.error ?? "the copy to \(copy.repository) failed") }
         }
         result.durationMs = clock.elapsedMs.ms2
         return result

@@ -7,6 +7,7 @@ import MSBArchive
 import MSBPackages
 import MSBRegion
 import MSBExpire
+import MSBCopy
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,7 +35,7 @@ package enum Metrics {
         ("archive_bytes", "Size of the last successful backup archive."),
         ("duration_milliseconds", "Duration of the last successful backup."),
         ("pruned_archives", "Backups the retention removed after the last successful backup."),
-    ]
+    ] + CopyMetrics.help  // written by the copy itself, carried over here
 
     /// The values of the previous file, by gauge name without the prefix.
     static package func previous(_ path: String) -> [String: Double] {

@@ -6,6 +6,8 @@ import MSBSnapshot
 import MSBServices
 import MSBDatabase
 import MSBExpire
+import MSBCopy
+import MSBRemote
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,6 +47,12 @@ public struct StatusReport: Sendable, Codable {
     public var config: ConfigCheck
     public var aptHookInstalled: Bool
     public var dpkgHookInstalled: Bool
+    /// The off-host copies: the repository (nil: no `remote:` section), the last copy (ok, failed,
+    /// or scheduled after a pre-upgrade backup), the last success, the archives waiting for a retry.
+    public var remoteRepository: String? = nil
+    public var lastCopy: CopyState.Attempt? = nil
+    public var lastCopySuccessAt: String? = nil
+    public var copyPending: [String] = []
 }
 
 public enum StatusCheck {
@@ -91,11 +99,19 @@ public enum StatusCheck {
            newestLeft >= (last?.time ?? 0) {
             result = "interrupted"
         }
-        return StatusReport(
+        var report = StatusReport(
             destination: config.destination, backups: entries.count, totalBytes: entries.reduce(0) { $0 + $1.sizeBytes },
             lastBackup: last, lastResult: result, lastVerified: entries.first(where: { $0.verified }), partialArchives: partials,
             leftovers: leftovers, config: .init(path: configPath, ok: problems.isEmpty, problems: problems),
             aptHookInstalled: FileManager.default.fileExists(atPath: config.live(aptHookFile)),
             dpkgHookInstalled: FileManager.default.fileExists(atPath: config.live(dpkgHookFile)))
+        if let remote = config.remote {
+            let copy = CopyState.load(stateDir: config.stateDir)
+            report.remoteRepository = ResticErrorReporter.maskURLPassword(remote.repository)
+            report.lastCopy = copy.last
+            report.lastCopySuccessAt = copy.lastSuccessAt
+            report.copyPending = copy.pending
+        }
+        return report
     }
 }

@@ -21,8 +21,9 @@ package enum RegionChecks {
     /// that says what it risks. Vault: a warning.
     static package func check(config: Config, target: PostgresTarget, passfile: String?, force: Bool, command: String) throws -> Outcome {
         var out = Outcome()
-        let others = try RegionLayout.otherRegions(target: target, database: target.maasDatabase, passfile: passfile,
-                                                   ownID: RegionLayout.maasID(config))
+        // A fresh machine has no MAAS database yet: nobody can be connected to it.
+        let others = PostgresAdapter(target: target).databaseIsMissing(target.maasDatabase, passfile: passfile) ? []
+            : try RegionLayout.otherRegions(target: target, database: target.maasDatabase, passfile: passfile, ownID: RegionLayout.maasID(config))
         if !others.isEmpty {
             let names = others.map(\.display).joined(separator: ", ")
             guard force else {

@@ -81,7 +81,7 @@ public struct RestorePipeline: Sendable {
         let tmp = try PrivateDir.makeTemporary()
         defer { tmp.remove() }
         let passfile = try target.writePassfile(in: tmp.path)
-        let db = try PostgresAdapter(target: target).preflight(passfile: passfile)
+        let db = try PostgresAdapter(target: target).preflight(passfile: passfile, maasDatabaseMayBeMissing: true)
         var regions = try RegionChecks.check(config: config, target: target, passfile: passfile,
                                              force: options.forceOtherRegions, command: options.command)
         if let dbUpgrade { regions.warnings.append(dbUpgrade) }

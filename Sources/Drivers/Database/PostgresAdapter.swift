@@ -56,8 +56,19 @@ public struct PostgresAdapter: Sendable {
     public init(target: PostgresTarget) { self.target = target }
 
     /// Preflight: reachable, server version, databases to dump, pg_dump of the server's major version.
-    public func preflight(passfile: String?) throws -> DatabasePlan {
-        let c = try target.connect(database: target.maasDatabase, passfile: passfile)
+    /// `maasDatabaseMayBeMissing` (restore on a fresh machine): a server without the MAAS database
+    /// is answered on the maintenance database instead, and the missing database counts as empty.
+    public func preflight(passfile: String?, maasDatabaseMayBeMissing: Bool = false) throws -> DatabasePlan {
+        let c: PQConnection
+        var missing = false
+        do {
+            c = try target.connect(database: target.maasDatabase, passfile: passfile)
+        } catch where maasDatabaseMayBeMissing {
+            guard let m = try? target.connect(database: PostgresAdapter.maintenance(avoiding: target.maasDatabase), passfile: passfile),
+                  (try? m.exec("SELECT 1 FROM pg_database WHERE datname = $1", [target.maasDatabase]).rows.isEmpty) == true else { throw error }
+            c = m
+            missing = true
+        }
         defer { c.finish() }
         do {
             let num = c.serverVersion()
@@ -70,7 +81,7 @@ public struct PostgresAdapter: Sendable {
                     .rows.compactMap { $0.first ?? nil }
             }
             var size: Int64 = 0
-            for db in dbs {
+            for db in dbs where !(missing && db == target.maasDatabase) {
                 size += Int64(try c.exec("SELECT pg_database_size($1)", [db]).scalar ?? "0") ?? 0
             }
             let major = num / 10000
@@ -86,6 +97,17 @@ public struct PostgresAdapter: Sendable {
         } catch let e as PQError {
             throw BackupError.unavailable("database preflight failed: \(e.message)")
         }
+    }
+
+    /// The database to ask when `name` may not exist.
+    static package func maintenance(avoiding name: String) -> String { name == "postgres" ? "template1" : "postgres" }
+
+    /// True when the server answers and has no database `name` (a fresh machine before restore);
+    /// false when it exists or the server cannot be asked.
+    public func databaseIsMissing(_ name: String, passfile: String?) -> Bool {
+        guard let c = try? target.connect(database: PostgresAdapter.maintenance(avoiding: name), passfile: passfile) else { return false }
+        defer { c.finish() }
+        return (try? c.exec("SELECT 1 FROM pg_database WHERE datname = $1", [name]).rows.isEmpty) == true
     }
 
     /// Before the window: one open connection per database (connecting is not done in the window).

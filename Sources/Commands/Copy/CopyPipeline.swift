@@ -1,0 +1,230 @@
+import Foundation
+import MSBKit
+import MSBArchive
+import MSBExpire
+import MSBRemote
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One archive sent to the repository.
+public struct CopiedArchive: Sendable, Codable {
+    public var archive: String
+    public var snapshotId: String
+    public var tags: [String]
+    public var compressedBytes: Int64
+    public var uncompressedBytes: Int64
+    public var durationMs: Double
+}
+
+/// What `copy` (or the copy after a backup) did; `--json` prints it, BackupResult holds it.
+public struct CopyReport: Sendable, Codable {
+    /// ok, failed, scheduled (a pre-upgrade backup's copy runs detached), or nothing (no archive).
+    public var status: String
+    public var repository: String
+    public var copied: [CopiedArchive] = []
+    /// Requested archives that were in the repository already.
+    public var alreadyCopied: [String] = []
+    /// The archive whose copy failed, and the one-line error.
+    public var failedArchive: String?
+    public var error: String?
+    public var exitCode: Int32?
+    /// A scheduled copy: the systemd unit or the detached process that runs it.
+    public var scheduledAs: String?
+    public var durationMs: Double = 0
+
+    public init(status: String, repository: String) {
+        self.status = status
+        self.repository = repository
+    }
+}
+
+/// `copy [ARCHIVE]` and the copy after a backup (README "Off-host copies"): the archive (default:
+/// the newest complete local one) goes to the restic repository as its uncompressed tar stream.
+/// Local archives missing from the repository (by their `archive=NAME` tag) whose copy failed
+/// before, or that are newer than the newest copy there, are copied too (oldest first), so a
+/// failed copy is retried by the next run. Copies never overlap (their own lock beside the run lock).
+public struct CopyPipeline: Sendable {
+    public let config: Config
+    public var lockTimeout: Double
+    public var log: (@Sendable (String) -> Void)?
+
+    public init(config: Config, lockTimeout: Double = 600, log: (@Sendable (String) -> Void)? = nil) {
+        self.config = config
+        self.lockTimeout = lockTimeout
+        self.log = log
+    }
+
+    /// The `remote:` section, or a config error saying how to add one.
+    public static func remote(_ config: Config) throws -> RemoteConfig {
+        guard let r = config.remote else {
+            throw BackupError.config("no remote: section in the config: there is no repository to copy to",
+                                     hint: "add remote.repository and remote.password_file (README \"Off-host copies\")")
+        }
+        return r
+    }
+
+    /// The repository of `remote:` (checks the password and env files, finds restic).
+    public static func repository(_ config: Config) throws -> ResticRepository {
+        try ResticRepository(try remote(config).settings(stateDir: config.stateDir))
+    }
+
+    public static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count)
+        let h = String(cString: buf)
+        return h.isEmpty ? "localhost" : h
+    }
+
+    /// NAME of NAME.tar.gz.
+    static func baseName(_ path: String) -> String {
+        let b = (path as NSString).lastPathComponent
+        return b.hasSuffix(ArchiveName.suffix) ? String(b.dropLast(ArchiveName.suffix.count)) : b
+    }
+
+    struct Target { var archive: String; var reason: String; var maasVersion: String?; var time: TimeInterval }
+
+    var copyLock: String { ((config.lockFile as NSString).deletingLastPathComponent) + "/copy.lock" }
+
+    /// Copies; a failure is recorded (state file, metrics) and thrown as one line.
+    public func copy(archive: String? = nil) async throws -> CopyReport {
+        let clock = Stopwatch()
+        let remote = try CopyPipeline.remote(config)
+        var report = CopyReport(status: "ok", repository: ResticErrorReporter.maskURLPassword(remote.repository))
+        var state = CopyState.load(stateDir: config.stateDir)
+        var todo: [Target] = []
+        // Named from the start: a failure before the archive is found (a missing password file) names it too.
+        var wanted: String? = archive.map(CopyPipeline.baseName)
+        var current = wanted
+        do {
+            let repo = try CopyPipeline.repository(config)
+            report.repository = repo.displayName
+            let lock = try RunLock(path: copyLock, timeout: lockTimeout)
+            defer { lock.release() }
+            let entries = Catalog.entries(destination: config.destination).filter(\.hasManifest)
+                .map { Target(archive: $0.archive, reason: $0.reason, maasVersion: $0.maasVersion, time: $0.time) }
+            var chosen: Target?
+            if let archive {
+                let path = archive.contains("/") ? archive : config.destination + "/" + archive
+                _ = try ResticCopier.name(ofArchive: path)
+                if let e = entries.first(where: { $0.archive == path }) {
+                    chosen = e
+                } else {
+                    guard FileManager.default.fileExists(atPath: path) else {
+                        throw BackupError(.usage, "the archive \(archive) does not exist", hint: "run `maas-snapshot-backup list` to see the backups")
+                    }
+                    let m = FileManager.default.contents(atPath: path + ".manifest.json").flatMap { try? Manifest.decode(Array($0)) }
+                    chosen = Target(archive: path, reason: m?.reason ?? "manual", maasVersion: m?.maasVersion, time: Date().timeIntervalSince1970)
+                }
+            } else {
+                chosen = entries.first
+            }
+            guard let chosen else {
+                report.status = "nothing"
+                log?("no complete backup in \(config.destination): nothing to copy")
+                return report
+            }
+            wanted = CopyPipeline.baseName(chosen.archive)
+            current = wanted
+            // In the repository: the snapshot recorded when its copy finished (CopyState.copied);
+            // without a record, any snapshot of it, unless its copy was begun and never finished
+            // here (pending): a copy cut off by SIGKILL may have left a snapshot of part of the tar.
+            var byArchive: [String: [RemoteSnapshot]] = [:]
+            for snap in try await repo.snapshots(tags: [ResticCopier.toolTag]) {
+                if let n = snap.tagValue("archive") { byArchive[n, default: []].append(snap) }
+            }
+            let present = Set(byArchive.compactMap { n, snaps -> String? in
+                if let id = state.copied[n] { return snaps.contains { $0.id.hasPrefix(id) || $0.shortID == id } ? n : nil }
+                return state.pending.contains(n) ? nil : n
+            })
+            let newestPresent = entries.filter { present.contains(CopyPipeline.baseName($0.archive)) }.map(\.time).max()
+            let pending = Set(state.pending)
+            for e in entries.reversed() where e.archive != chosen.archive {
+                let n = CopyPipeline.baseName(e.archive)
+                if present.contains(n) { continue }
+                if pending.contains(n) || (newestPresent.map { e.time > $0 } ?? false) { todo.append(e) }
+            }
+            if present.contains(CopyPipeline.baseName(chosen.archive)) {
+                report.alreadyCopied.append(CopyPipeline.baseName(chosen.archive))
+            } else {
+                todo.append(chosen)
+            }
+            current = nil
+            let copier = ResticCopier(repository: repo)
+            let host = CopyPipeline.hostName()
+            while let e = todo.first {
+                current = CopyPipeline.baseName(e.archive)
+                // Pending until restic has finished: a run killed now leaves it to be copied again.
+                if !state.pending.contains(current!) {
+                    state.pending.append(current!)
+                    try? state.save(stateDir: config.stateDir)
+                }
+                log?("copying \(current!) to \(repo.displayName)")
+                // The daily unit's reason is "scheduled": tagged timer.
+                let reason = e.reason.lowercased().hasPrefix("scheduled") ? "timer" : e.reason
+                let c = try await copier.copy(archive: e.archive, reason: reason, maasVersion: e.maasVersion, host: host)
+                state.copied[current!] = c.snapshotID
+                state.pending.removeAll { $0 == current! }
+                try? state.save(stateDir: config.stateDir)
+                // Snapshots of it that never counted (a cut-off copy's part of the tar) go, so that
+                // `restore --from-remote` never picks one; `prune` frees their data.
+                let stale = (byArchive[current!] ?? []).filter { !present.contains(current!) && $0.hostname == host && !$0.id.hasPrefix(c.snapshotID) }
+                if !stale.isEmpty {
+                    do {
+                        try await repo.forget(snapshotIDs: stale.map(\.id))
+                        log?("forgot \(stale.count) unfinished copy(ies) of \(current!): \(stale.map(\.shortID).joined(separator: " "))")
+                    } catch {
+                        log?("warning: cannot forget the unfinished copies of \(current!) (\(stale.map(\.shortID).joined(separator: " "))): \(error)")
+                    }
+                }
+                report.copied.append(.init(archive: current!, snapshotId: c.snapshotID, tags: c.tags, compressedBytes: c.compressedBytes,
+                                           uncompressedBytes: c.uncompressedBytes, durationMs: c.durationMs))
+                log?(String(format: "copied %@ as snapshot %@: %lld bytes of tar in %.1f s", current!, c.snapshotID, c.uncompressedBytes, c.durationMs / 1000))
+                todo.removeFirst()
+                current = nil
+            }
+        } catch {
+            let e = error as? BackupError ?? BackupError.failed("\(error)")
+            report.status = "failed"
+            report.failedArchive = current
+            report.error = "copy\(current.map { " of " + $0 } ?? "") failed: \(e.description)"
+            report.exitCode = e.code.rawValue
+            report.durationMs = clock.elapsedMs.ms2
+            var names = todo.map { CopyPipeline.baseName($0.archive) }
+            if let wanted, !names.contains(wanted), !report.alreadyCopied.contains(wanted), !report.copied.contains(where: { $0.archive == wanted }) {
+                names.append(wanted)
+            }
+            state.pending = Array(Set(state.pending).union(names)).sorted()
+            state.pending.removeAll { n in report.copied.contains { $0.archive == n } }
+            state.last = .init(status: "failed", at: ArchiveName.iso8601(Date()), archives: current.map { [$0] } ?? names, error: report.error)
+            record(state, success: false, report: report)
+            throw CopyFailure(report: report, error: BackupError(e.code, report.error!))
+        }
+        report.durationMs = clock.elapsedMs.ms2
+        let now = ArchiveName.iso8601(Date())
+        let done = Set(report.copied.map(\.archive) + report.alreadyCopied)
+        // Gone from the destination (pruned): nothing left to retry.
+        state.pending.removeAll { done.contains($0) || !FileManager.default.fileExists(atPath: config.destination + "/" + $0 + ArchiveName.suffix) }
+        state.copied = state.copied.filter { FileManager.default.fileExists(atPath: config.destination + "/" + $0.key + ArchiveName.suffix) }
+        state.last = .init(status: "ok", at: now, archives: report.copied.map(\.archive) + report.alreadyCopied)
+        state.lastSuccessAt = now
+        record(state, success: true, report: report)
+        return report
+    }
+
+    func record(_ state: CopyState, success: Bool, report: CopyReport) {
+        do { try state.save(stateDir: config.stateDir) } catch { log?("warning: cannot write \(CopyState.path(stateDir: config.stateDir)): \(error)") }
+        if let path = config.metricsTextfile,
+           let w = CopyMetrics.update(path: path, success: success, durationMs: report.durationMs,
+                                      bytes: report.copied.isEmpty ? nil : report.copied.reduce(0) { $0 + $1.uncompressedBytes }) {
+            log?("warning: \(w)")
+        }
+    }
+}
+
+/// A failed copy: the report (for `--json` and BackupResult) and the one-line error.
+public struct CopyFailure: Error, CustomStringConvertible {
+    public var report: CopyReport
+    public var error: BackupError
+    public var description: String { error.description }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import MSBKit
+import MSBCopy
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `restore --from-remote`: what was fetched, and the restore.
+public struct RemoteRestoreResult: Sendable, Encodable {
+    public var fetched: FetchedCopy
+    public var restore: RestoreResult
+
+    /// The restore's fields, plus `from_remote`.
+    public func encode(to encoder: any Encoder) throws {
+        try restore.encode(to: encoder)
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(fetched, forKey: .fromRemote)
+    }
+    enum Key: String, CodingKey { case fromRemote }
+}
+
+/// `restore --from-remote SNAPSHOT|latest`: works with only the tool, its config and the
+/// repository's password (a fresh machine: no MAAS database, no /etc/maas, no /var/lib/maas yet).
+/// The copy is fetched into a private 0700 folder under the destination, verified against its
+/// manifest and restored as `restore` does; the fetched file is removed afterwards, whatever happens.
+public enum RemoteRestore {
+    public static func run(config: Config, options: RestoreOptions, snapshot: String) async throws -> RemoteRestoreResult {
+        try Privilege.requireRoot("restore")
+        let ops = try RemoteOperations(config: config)
+        // The destination may not exist yet on a fresh machine.
+        if !FileManager.default.fileExists(atPath: config.destination) {
+            do {
+                try FileManager.default.createDirectory(atPath: config.destination, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw BackupError(.cantCreate, "cannot create the destination \(config.destination): \(error.localizedDescription)",
+                                  hint: "set destination in the config to a writable place")
+            }
+        }
+        let dir = try PrivateDir.make(in: config.destination, name: ".from-remote-\(ArchiveName.timestamp(Date()))-\(getpid())")
+        defer { dir.remove() }
+        let fetched = try await ops.fetch(snapshot, into: dir.path, log: options.log)
+        options.log?(String(format: "fetched %@ (%lld bytes of tar) in %.1f s", fetched.archive, fetched.tarBytes, fetched.durationMs / 1000))
+        let restored = try await RestorePipeline(config: config, options: options).run(archive: fetched.path)
+        return RemoteRestoreResult(fetched: fetched, restore: restored)
+    }
+}
