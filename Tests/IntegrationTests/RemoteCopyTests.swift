@@ -9,7 +9,7 @@ import Glibc
 /// local-path repository (an SFTP port nobody listens on for the unreachable case).
 @Suite("remote copies", .serialized,
        .enabled(if: TestEnv.skipReason == nil && ResticFixture.skipReason == nil, "\(TestEnv.skipReason ?? ResticFixture.skipReason ?? "")"),
-       .sharedEnv("remote"))
+       .sharedEnv("remote-copy"))
 struct RemoteCopyTests {
     var env: TestEnv { get throws { try SharedEnv.get().env } }
 
