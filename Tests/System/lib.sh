@@ -171,8 +171,8 @@ msb_live_row_counts() {
 # table msb_counter of maasdb and the same number in /var/lib/maas/<service>.counter, every
 # MSB_FAKE_INTERVAL seconds (default 0.005). On SIGTERM it finishes the iteration, lets psql commit
 # what it was sent and exits, so after `systemctl stop` the table and the files agree.
-# MSB_FAKE_SYNC=1 (for quiesce freeze): each UPDATE is committed before the file is written, so a
-# freeze at any instant leaves the file equal to the database or one behind, never ahead.
+# MSB_FAKE_SYNC=1 (for quiesce freeze): each UPDATE is committed before the file is written (by a
+# rename), so a freeze at any instant leaves the file equal to the database or one behind, never ahead.
 MSB_FAKE_SERVICES=(maas-regiond maas-rackd maas-dhcpd)
 msb_install_fake_maas() {
   id -u maas >/dev/null 2>&1 || useradd --system --home-dir /var/lib/maas --shell /usr/sbin/nologin maas
@@ -212,8 +212,12 @@ while ((!stop)); do
     until read -r -u 5 line && [[ $line == "ok-$n" ]]; do
       kill -0 "$psql_pid" 2>/dev/null || { echo "psql died" >&2; exit 1; }
     done
+    # ... and written whole (a rename): a freeze can land between the truncation and the write of
+    # an in-place rewrite, and the snapshot then holds an empty file, as after a power cut.
+    echo "$n" >"${file%.counter}.new.counter" && mv -f "${file%.counter}.new.counter" "$file"
+  else
+    echo "$n" >"$file"
   fi
-  echo "$n" >"$file"
   read -r -t "$interval" -u 4 _ || true
 done
 exec 3>&-
