@@ -16,8 +16,8 @@
 #                       FILE.tmp and a rename when MSB_FAKE_ATOMIC=1
 #   MSB_FAKE_DATABASE   the database (default maasdb); "none": the file only (no psql)
 #   MSB_FAKE_PSQL       the psql to run (default psql); PGHOST, PGUSER... as libpq reads them
-#   MSB_FAKE_SYNC=1     each UPDATE is committed (psql answered) before the file is written, so a
-#                       frozen instant shows the file equal to the database or one behind it
+#   MSB_FAKE_SYNC=1     each UPDATE is committed (psql answered) before the file is written (by a
+#                       rename), so a frozen instant shows the file equal to the database or one behind it
 #   RUNTIME_DIRECTORY   (systemd's RuntimeDirectory=) where the pause FIFO goes; else a private
 #                       temporary folder
 set -u
@@ -27,6 +27,9 @@ interval=${MSB_FAKE_INTERVAL:-0.005}
 database=${MSB_FAKE_DATABASE:-maasdb}
 atomic=${MSB_FAKE_ATOMIC:-0}
 sync=${MSB_FAKE_SYNC:-0}
+# Committed, then written whole: a freeze can land between the truncation and the write of an
+# in-place rewrite, and the snapshot then holds an empty file, as after a power cut.
+((sync)) && atomic=1
 stop=0
 trap 'stop=1' TERM INT
 n=$(cat "$file" 2>/dev/null || true)

@@ -171,8 +171,8 @@ msb_live_row_counts() {
 # table msb_counter of maasdb and the same number in /var/lib/maas/<service>.counter, every
 # MSB_FAKE_INTERVAL seconds (default 0.005). On SIGTERM it finishes the iteration, lets psql commit
 # what it was sent and exits, so after `systemctl stop` the table and the files agree.
-# MSB_FAKE_SYNC=1 (for quiesce freeze): each UPDATE is committed before the file is written, so a
-# freeze at any instant leaves the file equal to the database or one behind, never ahead.
+# MSB_FAKE_SYNC=1 (for quiesce freeze): each UPDATE is committed before the file is written (by a
+# rename), so a freeze at any instant leaves the file equal to the database or one behind, never ahead.
 MSB_FAKE_SERVICES=(maas-regiond maas-rackd maas-dhcpd)
 msb_install_fake_maas() {
   id -u maas >/dev/null 2>&1 || useradd --system --home-dir /var/lib/maas --shell /usr/sbin/nologin maas

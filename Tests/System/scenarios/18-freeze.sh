@@ -98,8 +98,10 @@ window_timeout: 10
 YAML
 paused_backup snapshot 300
 # At once (the guard process would thaw by itself 10 s after it was armed): the guard, then the run.
-guard=$(ps -o pid=,args= --ppid "$pid" | awk '/ guard /{print $1; exit}')
-[[ -n $guard ]] || msb_fail "no guard process under the run $pid"
+# (swift-subprocess spawns it in its own session, not necessarily as a direct child: found by its
+# arguments, which name this window's timeout and the thaw)
+guard=$(pgrep -f -- ' guard --timeout 10 --thaw -- ' | head -n1 || true)
+[[ -n $guard ]] || msb_fail "no guard process of the run $pid: $(ps -eo pid,ppid,args | grep -i guard)"
 kill -KILL "$guard" "$pid"; wait "$pid" 2>/dev/null || true
 t_kill=$SECONDS
 msb_assert_eq "frozen " "$(freezer_states)" "FreezerState with the run and its guard killed"
