@@ -17,7 +17,8 @@ test -d debian/vendor || { echo "test-offline-build: the source package has no d
 unshare -n -- sh -c 'ping -c1 -W1 deb.debian.org >/dev/null 2>&1 && { echo "network is reachable inside unshare -n" >&2; exit 1; }; exec dpkg-buildpackage -b -us -uc' >"$work/build.log" 2>&1 || {
   tail -n 30 "$work/build.log" >&2; echo "test-offline-build: dpkg-buildpackage failed with the network cut" >&2; exit 1; }
 deb=$(ls "$work"/maas-snapshot-backup_*_amd64.deb)
-dpkg-deb -c "$deb" | grep -q './usr/sbin/maas-snapshot-backup$'
+dpkg-deb -c "$deb" >"$work/contents"
+grep -q "\./usr/sbin/maas-snapshot-backup$" "$work/contents" || { echo "test-offline-build: the .deb has no /usr/sbin/maas-snapshot-backup" >&2; exit 1; }
 if [ -n "$keep" ]; then
   mkdir -p "$keep"
   cp "$work"/maas-snapshot-backup_*.deb "$work"/maas-snapshot-backup_*.changes "$work"/maas-snapshot-backup_*.buildinfo "$keep"/
