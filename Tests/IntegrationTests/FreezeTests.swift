@@ -197,6 +197,12 @@ final class FreezeTests {
         let old = Self.json(try env.tool(["--dry-run", "--json"], env: freezable(["FAKE_SYSTEMCTL_VERSION": "245"])))["plan"] as? [String: Any] ?? [:]
         #expect(old["quiesce"] as? String == "stop" && (old["quiesce_reason"] as? String ?? "").contains("245"), "\(old)")
 
+        // --snapshot none holds MAAS for the whole run: stopped, never frozen.
+        let none = Self.json(try env.tool(["--dry-run", "--json", "--snapshot", "none"], env: freezable()))["plan"] as? [String: Any] ?? [:]
+        #expect(none["quiesce"] as? String == "stop" && (none["quiesce_reason"] as? String ?? "").contains("snapshot none"), "\(none)")
+        let noneFreeze = try env.tool(["--dry-run", "--snapshot", "none", "--quiesce", "freeze"], env: freezable())
+        #expect(noneFreeze.status == 78 && noneFreeze.stderr.contains("whole run"), "\(noneFreeze.status): \(noneFreeze.stderr)")
+
         let mark = calls.count
         let r = try env.tool(["--json"], env: freezable(["FAKE_SYSTEMCTL_NO_FREEZE": "1"]))
         #expect(r.status == 0, "\(r.stderr)")

@@ -48,6 +48,8 @@ public enum Recovery {
     static package func recoverBackup(_ j: RunJournal, config: Config, services: any ServiceManager) async -> RecoverReport.Item {
         let r = j.record
         var actions: [String] = [], errors: [String] = []
+        // The killed run's systemd-run guard timer, still armed, must not start or thaw anything later.
+        await DeadManGuard.cancelTimer(runID: r.runID)
         let frozen = r.frozenServices ?? []
         if !r.servicesRestarted && !frozen.isEmpty {
             // Thawed even when the guard already did: a thaw of a running unit is harmless.

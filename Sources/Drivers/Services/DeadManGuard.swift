@@ -71,6 +71,13 @@ public final class DeadManGuard: @unchecked Sendable {
         return g
     }
 
+    /// The systemd-run timer a killed run `runID` left armed (it would still start or thaw the
+    /// services later): stopped by `recover`. Nothing where systemd does not run.
+    public static func cancelTimer(runID: String) async {
+        guard FileManager.default.fileExists(atPath: "/run/systemd/system"), let ctl = Command.find("systemctl") else { return }
+        _ = try? await Command.run(ctl, ["stop", "--", "maas-snapshot-backup-guard-\(runID).timer"])
+    }
+
     /// The services are running again: stand down.
     public func disarm() async {
         if writeFD >= 0 {

@@ -90,6 +90,8 @@ maas-snapshot-backup status --json >"$MSB_RESULTS/status.json"
 msb_assert_eq 3 "$(jq '.leftovers[0].services_still_frozen | length' "$MSB_RESULTS/status.json")" "frozen units listed by status"
 maas-snapshot-backup recover --json >"$MSB_RESULTS/recover.json" || msb_fail "recover failed: $(cat "$MSB_RESULTS/recover.json")"
 grep -q '"thawed maas-regiond' "$MSB_RESULTS/recover.json" || msb_fail "recover did not thaw: $(cat "$MSB_RESULTS/recover.json")"
+left=$(systemctl list-units --all --no-legend --plain 'maas-snapshot-backup-guard-*.timer' | awk '{print $1}')
+[[ -z $left ]] || msb_fail "recover left the killed run's guard timer armed: $left"
 msb_check_no_leftovers
 
 # --- the guard killed too: its systemd-run timer thaws (window_timeout 10 s, timer at 40 s) -------
@@ -105,7 +107,7 @@ guard=$(pgrep -f -- ' guard --timeout 10 --thaw -- ' | head -n1 || true)
 kill -KILL "$guard" "$pid"; wait "$pid" 2>/dev/null || true
 t_kill=$SECONDS
 msb_assert_eq "frozen " "$(freezer_states)" "FreezerState with the run and its guard killed"
-timer=$(systemctl list-units --all --no-legend --plain 'maas-snapshot-backup-guard-*.timer' | awk '{print $1; exit}')
+timer=$(systemctl list-units --all --no-legend --plain 'maas-snapshot-backup-guard-*.timer' | awk '{print $1}' | sort | tail -n1)
 [[ -n $timer ]] || msb_fail "no systemd-run guard timer"
 wait_thawed 180 || msb_fail "the guard's systemd-run timer did not thaw the units ($(freezer_states))"
 thaw_s=$((SECONDS - t_kill))
