@@ -12,8 +12,8 @@
 # Tests/System/fake-maas/build-fake-maas.sh (the daemon of the stand-in maas-region-controller .deb).
 # Environment:
 #   MSB_FAKE_INTERVAL   seconds between steps (default 0.005)
-#   MSB_FAKE_FILE       the counter file (default /var/lib/maas/SERVICE.counter); written through
-#                       FILE.tmp and a rename when MSB_FAKE_ATOMIC=1
+#   MSB_FAKE_FILE       the counter file (default /var/lib/maas/SERVICE.counter); written through a
+#                       temporary (NAME.new.counter, else FILE.tmp) and a rename when MSB_FAKE_ATOMIC=1
 #   MSB_FAKE_DATABASE   the database (default maasdb); "none": the file only (no psql)
 #   MSB_FAKE_PSQL       the psql to run (default psql); PGHOST, PGUSER... as libpq reads them
 #   MSB_FAKE_SYNC=1     each UPDATE is committed (psql answered) before the file is written (by a
@@ -30,6 +30,9 @@ sync=${MSB_FAKE_SYNC:-0}
 # Committed, then written whole: a freeze can land between the truncation and the write of an
 # in-place rewrite, and the snapshot then holds an empty file, as after a power cut.
 ((sync)) && atomic=1
+# The temporary keeps the .counter suffix, which the tree comparisons leave out: a freeze between
+# the write and the rename archives it.
+if [[ $file == *.counter ]]; then tmp=${file%.counter}.new.counter; else tmp=$file.tmp; fi
 stop=0
 trap 'stop=1' TERM INT
 n=$(cat "$file" 2>/dev/null || true)
@@ -78,7 +81,7 @@ while ((!stop)); do
     fi
   fi
   if ((atomic)); then
-    echo "$n" >"$file.tmp" && mv -f "$file.tmp" "$file"
+    echo "$n" >"$tmp" && mv -f "$tmp" "$file"
   else
     echo "$n" >"$file"
   fi
