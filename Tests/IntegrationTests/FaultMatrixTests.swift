@@ -18,27 +18,11 @@ final class FaultMatrixTests {
 
     deinit { env.down() }
 
-    var marker: String { env.dir + "/pause-marker" }
-
-    /// Starts a backup that pauses after `step` and waits until it is there.
+    var marker: String { env.marker }
     func startPaused(at step: String, seconds: Int = 60, extra: [String] = []) throws -> pid_t {
-        try? FileManager.default.removeItem(atPath: marker)
-        let pid = try env.start(extra, env: ["MSB_TEST_PAUSE_AFTER": step, "MSB_TEST_PAUSE_SECONDS": String(seconds),
-                                             "MSB_TEST_PAUSE_MARKER": marker])
-        for _ in 0..<600 where !FileManager.default.fileExists(atPath: marker) {
-            var st: Int32 = 0
-            if waitpid(pid, &st, WNOHANG) == pid { throw TestFailure("the backup exited (status \(st)) before step \(step)") }
-            usleep(50_000)
-        }
-        guard FileManager.default.fileExists(atPath: marker) else { throw TestFailure("the backup never reached step \(step)") }
-        return pid
+        try env.startPaused(at: step, seconds: seconds, args: extra)
     }
-
-    func wait(_ pid: pid_t) -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return status
-    }
+    func wait(_ pid: pid_t) -> Int32 { TestEnv.wait(pid) }
 
     /// Waits up to `seconds` for both stand-in services to be active.
     func servicesComeBack(within seconds: Double = 30) throws -> Bool {

@@ -100,26 +100,11 @@ final class FreezeTests {
         return rows.first { $0.hasPrefix("maas-regiond\t") }?.split(separator: "\t").last.flatMap { Int($0) }
     }
 
-    var marker: String { env.dir + "/pause-marker" }
-
     func startPaused(at step: String, seconds: Int = 60) throws -> pid_t {
-        try? FileManager.default.removeItem(atPath: marker)
-        let pid = try env.start(["--quiesce", "auto"], env: freezable(["MSB_TEST_PAUSE_AFTER": step, "MSB_TEST_PAUSE_SECONDS": String(seconds),
-                                                                       "MSB_TEST_PAUSE_MARKER": marker]))
-        for _ in 0..<600 where !FileManager.default.fileExists(atPath: marker) {
-            var st: Int32 = 0
-            if waitpid(pid, &st, WNOHANG) == pid { throw TestFailure("the backup exited (status \(st)) before step \(step)") }
-            usleep(50_000)
-        }
-        guard FileManager.default.fileExists(atPath: marker) else { throw TestFailure("the backup never reached step \(step)") }
-        return pid
+        try env.startPaused(at: step, seconds: seconds, args: ["--quiesce", "auto"], env: freezable())
     }
 
-    func wait(_ pid: pid_t) -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return status
-    }
+    func wait(_ pid: pid_t) -> Int32 { TestEnv.wait(pid) }
 
     @Test("quiesce auto freezes: same PIDs, freeze and thaw but no stop or start, the manifest says freeze, one instant")
     func autoFreezes() throws {

@@ -77,6 +77,31 @@ final class TestEnv: @unchecked Sendable {
         return try RT.spawnDetached([TestEnv.binary] + args + ["--config", config], env: e)
     }
 
+    /// The file a paused run writes when its pause begins (MSB_TEST_PAUSE_MARKER).
+    var marker: String { dir + "/pause-marker" }
+
+    /// Starts a backup that pauses after `step` and waits until it is there.
+    func startPaused(at step: String, seconds: Int = 60, args: [String] = [], env extra: [String: String] = [:]) throws -> pid_t {
+        try? FileManager.default.removeItem(atPath: marker)
+        var e = extra
+        e["MSB_TEST_PAUSE_AFTER"] = step; e["MSB_TEST_PAUSE_SECONDS"] = String(seconds); e["MSB_TEST_PAUSE_MARKER"] = marker
+        let pid = try start(args, env: e)
+        for _ in 0..<600 where !FileManager.default.fileExists(atPath: marker) {
+            var st: Int32 = 0
+            if waitpid(pid, &st, WNOHANG) == pid { throw TestFailure("the backup exited (status \(st)) before step \(step)") }
+            usleep(50_000)
+        }
+        guard FileManager.default.fileExists(atPath: marker) else { throw TestFailure("the backup never reached step \(step)") }
+        return pid
+    }
+
+    /// Reaps `pid`; its wait status.
+    static func wait(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status
+    }
+
     /// Runs a program (found on PATH when not absolute) through RT.spawn: Foundation.Process leaks a
     /// descriptor into children, which the daemons then hold, so its waitUntilExit can hang.
     @discardableResult
