@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import MaasBackupCore
 import Testing
 #if canImport(Glibc)
@@ -16,20 +17,7 @@ final class RemoteDatabaseTests {
     let port: Int
     static let password = "remote-secret-\(getpid())"
 
-    /// A free TCP port on 127.0.0.1 (nothing accepts a connection there).
-    static func freePort() -> Int {
-        for p in stride(from: 20000 + Int(getpid()) % 20000, to: 65000, by: 7) {
-            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(s) }
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_port = in_port_t(UInt16(p).bigEndian)
-            a.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            if r == 0 { return p }
-        }
-        return 54329
-    }
+    static func freePort() -> Int { freeLocalPort(from: 20000 + Int(getpid()) % 20000, step: 7) }
 
     init() throws {
         env = try TestEnv(name: "remote")

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import MaasBackupCore
 import SystemPackage
 import Testing
@@ -109,20 +110,7 @@ final class ResticFixture: @unchecked Sendable {
         ((try? FileManager.default.contentsOfDirectory(atPath: repo + "/locks")) ?? []).filter { $0.count == 64 && $0.allSatisfy(\.isHexDigit) }
     }
 
-    /// A free TCP port on 127.0.0.1, at or after `from`.
-    static func freePort(from: Int) -> Int {
-        for p in stride(from: from, to: 65000, by: 1) {
-            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(s) }
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_port = in_port_t(UInt16(p).bigEndian)
-            a.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            if r == 0 { return p }
-        }
-        return from
-    }
+    static func freePort(from: Int) -> Int { freeLocalPort(from: from) }
 
     /// PIDs of this process's children running `comm` (from /proc; zombies left out).
     static func children(named comm: String) -> [pid_t] {
