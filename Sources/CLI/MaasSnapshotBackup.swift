@@ -25,8 +25,8 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
             stops the change (hook.on_failure: block) unless MAAS_SNAPSHOT_BACKUP_SKIP=1 is set.
 
             SCHEDULED BACKUPS: `systemctl enable --now maas-snapshot-backup.timer` (daily; the retention runs \
-            after each backup). A failed run starts maas-snapshot-backup-failure@.service, which runs \
-            /etc/maas-snapshot-backup/on-failure when it exists; `journalctl -p err -u maas-snapshot-backup` \
+            after each backup). A failed run writes an alert-priority line to the journal and runs \
+            /etc/maas-snapshot-backup/on-failure when it is executable; `journalctl -p err -u maas-snapshot-backup` \
             shows the errors; metrics_textfile writes node_exporter metrics after every run.
 
             OFF-HOST COPIES: with a remote: section (a restic repository), `copy` sends a backup there \

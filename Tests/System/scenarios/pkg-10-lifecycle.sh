@@ -47,7 +47,8 @@ systemd-analyze verify --man=no /lib/systemd/system/maas-snapshot-backup.service
   msb_fail "systemd-analyze verify rejects the units"
 # Generated at build time from the command line's definitions: the man page and three completions.
 for f in /usr/share/bash-completion/completions/maas-snapshot-backup /usr/share/zsh/vendor-completions/_maas-snapshot-backup \
-  /usr/share/fish/vendor_completions.d/maas-snapshot-backup.fish /lib/systemd/system/maas-snapshot-backup-failure@.service; do
+  /usr/share/fish/vendor_completions.d/maas-snapshot-backup.fish /lib/systemd/system/maas-snapshot-backup-failure@.service \
+  /lib/systemd/system/maas-snapshot-backup-alert@.service; do
   [[ -s $f ]] || msb_fail "$f missing"
 done
 # (The test image leaves /usr/share/man out when installing: the man page is checked in the .deb.)
@@ -87,15 +88,21 @@ msb_log "ok: local change kept over remove and reinstall"
 mkdir -p "$MSB_DEST" /var/lib/maas-snapshot-backup
 echo keep >"$MSB_DEST/maas-backup-msbvm-20260101T000000Z.tar.gz"
 echo state >/var/lib/maas-snapshot-backup/journal
+# A file the operator put there (the restic password) survives the purge, and the purge says so.
+install -m 0600 /dev/null /etc/maas-snapshot-backup/restic-password
 msb_apt purge maas-snapshot-backup
 msb_assert_eq 0 "$MSB_RC" "apt-get purge maas-snapshot-backup"
 msb_assert_eq absent "$(dpkg-query -W -f '${db:Status-Status}' maas-snapshot-backup 2>/dev/null | sed 's/^not-installed$/absent/' || echo absent)" "status after purge"
-for f in "${conffiles[@]}" /etc/maas-snapshot-backup /var/lib/maas-snapshot-backup; do
+for f in "${conffiles[@]}" /etc/maas-snapshot-backup/hooks /var/lib/maas-snapshot-backup; do
   [[ ! -e $f ]] || msb_fail "$f is left after purge"
 done
+[[ -f /etc/maas-snapshot-backup/restic-password ]] || msb_fail "purge removed the operator's restic password"
+grep -q "kept your files in /etc/maas-snapshot-backup" "$MSB_RESULTS/apt.log" || msb_fail "purge did not say which of the operator's files it kept"
+msb_assert_eq "restic-password" "$(ls -A /etc/maas-snapshot-backup)" "what purge left in /etc/maas-snapshot-backup"
+rm -rf /etc/maas-snapshot-backup
 [[ -f $MSB_DEST/maas-backup-msbvm-20260101T000000Z.tar.gz ]] || msb_fail "purge deleted a backup"
 grep -q "backups are kept" "$MSB_RESULTS/apt.log" || msb_fail "purge did not say that the backups are kept"
-msb_log "ok: purge removed configuration, hooks and state, kept the backups and said so"
+msb_log "ok: purge removed configuration, hooks and state, kept the backups and the operator's files and said so"
 msb_apt install maas-cli
 msb_assert_eq 0 "$MSB_RC" "apt-get after purge"
 msb_apt purge maas-cli

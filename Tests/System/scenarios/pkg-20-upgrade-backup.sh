@@ -152,6 +152,19 @@ journalctl -u maas-snapshot-backup --since "$since0" --no-pager -o cat | grep -q
   msb_fail "the daily unit's progress lines are not in the journal"
 journalctl -u maas-snapshot-backup -p err --since "$since0" --no-pager -o cat | grep -q "preflight passed" &&
   msb_fail "journalctl -p err shows progress lines too"
+# The alert unit wrote one line at priority alert, with no script needed.
+for _ in $(seq 30); do journalctl -t maas-snapshot-backup -p alert --since "$since" --no-pager -o cat | grep -q "maas-snapshot-backup.service failed" && break; sleep 1; done
+journalctl -t maas-snapshot-backup -p alert --since "$since" --no-pager -o cat | grep -q "maas-snapshot-backup.service failed" ||
+  msb_fail "no alert-priority line in the journal for the failed run"
+# A script that is there but not executable is skipped: no second failed unit.
+chmod 644 /etc/maas-snapshot-backup/on-failure
+rm -f /var/tmp/msb-on-failure
+systemctl reset-failed 'maas-snapshot-backup*' 2>/dev/null || true
+systemctl start maas-snapshot-backup.service && msb_fail "the daily unit succeeded with an unwritable destination (second run)"
+sleep 5
+[[ ! -e /var/tmp/msb-on-failure ]] || msb_fail "a 0644 on-failure script was run"
+msb_assert_eq "" "$(systemctl list-units --failed --plain --no-legend 'maas-snapshot-backup-*' 2>/dev/null | awk '{print $1}')" "failed failure/alert units"
+systemctl reset-failed 'maas-snapshot-backup*' 2>/dev/null || true
 msb_pkg_write_config </dev/null
 
 # --- removing MAAS: one more --------------------------------------------------------------------------
