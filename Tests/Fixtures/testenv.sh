@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A self-contained MAAS-like environment for the demo and the integration tests:
-#   - a throwaway PostgreSQL 15 cluster (unix socket only) holding maasdb with the real MAAS
+#   - a throwaway PostgreSQL cluster (the newest installed major, 15 on Debian 12; unix socket only) holding maasdb with the real MAAS
 #     3.4.0 schema (from ../shared/fixtures/maas-schema when present) plus generated rows;
 #   - a root tree DIR/root with etc/maas on the host filesystem (copied in the window) and
 #     var/lib/maas on a Btrfs loop filesystem (snapshotted);
@@ -21,7 +21,10 @@ rows=2000
 while [ $# -gt 0 ]; do case $1 in --rows) rows=$2; shift 2;; *) echo "unknown option $1" >&2; exit 64;; esac; done
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-pgbin=/usr/lib/postgresql/15/bin
+# MSB_PG_BIN names another server's bin folder; by default the newest major installed (Debian's
+# default PostgreSQL: 15 on Debian 12, 17 on Debian 13).
+pgbin=${MSB_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}
+[ -x "$pgbin/initdb" ] || { echo "testenv: no PostgreSQL server found under /usr/lib/postgresql (apt-get install postgresql)" >&2; exit 69; }
 schema="$repo/../shared/fixtures/maas-schema/maas-3.4.0.sql"
 
 as_pg() { runuser -u postgres -- "$@"; }
