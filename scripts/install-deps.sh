@@ -13,6 +13,8 @@ pkgs=(
   binutils dpkg-dev
   # off-host copies (issue 16): restic, and the SFTP and REST servers its tests start themselves
   restic openssh-server rclone
+  # the S3 back end's test server (moto, from PyPI into a virtualenv below) and a client to look into it
+  python3-venv curl
 )
 for a in "$@"; do
   case $a in
@@ -27,6 +29,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# moto's S3 server for the restic S3 test (Tests/Fixtures/restic-servers.sh s3-up), in its own
+# virtualenv outside the tree (Debian's python3, so the system's Python is never touched).
+venv=${MSB_MOTO_VENV:-/var/cache/maas-snapshot-backup-tests/venv}
+if [ ! -x "$venv/bin/moto_server" ]; then
+  rm -rf "$venv" && mkdir -p "$(dirname "$venv")"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6'
 fi
 # The Debian postgresql package starts a cluster of its own; the tests start their own and do not need it.
 command -v swift >/dev/null || { echo "install-deps.sh: swift is not on PATH (Swift 6.3 toolchain needed)" >&2; exit 69; }

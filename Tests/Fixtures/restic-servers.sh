@@ -4,6 +4,9 @@
 #                                        root with DIR/client_key only; DIR/sftp-command is the
 #                                        ssh command line for restic's -o sftp.command=
 #   restic-servers.sh rest-up DIR PORT   `rclone serve restic` on 127.0.0.1:PORT storing in DIR/rest
+#   restic-servers.sh s3-up DIR PORT     moto's S3 server on 127.0.0.1:PORT (in memory; any access key
+#                                        works), from the virtualenv scripts/install-deps.sh makes
+#                                        (MSB_MOTO_VENV, default /var/cache/maas-snapshot-backup-tests/venv)
 #   restic-servers.sh down DIR           stops what DIR's pid files name (waits until the port closes)
 # Every daemon runs in its own session with its output in DIR/*.log, so the caller's pipes close.
 set -euo pipefail
@@ -61,8 +64,20 @@ rest-up)
   echo "$port" > "$dir/rest.port"
   wait_port "$port" "rclone serve restic" "$dir/rest.log"
   ;;
+s3-up)
+  port=${3:?PORT missing}
+  venv=${MSB_MOTO_VENV:-/var/cache/maas-snapshot-backup-tests/venv}
+  [ -x "$venv/bin/moto_server" ] || { echo "restic-servers.sh: $venv/bin/moto_server is missing (scripts/install-deps.sh makes it)" >&2; exit 69; }
+  mkdir -p "$dir"
+  # Started through a link in DIR, so its command line names DIR (down kills only what is ours).
+  ln -sfn "$venv/bin/moto_server" "$dir/moto_server"
+  setsid "$dir/moto_server" -H 127.0.0.1 -p "$port" </dev/null >"$dir/s3.log" 2>&1 &
+  echo $! > "$dir/s3.pid.launch"
+  echo "$port" > "$dir/s3.port"
+  wait_port "$port" "moto_server" "$dir/s3.log"
+  ;;
 down)
-  for name in sshd rest; do
+  for name in sshd rest s3; do
     [ -f "$dir/$name.pid.launch" ] || continue
     pid=$(cat "$dir/$name.pid.launch")
     port=$(cat "$dir/$name.port" 2>/dev/null || echo 0)

@@ -6,11 +6,14 @@ import Glibc
 #endif
 
 /// The restic driver over the network: SFTP through a throwaway sshd, REST through `rclone serve
-/// restic`, both on 127.0.0.1 and started by Tests/Fixtures/restic-servers.sh.
-@Suite("restic, SFTP and REST", .serialized, .enabled(if: ResticFixture.skipReason == nil, "\(ResticFixture.skipReason ?? "")"))
+/// restic`, S3 through moto's server (a virtualenv made by scripts/install-deps.sh), all on
+/// 127.0.0.1 and started by Tests/Fixtures/restic-servers.sh.
+@Suite("restic, SFTP, REST and S3", .serialized, .enabled(if: ResticFixture.skipReason == nil, "\(ResticFixture.skipReason ?? "")"))
 struct ResticServerTests {
     static var sshdMissing: Bool { !FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") }
     static var rcloneMissing: Bool { Command.find("rclone", extraDirs: ["/usr/bin"]) == nil }
+    static let motoVenv = ProcessInfo.processInfo.environment["MSB_MOTO_VENV"] ?? "/var/cache/maas-snapshot-backup-tests/venv"
+    static var motoMissing: Bool { !FileManager.default.isExecutableFile(atPath: motoVenv + "/bin/moto_server") }
 
     func roundTrip(_ fx: ResticFixture, _ repo: ResticRepository) async throws {
         #expect(try await repo.initialize() == true)
@@ -54,5 +57,32 @@ struct ResticServerTests {
         let repo = try fx.repository("rest:http://127.0.0.1:\(port)/")
         try await roundTrip(fx, repo)
         #expect(FileManager.default.fileExists(atPath: servers + "/rest/config"), "the repository is in rclone's folder")
+    }
+
+    @Test(.enabled(if: !motoMissing, "moto's S3 server is not installed (scripts/install-deps.sh makes \(motoVenv))"))
+    func s3CopyRoundTripAndBadCredentials() async throws {
+        let fx = try ResticFixture("s3")
+        defer { fx.cleanup() }
+        let servers = fx.dir + "/servers"
+        let port = ResticFixture.freePort(from: 50000 + Int(getpid()) % 10000)
+        let up = try TestEnv.sh(["bash", ResticFixture.serversScript, "s3-up", servers, String(port)])
+        defer { _ = try? TestEnv.sh(["bash", ResticFixture.serversScript, "down", servers]) }
+        try #require(up.status == 0, "moto_server did not start: \(up.stderr)")
+        let repository = "s3:http://127.0.0.1:\(port)/msb-backups"
+        // The credentials reach restic only through the environment (remote.env_file's variables).
+        let credentials = ["AWS_ACCESS_KEY_ID": "msb-test-key", "AWS_SECRET_ACCESS_KEY": "msb-test-secret", "AWS_DEFAULT_REGION": "us-east-1"]
+        let repo = try ResticRepository(ResticSettings(repository: repository, passwordFile: fx.passwordFile, environment: credentials,
+                                                       cacheDir: fx.dir + "/state/restic-cache"))
+        try await roundTrip(fx, repo)
+        let bucket = try TestEnv.sh(["curl", "-sf", "http://127.0.0.1:\(port)/msb-backups?list-type=2&prefix=config"])
+        #expect(bucket.stdout.contains("<Key>config</Key>"), "the repository's config object is in the bucket: \(bucket.stdout)")
+
+        // Without credentials restic cannot sign its requests: one classified error, no secret in it.
+        let anonymous = try ResticRepository(ResticSettings(repository: repository, passwordFile: fx.passwordFile,
+                                                            cacheDir: fx.dir + "/state/restic-cache-anon"))
+        let e = await ResticFixture.backupError { _ = try await anonymous.snapshots(tags: []) }
+        #expect(e != nil, "restic without S3 credentials failed")
+        #expect(e?.description.contains(ResticFixture.password) == false)
+        #expect(e?.description.contains("msb-test-secret") == false)
     }
 }
