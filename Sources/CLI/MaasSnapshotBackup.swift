@@ -199,8 +199,8 @@ func runBackup(config: Config, reason: String, snapshot: Config.SnapshotChoice?,
     return try await BackupPipeline(config: config, options: opts).run()
 }
 
-/// What the command line gives every backup: its log on stderr, a progress bar on a terminal
-/// (not with --json), and this executable for the dead-man guard.
+/// What the command line gives every backup: its log on stderr, a progress bar on a terminal or
+/// progress lines elsewhere (not with --json), and this executable for the dead-man guard.
 func backupOptions(json: Bool) -> BackupOptions {
     Interruption.install()
     var opts = BackupOptions()
@@ -211,6 +211,10 @@ func backupOptions(json: Bool) -> BackupOptions {
         let bar = Output.Progress()
         opts.progress = { bar.update($0, $1) }
         opts.progressDone = { bar.done() }
+    } else if !json {
+        // The journal, apt's output, cron: a line every 30 s or every tenth, not minutes of silence.
+        let lines = ProgressLines { Output.err($0) }
+        opts.progress = { lines.update($0, $1) }
     }
     return opts
 }
