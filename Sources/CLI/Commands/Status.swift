@@ -13,7 +13,8 @@ struct Status: AsyncParsableCommand {
         try await Output.run(json: global.json) {
             var config: Config?
             var problem: String?
-            do { config = try global.loadConfig() } catch { problem = "\(error)" }
+            do { config = try Config.load(path: global.config) } catch { problem = "\(error)" }
+            if let config { try TrustedFolder.check(config.stateDir, key: "state_dir") }
             let r = StatusCheck.run(config: config, configPath: global.config ?? Config.defaultPath, configError: problem)
             if global.json { Output.json(r); return }
             if let b = r.lastBackup {
