@@ -79,10 +79,10 @@ private extension String {
 extension AptHookInput {
     /// Whether the package lines (after the first blank line) name a MAAS package, looking only at
     /// each line's first field, as bytes: apt's options and the rest of each line may hold
-    /// anything. Nil when there is no package section to read (no `VERSION ` header, no blank
+    /// anything. Nil when there is no package section to read (no `VERSION 3` header, no blank
     /// line) or a line's first field is not a package name: then the whole input is parsed.
     public static func namesMaasPackage(bytes: [UInt8]) -> Bool? {
-        guard bytes.starts(with: Array("VERSION ".utf8)) else { return nil }
+        guard bytes.starts(with: Array("VERSION \(supportedVersion)\n".utf8)) else { return nil }
         let newline = UInt8(ascii: "\n")
         var i = 0
         var blank: Int?

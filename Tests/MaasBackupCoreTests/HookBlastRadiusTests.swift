@@ -79,6 +79,7 @@ struct HookBlastRadiusTests {
         #expect(AptHookInput.namesMaasPackage(bytes: raw) == false)
         #expect(AptHookInput.namesMaasPackage(bytes: Array("VERSION 3\nA=b\n".utf8)) == nil)
         #expect(AptHookInput.namesMaasPackage(bytes: Array("garbage".utf8)) == nil)
+        #expect(AptHookInput.namesMaasPackage(bytes: Array("VERSION 2\n\n".utf8)) == nil, "another version is parsed (and refused) in full")
         #expect(AptHookInput.namesMaasPackage(bytes: Array("VERSION 3\n\n".utf8) + [0xFF, 0x20, 0x0A]) == nil)
     }
 
