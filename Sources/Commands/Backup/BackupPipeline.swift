@@ -323,7 +323,8 @@ public struct BackupPipeline: Sendable {
             result.warnings = plan.warnings
         } catch {
             await run.cleanupAfterFailure()
-            journal.close()
+            // Services that would not thaw or start: the journal stays for `status` and `recover`.
+            if !run.servicesDown { journal.close() }
             throw Self.destinationFull(error, destination: config.destination)
         }
         result.pruned = prunedInPreflight.get()
