@@ -83,6 +83,14 @@ struct HookBlastRadiusTests {
         #expect(AptHookInput.namesMaasPackage(bytes: Array("VERSION 3\n\n".utf8) + [0xFF, 0x20, 0x0A]) == nil)
     }
 
+    @Test("an apt option that is not UTF-8 does not stop a MAAS upgrade's backup either")
+    func oddOptionWithMaas() throws {
+        let input = try AptHookInput.parse(bytes: aptHookInput([Self.region], config: ["APT::Architecture=amd64", Self.oddOption]))
+        #expect(input.decision.backupNeeded)
+        #expect(input.config("Acquire::Foo") == "caf\u{FFFD}")
+        #expect(aptHookParseError(Array("VERSION 3\nA=%00\n\n".utf8)) != nil, "a NUL byte is still refused")
+    }
+
     @Test("dpkg hook: a non-MAAS .deb never loads the config; a MAAS one does")
     func dpkgDecidesFirst() async throws {
         let (table, root) = try aptHookFakeProc()
