@@ -11,11 +11,12 @@ enum HookSupport {
 
     static func log(_ s: String) { Output.err(s) }
 
-    /// The config, or one line saying how to fix it or skip the backup.
-    static func loadConfig(_ path: String?) throws -> Config {
-        do { return try Config.load(path: path) } catch let e as BackupError {
-            log("maas-snapshot-backup: error: \(e.description); fix the config, or set MAAS_SNAPSHOT_BACKUP_SKIP=1 to go on without a backup")
-            throw ArgumentParser.ExitCode(e.code.rawValue)
+    /// The config's policy, read only when the hook needs it (a MAAS package changes).
+    static func policy(_ path: String?) -> PackageHookRunner.LoadPolicy {
+        {
+            let cfg = try Config.load(path: path)
+            try TrustedFolder.check(cfg.stateDir, key: "state_dir")
+            return PackageHookRunner.Policy(block: cfg.hook.onFailure == .block, backup: backup(config: cfg))
         }
     }
 
@@ -37,9 +38,8 @@ struct AptHook: AsyncParsableCommand {
             HookSupport.log("maas-snapshot-backup: MAAS_SNAPSHOT_BACKUP_SKIP is set: no backup before this package change")
             return
         }
-        let cfg = try HookSupport.loadConfig(config)
-        let rc = await PackageHookRunner.apt(environment: env, block: cfg.hook.onFailure == .block,
-                                             log: { HookSupport.log($0) }, backup: HookSupport.backup(config: cfg))
+        let rc = await PackageHookRunner.apt(environment: env, log: { HookSupport.log($0) },
+                                             policy: HookSupport.policy(config))
         if rc != 0 { throw ArgumentParser.ExitCode(rc) }
     }
 }
@@ -53,9 +53,8 @@ struct DpkgHook: AsyncParsableCommand {
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         if HookSupport.skipRequested(env) { return }
-        let cfg = try HookSupport.loadConfig(config)
-        let rc = await PackageHookRunner.dpkg(environment: env, block: cfg.hook.onFailure == .block,
-                                              log: { HookSupport.log($0) }, backup: HookSupport.backup(config: cfg))
+        let rc = await PackageHookRunner.dpkg(environment: env, log: { HookSupport.log($0) },
+                                              policy: HookSupport.policy(config))
         if rc != 0 {
             HookSupport.log("maas-snapshot-backup: to go on without a backup: MAAS_SNAPSHOT_BACKUP_SKIP=1 dpkg -i ...")
             throw ArgumentParser.ExitCode(rc)

@@ -55,7 +55,13 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Print one JSON object on stdout instead of a summary.")
     var json = false
 
-    func loadConfig() throws -> Config { try Config.load(path: config) }
+    /// The config, with its `state_dir` checked (root's, not writable by others, nor any folder
+    /// above it): every command refuses an untrusted one in one line before it does anything.
+    func loadConfig() throws -> Config {
+        let cfg = try Config.load(path: config)
+        try TrustedFolder.check(cfg.stateDir, key: "state_dir")
+        return cfg
+    }
 }
 
 /// Syslog priorities for stderr when it is the journal (systemd sets JOURNAL_STREAM to the

@@ -75,3 +75,41 @@ private extension String {
         return String(s)
     }
 }
+
+extension AptHookInput {
+    /// Whether the package lines (after the first blank line) name a MAAS package, looking only at
+    /// each line's first field, as bytes: apt's options and the rest of each line may hold
+    /// anything. Nil when there is no package section to read (no `VERSION 3` header, no blank
+    /// line) or a line's first field is not a package name: then the whole input is parsed.
+    public static func namesMaasPackage(bytes: [UInt8]) -> Bool? {
+        guard bytes.starts(with: Array("VERSION \(supportedVersion)\n".utf8)) else { return nil }
+        let newline = UInt8(ascii: "\n")
+        var i = 0
+        var blank: Int?
+        while i + 1 < bytes.count {
+            if bytes[i] == newline && bytes[i + 1] == newline {
+                blank = i + 2
+                break
+            }
+            i += 1
+        }
+        guard let start = blank else { return nil }
+        for line in bytes[start...].split(separator: newline) {
+            let name = line.prefix { $0 != UInt8(ascii: " ") }
+            guard !name.isEmpty, name.count <= 255, name.allSatisfy(Self.isNameByte) else { return nil }
+            if MaasPackages.isMaasPackage(String(decoding: name, as: UTF8.self)) { return true }
+        }
+        return false
+    }
+
+    private static func isNameByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"):
+            return true
+        default:
+            return false
+        }
+    }
+}

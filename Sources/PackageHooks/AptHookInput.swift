@@ -266,7 +266,8 @@ extension AptHookInput {
         return AptHookInput(version: version, configuration: configuration, actions: actions)
     }
 
-    /// Undoes apt's `QuoteString` (`%XX` for quoted bytes). Nil on a bad escape or invalid UTF-8.
+    /// Undoes apt's `QuoteString` (`%XX` for quoted bytes). Nil on a bad escape or a NUL byte;
+    /// bytes that are not UTF-8 become U+FFFD (an apt option of any encoding is not our business).
     static package func dequote(_ s: String) -> String? {
         guard s.utf8.contains(UInt8(ascii: "%")) else { return s }
         var out: [UInt8] = []
@@ -280,7 +281,7 @@ extension AptHookInput {
             out.append(hv << 4 | lv)
         }
         if out.contains(0) { return nil }
-        return String(validating: out, as: UTF8.self)
+        return String(decoding: out, as: UTF8.self)
     }
 
     private static func hexValue(_ c: UInt8) -> UInt8? {

@@ -253,3 +253,28 @@ final class FreezeTests {
         #expect(env.leftovers().isEmpty, "\(env.leftovers())")
     }
 }
+
+extension FreezeTests {
+    @Test("every thaw fails: the journal and the guard stay; status exits 1 naming the units; recover thaws them (issue 23)")
+    func failedThawIsLeftForRecover() throws {
+        let r = try env.tool(["--quiesce", "freeze"], env: freezable(["MSB_TEST_FAIL_AFTER": "snapshot", "FAKE_SYSTEMCTL_THAW_FAILS": "1"]))
+        #expect(r.status == 1, "status \(r.status): \(r.stderr)")
+        #expect(r.stderr.contains("CRITICAL") && r.stderr.contains("recover"), "\(r.stderr)")
+        #expect(try freezerState("maas-regiond") == "frozen", "the stand-in thaw was meant to fail")
+        #expect(!env.leftovers().isEmpty, "the journal was removed with the units still frozen")
+
+        let st = try env.tool(["status", "--json"])
+        #expect(st.status == 1, "status must fail while units are frozen: \(st.status)")
+        let left = (Self.json(st)["leftovers"] as? [[String: Any]]) ?? []
+        #expect(left.count == 1 && (left.first?["services_still_frozen"] as? [String])?.sorted() == ["maas-rackd", "maas-regiond"], "\(st.stdout)")
+        let text = try env.tool(["status"])
+        #expect(text.status == 1 && text.stdout.contains("services frozen: maas-regiond maas-rackd"), "\(text.stdout)")
+
+        let rec = try env.tool(["recover", "--json"])
+        #expect(rec.status == 0, "\(rec.stderr)")
+        #expect(rec.stdout.contains("thawed maas-regiond maas-rackd"), "\(rec.stdout)")
+        #expect(try thawed())
+        #expect(env.leftovers().isEmpty, "\(env.leftovers())")
+        #expect(try env.tool(["status"]).status == 0)
+    }
+}

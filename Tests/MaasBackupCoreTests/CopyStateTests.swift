@@ -38,32 +38,53 @@ struct CopyStateTests {
         #expect(CopyState.load(stateDir: stateDir) == CopyState())
     }
 
-    @Test func metricsKeepOtherLinesAndReplaceTheCopyGauges() throws {
+    @Test func metricsKeepTheBackupGaugesAndReplaceTheCopyGauges() throws {
         let d = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: d) }
         let path = d + "/m.prom"
-        let backup = "# HELP maas_snapshot_backup_last_run_success x\n# TYPE maas_snapshot_backup_last_run_success gauge\nmaas_snapshot_backup_last_run_success 1\n"
-        try backup.write(toFile: path, atomically: false, encoding: .utf8)
+        let state = d + "/state"
         let t = Date(timeIntervalSince1970: 1_800_000_000)
-        #expect(CopyMetrics.update(path: path, success: true, durationMs: 1234.5, bytes: 42, now: t) == nil)
+        #expect(MetricsFile.update(stateDir: state, path: path) { $0["last_run_success"] = 1 } == nil)
+        #expect(CopyMetrics.update(stateDir: state, path: path, success: true, durationMs: 1234.5, bytes: 42, now: t) == nil)
         var text = try String(contentsOfFile: path, encoding: .utf8)
-        #expect(text.hasPrefix(backup), "the backup's gauges stay")
+        #expect(text.contains("maas_snapshot_backup_last_run_success 1\n"), "the backup's gauges stay")
         #expect(text.contains("maas_snapshot_backup_last_copy_success 1\n"))
         #expect(text.contains("maas_snapshot_backup_last_copy_success_timestamp_seconds 1800000000\n"))
         #expect(text.contains("maas_snapshot_backup_last_copy_bytes 42\n"))
         #expect(text.contains("maas_snapshot_backup_last_copy_duration_milliseconds 1234.5\n"))
 
         // A failure: success 0, the last success's time and bytes carried over, each gauge once.
-        #expect(CopyMetrics.update(path: path, success: false, durationMs: 10, bytes: nil, now: t.addingTimeInterval(60)) == nil)
+        #expect(CopyMetrics.update(stateDir: state, path: path, success: false, durationMs: 10, bytes: nil, now: t.addingTimeInterval(60)) == nil)
         text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(text.contains("maas_snapshot_backup_last_copy_success 0\n"))
         #expect(text.contains("maas_snapshot_backup_last_copy_timestamp_seconds 1800000060\n"))
         #expect(text.contains("maas_snapshot_backup_last_copy_success_timestamp_seconds 1800000000\n"))
         #expect(text.contains("maas_snapshot_backup_last_copy_bytes 42\n"))
-        for (name, _) in CopyMetrics.help {
+        for (name, _) in MetricsFile.help {
             #expect(text.components(separatedBy: "\nmaas_snapshot_backup_\(name) ").count == 2, "\(name) once")
         }
         #expect(Self.mode(path) == 0o644, "node_exporter reads it")
+        #expect(Self.mode(MetricsFile.statePath(stateDir: state)) == 0o600)
+    }
+
+    @Test("a textfile swapped for a symlink to a root-only file: its text is never copied into the 0644 file (issue 23)")
+    func metricsNeverReadThePath() throws {
+        let d = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        let textDir = d + "/textfile"  // the node_exporter folder, another user's
+        try FileManager.default.createDirectory(atPath: textDir, withIntermediateDirectories: true)
+        _ = chown(textDir, 65534, 65534)
+        let secret = d + "/shadow"
+        try "maas_snapshot_backup_archive_bytes 99\nroot:hunter2\n".write(toFile: secret, atomically: false, encoding: .utf8)
+        _ = chmod(secret, 0o600)
+        let path = textDir + "/maas.prom"
+        #expect(symlink(secret, path) == 0)
+        #expect(CopyMetrics.update(stateDir: d + "/state", path: path, success: true, durationMs: 1, bytes: 1) == nil)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(!text.contains("hunter2"), "the secret was copied into the textfile")
+        #expect(!text.contains("archive_bytes 99"), "a value was read from the file at the path")
+        #expect(Self.mode(path) == 0o644 && Self.mode(secret) == 0o600)
+        #expect(try String(contentsOfFile: secret, encoding: .utf8).contains("hunter2"))
     }
 
     @Test func copyNeedsARemoteSection() async throws {

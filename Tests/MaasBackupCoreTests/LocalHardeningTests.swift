@@ -45,7 +45,7 @@ import Glibc
         chmod(victim, 0o600)
         let metrics = dir + "/maas.prom"
         symlink(victim, metrics + ".tmp")
-        Metrics.write(path: metrics, outcome: .success(Self.result()))
+        Metrics.write(stateDir: dir + "/state", path: metrics, outcome: .success(Self.result()))
         #expect(Self.mode(victim) == 0o600, "the metrics write changed the mode of the file a planted symlink points to")
         #expect(try String(contentsOfFile: victim, encoding: .utf8) == "secret\n")
         #expect(Self.mode(metrics) == 0o644)
@@ -66,7 +66,7 @@ import Glibc
             }
         }
         planter.start()
-        for _ in 0..<3000 where Self.mode(victim2) == 0o600 { Metrics.write(path: metrics, outcome: .success(Self.result())) }
+        for _ in 0..<3000 where Self.mode(victim2) == 0o600 { Metrics.write(stateDir: dir + "/state", path: metrics, outcome: .success(Self.result())) }
         stop = true
         while !planter.isFinished { usleep(1000) }
         unlink(metrics + ".tmp")

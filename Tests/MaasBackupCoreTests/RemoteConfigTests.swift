@@ -126,13 +126,20 @@ import Glibc
     @Test(arguments: [
         ("aws_access_key_id=x\n", "line 1: 'aws_access_key_id' is not an allowed variable name"),
         ("1KEY=x\n", "line 1: '1KEY' is not an allowed variable name"),
-        ("GOOD=1\nBAD-KEY=2\n", "line 2: 'BAD-KEY' is not an allowed variable name"),
+        ("AWS_GOOD=1\nBAD-KEY=2\n", "line 2: 'BAD-KEY' is not an allowed variable name"),
         ("export AWS_KEY=x\n", "'export AWS_KEY' is not an allowed variable name"),
         ("JUST_A_NAME\n", "line 1 is not KEY=VALUE"),
         ("RESTIC_PASSWORD=hunter22\n", "line 1: RESTIC_PASSWORD may not be set here"),
         ("RESTIC_REPOSITORY=/elsewhere\n", "line 1: RESTIC_REPOSITORY may not be set here"),
         ("LD_PRELOAD=/tmp/x.so\n", "line 1: LD_PRELOAD may not be set here"),
-        ("A=1\nA=2\n", "line 2: A is given twice"),
+        ("AWS_A=1\nAWS_A=2\n", "line 2: AWS_A is given twice"),
+        // Only back-end credentials (issue 23): nothing that changes what restic runs or where it connects.
+        ("PATH=/tmp/evil\n", "line 1: PATH may not be set here"),
+        ("SSH_AUTH_SOCK=/tmp/agent\n", "line 1: SSH_AUTH_SOCK may not be set here"),
+        ("AWS_KEY=x\nHTTPS_PROXY=http://evil:3128\n", "line 2: HTTPS_PROXY may not be set here"),
+        ("http_proxy=x\n", "'http_proxy' is not an allowed variable name"),
+        ("RCLONE_CONFIG_X_TYPE=sftp\n", "line 1: RCLONE_CONFIG_X_TYPE may not be set here"),
+        ("AWS_=x\n", "line 1: AWS_ may not be set here"),
     ])
     func envFileRefusals(text: String, expected: String) throws {
         let s = try Secrets(env: text)

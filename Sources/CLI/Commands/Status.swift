@@ -13,9 +13,25 @@ struct Status: AsyncParsableCommand {
         try await Output.run(json: global.json) {
             var config: Config?
             var problem: String?
-            do { config = try global.loadConfig() } catch { problem = "\(error)" }
+            do { config = try Config.load(path: global.config) } catch { problem = "\(error)" }
+            if let config { try TrustedFolder.check(config.stateDir, key: "state_dir") }
             let r = StatusCheck.run(config: config, configPath: global.config ?? Config.defaultPath, configError: problem)
-            if global.json { Output.json(r); return }
+            // Units a dead run left stopped or frozen and still down: exit 1 naming them.
+            var down: [String] = []
+            if r.leftovers.contains(where: { !$0.servicesStillStopped.isEmpty || !$0.servicesStillFrozen.isEmpty }),
+               let systemctl = try? Systemctl() {
+                down = await StatusCheck.servicesStillDown(r, services: systemctl)
+            }
+            defer {
+                if !down.isEmpty {
+                    Output.err("maas-snapshot-backup: error: MAAS services left stopped or frozen by a dead run: \(down.joined(separator: " ")); run `maas-snapshot-backup recover`")
+                }
+            }
+            if global.json {
+                Output.json(r)
+                if !down.isEmpty { throw ArgumentParser.ExitCode(1) }
+                return
+            }
             if let b = r.lastBackup {
                 print("Last backup:   \(Human.time(b.createdAt)) UTC, \(b.reason), \(Human.bytes(b.sizeBytes)), \(b.verified ? "verified" : "not verified") (\(b.name))")
             } else {
@@ -49,6 +65,7 @@ struct Status: AsyncParsableCommand {
             }
             print("Config:        \(r.config.path): \(r.config.ok ? "ok" : r.config.problems.joined(separator: "; "))")
             print("Hooks:         apt \(r.aptHookInstalled ? "installed" : "not installed"), dpkg \(r.dpkgHookInstalled ? "installed" : "not installed")")
+            if !down.isEmpty { throw ArgumentParser.ExitCode(1) }
         }
     }
 }

@@ -276,14 +276,14 @@ public struct BackupPipeline: Sendable {
         defer { options.progressDone?() }
         do {
             var r = try await runLocked(clock: clock)
-            if !r.dryRun, let path = config.metricsTextfile, let w = Metrics.write(path: path, outcome: .success(r)) {
+            if !r.dryRun, let path = config.metricsTextfile, let w = Metrics.write(stateDir: config.stateDir, path: path, outcome: .success(r)) {
                 r.failedSteps.append(w)
             }
             return r
         } catch {
             if !options.dryRun, let path = config.metricsTextfile {
                 let code = (error as? BackupError)?.code ?? .failed
-                Metrics.write(path: path, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2))
+                Metrics.write(stateDir: config.stateDir, path: path, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2))
             }
             throw error
         }
@@ -323,7 +323,8 @@ public struct BackupPipeline: Sendable {
             result.warnings = plan.warnings
         } catch {
             await run.cleanupAfterFailure()
-            journal.close()
+            // Services that would not thaw or start: the journal stays for `status` and `recover`.
+            if !run.servicesDown { journal.close() }
             throw Self.destinationFull(error, destination: config.destination)
         }
         result.pruned = prunedInPreflight.get()

@@ -126,10 +126,13 @@ package struct RunState {
         if servicesDown {
             // One more try; report loudly if it still fails.
             do { try await resumeServices() } catch {
-                log("CRITICAL: could not \(frozen.isEmpty ? "start" : "thaw") \((frozen + stopped).joined(separator: " ")): \(error); \(frozen.isEmpty ? "start" : "thaw (systemctl thaw)") them by hand")
+                let verb = frozen.isEmpty ? "start" : "thaw"
+                log("CRITICAL: could not \(verb) \((frozen + stopped).joined(separator: " ")): \(error); the dead-man guard tries again, the journal is kept: `maas-snapshot-backup status` names them, `maas-snapshot-backup recover` \(verb)s them")
             }
         }
-        await guardian?.disarm()
+        // Still down: the guard stays armed (it thaws or starts them when this process ends or at
+        // its timeout), and the caller keeps the journal for `status` and `recover`.
+        if !servicesDown { await guardian?.disarm() }
         if let p = partialPath { _ = unlink(p); partialPath = nil }
         await cleanup()
     }

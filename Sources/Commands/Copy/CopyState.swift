@@ -65,10 +65,10 @@ public struct CopyState: Sendable, Codable, Equatable {
     }
 }
 
-/// The copy's gauges in the metrics textfile. The copy rewrites its own lines only (the backup's
-/// Metrics carries them over), so a copy that runs detached after a pre-upgrade backup lands there too.
+/// The copy's gauges in the metrics textfile (MetricsFile): the copy updates its own values in
+/// the record the backup's gauges are kept in too, so a copy that runs detached after a
+/// pre-upgrade backup lands there as well.
 public enum CopyMetrics {
-    static let prefix = "maas_snapshot_backup_"
     public static let help: [(String, String)] = [
         ("last_copy_timestamp_seconds", "Time the last off-host copy (restic) ended."),
         ("last_copy_success", "1 when the last off-host copy succeeded, 0 when it failed."),
@@ -77,39 +77,19 @@ public enum CopyMetrics {
         ("last_copy_bytes", "Bytes (uncompressed tar) the last successful off-host copy sent to restic."),
     ]
 
-    /// Replaces the copy gauges in `path`, keeping every other line; returns a warning when it cannot.
+    /// Records the copy's gauges and rewrites the textfile; returns a warning when it cannot.
     @discardableResult
-    public static func update(path: String, success: Bool, durationMs: Double, bytes: Int64?, now: Date = Date()) -> String? {
-        let old = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        let names = Set(help.map { prefix + $0.0 })
-        var values: [String: Double] = [:]
-        var kept: [Substring] = []
-        for line in old.split(separator: "\n") {
-            let parts = line.split(separator: " ")
-            let name: Substring? = line.hasPrefix("# ") ? (parts.count > 2 ? parts[2] : nil) : parts.first
-            if let name, names.contains(String(name)) {
-                if !line.hasPrefix("#"), parts.count == 2, let v = Double(parts[1]) { values[String(name.dropFirst(prefix.count))] = v }
-                continue
+    public static func update(stateDir: String, path: String, success: Bool, durationMs: Double, bytes: Int64?,
+                              now: Date = Date()) -> String? {
+        MetricsFile.update(stateDir: stateDir, path: path) { values in
+            let t = Double(Int(now.timeIntervalSince1970))
+            values["last_copy_timestamp_seconds"] = t
+            values["last_copy_success"] = success ? 1 : 0
+            values["last_copy_duration_milliseconds"] = durationMs
+            if success {
+                values["last_copy_success_timestamp_seconds"] = t
+                if let bytes { values["last_copy_bytes"] = Double(bytes) }
             }
-            kept.append(line)
         }
-        let t = Double(Int(now.timeIntervalSince1970))
-        values["last_copy_timestamp_seconds"] = t
-        values["last_copy_success"] = success ? 1 : 0
-        values["last_copy_duration_milliseconds"] = durationMs
-        if success {
-            values["last_copy_success_timestamp_seconds"] = t
-            if let bytes { values["last_copy_bytes"] = Double(bytes) }
-        }
-        var text = kept.map { $0 + "\n" }.joined()
-        for (n, h) in help {
-            let v = values[n] ?? 0
-            let shown = v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v)
-            text += "# HELP \(prefix)\(n) \(h)\n# TYPE \(prefix)\(n) gauge\n\(prefix)\(n) \(shown)\n"
-        }
-        do { try AtomicFile.write(Array(text.utf8), to: path, mode: 0o644) } catch {
-            return "cannot write the metrics textfile \(path): \(error)"
-        }
-        return nil
     }
 }

@@ -101,8 +101,8 @@ public enum Prune {
             let debs = Catalog.debsFolder(a)
             var st = stat()
             if lstat(debs, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
-                do { try FileManager.default.removeItem(atPath: debs) } catch {
-                    report.errors.append("cannot remove \(debs): \(error.localizedDescription)")
+                do { try TreeRemover.remove(debs) } catch {
+                    report.errors.append("cannot remove \(debs): \(error)")
                 }
             }
             report.removed.append(item(x))

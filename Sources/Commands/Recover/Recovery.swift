@@ -80,7 +80,7 @@ public enum Recovery {
             if base == ".msb-\(r.runID)" || base.hasPrefix("msb-") {
                 var st = stat()
                 if lstat(dir, &st) == 0 {
-                    do { try FileManager.default.removeItem(atPath: dir); actions.append("removed \(dir)") } catch {
+                    do { try TreeRemover.remove(dir); actions.append("removed \(dir)") } catch {
                         errors.append("cannot remove \(dir): \(error)")
                     }
                 }
@@ -150,7 +150,7 @@ public enum Recovery {
         if let dir = r.privateDir, (dir as NSString).lastPathComponent.hasPrefix("msb-") {
             var st = stat()
             if lstat(dir, &st) == 0 {
-                do { try FileManager.default.removeItem(atPath: dir); actions.append("removed \(dir)") } catch {
+                do { try TreeRemover.remove(dir); actions.append("removed \(dir)") } catch {
                     errors.append("cannot remove \(dir): \(error)")
                 }
             }

@@ -114,4 +114,16 @@ public enum StatusCheck {
         }
         return report
     }
+
+    /// The units dead runs left stopped or frozen that really are still down now (a unit the
+    /// guard has started or thawed since is not listed): `status` exits 1 naming them.
+    public static func servicesStillDown(_ report: StatusReport, services: any ServiceManager) async -> [String] {
+        let stopped = Array(Set(report.leftovers.flatMap(\.servicesStillStopped))).sorted()
+        let frozen = Array(Set(report.leftovers.flatMap(\.servicesStillFrozen))).sorted()
+        var down = await services.frozenUnits(frozen)
+        if let active = try? await services.activeUnits(stopped) {
+            down += stopped.filter { !active.contains($0) && !down.contains($0) }
+        }
+        return down
+    }
 }

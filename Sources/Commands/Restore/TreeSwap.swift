@@ -217,11 +217,11 @@ public struct TreeSwap: Sendable, Codable {
         }
         switch mode {
         case .create:
-            if exists(live) { try FileManager.default.removeItem(atPath: live) }
+            if exists(live) { try TreeRemover.remove(live) }
         case .rename:
             // Only when the previous tree really is aside is what stands at `live` the restored one.
             if exists(aside) {
-                if exists(live) { try FileManager.default.removeItem(atPath: live) }
+                if exists(live) { try TreeRemover.remove(live) }
                 guard rename(aside, live) == 0 else {
                     throw BackupError.failed("cannot move \(aside) back to \(live): \(Errno.last.description)")
                 }
@@ -231,12 +231,12 @@ public struct TreeSwap: Sendable, Codable {
                 // Everything here but what stayed in place came from the archive.
                 let names = try FileManager.default.contentsOfDirectory(atPath: live)
                 for n in names where !leftInPlace.contains(n) && n != Self.snapshotFolder {
-                    try FileManager.default.removeItem(atPath: live + "/" + n)
+                    try TreeRemover.remove(live + "/" + n)
                 }
             }
             for n in moved.reversed() {
                 if exists(aside + "/" + n) {
-                    if exists(live + "/" + n) { try FileManager.default.removeItem(atPath: live + "/" + n) }
+                    if exists(live + "/" + n) { try TreeRemover.remove(live + "/" + n) }
                     guard rename(aside + "/" + n, live + "/" + n) == 0 else {
                         throw BackupError.failed("cannot move \(aside)/\(n) back to \(live): \(Errno.last.description)")
                     }

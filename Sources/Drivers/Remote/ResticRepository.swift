@@ -6,19 +6,23 @@ import Glibc
 #endif
 
 /// A restic repository, driven by running the `restic` binary. The repository string goes to
-/// restic as RESTIC_REPOSITORY, the password as RESTIC_PASSWORD_FILE and the back-end credentials
+/// restic as RESTIC_REPOSITORY, the password as RESTIC_PASSWORD_FILE (the descriptor opened and
+/// checked once, as /proc/<pid>/fd/N) and the back-end credentials
 /// as their own variables: none of them is ever in argv or in a message. A run that fails because
 /// of a lock runs `restic unlock` (stale locks only) once and tries again.
 public struct ResticRepository: RemoteRepository {
     public let settings: ResticSettings
     public let executable: String
     let reporter: ResticErrorReporter
+    /// The password file, opened and checked once; restic reads it through this descriptor
+    /// (RESTIC_PASSWORD_FILE=/proc/<our pid>/fd/N), never by its name.
+    let password: CheckedFile
 
     public var displayName: String { reporter.repository }
 
     /// Checks the password file (owner root or the caller, mode 0600 or stricter) and finds restic.
     public init(_ settings: ResticSettings) throws {
-        try ResticSecrets.checkPrivateFile(settings.passwordFile, key: "remote.password_file")
+        password = try CheckedFile(path: settings.passwordFile, key: "remote.password_file", maxBytes: ResticSecrets.maxFileBytes)
         guard let exe = Command.find(settings.executable ?? "restic", extraDirs: ["/usr/bin", "/usr/local/bin"]) else {
             throw BackupError.unavailable("restic is not installed (\(settings.executable ?? "restic") was not found)", hint: "apt install restic")
         }
@@ -31,8 +35,8 @@ public struct ResticRepository: RemoteRepository {
         self.settings = settings
         self.executable = exe
         var secrets = Array(settings.environment.values)
-        if let pw = FileManager.default.contents(atPath: settings.passwordFile).flatMap({ String(data: $0, encoding: .utf8) }) {
-            secrets.append(pw.trimmingCharacters(in: .newlines))
+        if let pw = try? password.bytes(), let text = String(validating: pw, as: UTF8.self) {
+            secrets.append(text.trimmingCharacters(in: .newlines))
         }
         reporter = ResticErrorReporter(repository: settings.repository, secrets: secrets)
     }
@@ -145,7 +149,7 @@ public struct ResticRepository: RemoteRepository {
                                       "RESTIC_CACHE_DIR": nil, "RESTIC_KEY_HINT": nil]
         for (k, v) in settings.environment { env[k] = v }
         env["RESTIC_REPOSITORY"] = settings.repository
-        env["RESTIC_PASSWORD_FILE"] = settings.passwordFile
+        env["RESTIC_PASSWORD_FILE"] = password.procPath
         return env
     }
 

@@ -15,42 +15,32 @@ public enum ResticSecrets {
         "RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_CACHE_DIR",
     ]
 
-    /// Refuses `path` unless it is a regular file (not a symlink) owned by root or the caller with
-    /// no permission bits for group or others. `key` is the config key, for the message.
-    public static func checkPrivateFile(_ path: String, key: String) throws {
-        var st = stat()
-        guard lstat(path, &st) == 0 else {
-            let e = errno
-            if e == ENOENT {
-                throw BackupError.config("\(key) \(path) does not exist", hint: "create it (owner root, mode 0600)")
-            }
-            throw BackupError.config("\(key) \(path) cannot be read: \(String(cString: strerror(e)))", hint: "check the path and its folders")
-        }
-        if (st.st_mode & S_IFMT) == S_IFLNK {
-            throw BackupError.config("\(key) \(path) is a symbolic link", hint: "point the key at the file itself (owner root, mode 0600)")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw BackupError.config("\(key) \(path) is not a regular file", hint: "point it at a file (owner root, mode 0600)")
-        }
-        if st.st_uid != 0 && st.st_uid != geteuid() {
-            throw BackupError.config("\(key) \(path) belongs to uid \(st.st_uid), not root", hint: "chown root: \(path)")
-        }
-        let mode = st.st_mode & 0o7777
-        if mode & 0o077 != 0 {
-            throw BackupError.config("\(key) \(path) has mode \(String(mode, radix: 8)): group or others can use it",
-                                     hint: "chmod 600 \(path)")
-        }
+    /// The largest password or env file read.
+    public static let maxFileBytes = 64 << 10
+
+    /// The env file may set only the credentials of restic's back ends: S3 (AWS_*), B2 (B2_*),
+    /// Azure (AZURE_*), Google Cloud Storage (GOOGLE_*), OpenStack Swift (OS_*, ST_*), and the
+    /// REST server's user and password. Nothing else (PATH, SSH_*, proxies, RCLONE_*, LD_*) may
+    /// change how restic or the programs it runs behave.
+    public static let allowedPrefixes = ["AWS_", "B2_", "AZURE_", "GOOGLE_", "OS_", "ST_"]
+    public static let allowedNames: Set<String> = ["RESTIC_REST_USERNAME", "RESTIC_REST_PASSWORD"]
+
+    public static func isCredentialVariable(_ name: String) -> Bool {
+        allowedNames.contains(name) || allowedPrefixes.contains { name.hasPrefix($0) && name.count > $0.count }
     }
 
-    /// Reads KEY=VALUE lines (blank lines and lines starting with # are skipped; a value in matching
-    /// single or double quotes loses them). Keys must match [A-Z_][A-Z0-9_]* and must not be one of
-    /// `reservedVariables` or a loader variable (LD_*).
+    /// Refuses `path` unless it is a regular file (not a symlink) owned by root or the caller with
+    /// no permission bits for group or others; opened once (CheckedFile). `key` names the config key.
+    public static func checkPrivateFile(_ path: String, key: String) throws {
+        _ = try CheckedFile(path: path, key: key, maxBytes: maxFileBytes)
+    }
+
+    /// Reads KEY=VALUE lines through one checked descriptor (blank lines and lines starting with #
+    /// are skipped; a value in matching single or double quotes loses them). Keys must match
+    /// [A-Z_][A-Z0-9_]* and be back-end credentials (`isCredentialVariable`).
     public static func readEnvFile(_ path: String, key: String) throws -> [String: String] {
-        try checkPrivateFile(path, key: key)
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw BackupError.config("\(key) \(path) cannot be read", hint: "check its permissions")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
+        let file = try CheckedFile(path: path, key: key, maxBytes: maxFileBytes)
+        guard let text = String(validating: try file.bytes(), as: UTF8.self) else {
             throw BackupError.config("\(key) \(path) is not UTF-8 text", hint: "write KEY=VALUE lines")
         }
         var env: [String: String] = [:]
@@ -68,10 +58,10 @@ public enum ResticSecrets {
                 throw BackupError.config("\(at): '\(printable(name))' is not an allowed variable name",
                                          hint: "names are upper case letters, digits and _, not starting with a digit")
             }
-            if reservedVariables.contains(name) || name.hasPrefix("LD_") {
+            if reservedVariables.contains(name) || !isCredentialVariable(name) {
                 throw BackupError.config("\(at): \(name) may not be set here",
                                          hint: name.hasPrefix("RESTIC_PASSWORD") ? "put the password in remote.password_file"
-                                             : "set the repository with remote.repository; only back-end credentials belong in the env file")
+                                             : "only back-end credentials belong in the env file (AWS_*, B2_*, AZURE_*, GOOGLE_*, OS_*, ST_*, RESTIC_REST_USERNAME, RESTIC_REST_PASSWORD); set the repository with remote.repository")
             }
             if env[name] != nil {
                 throw BackupError.config("\(at): \(name) is given twice", hint: "keep one")

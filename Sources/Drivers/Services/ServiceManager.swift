@@ -19,6 +19,8 @@ public protocol ServiceManager: Sendable {
     func thaw(_ units: [String]) async throws
     /// Why `units` cannot be frozen here, or nil when every one of them can.
     func cannotFreeze(_ units: [String]) async -> String?
+    /// Of `units`, those frozen now (FreezerState not `running`), in the order given.
+    func frozenUnits(_ units: [String]) async -> [String]
 }
 
 extension ServiceManager {
@@ -27,6 +29,7 @@ extension ServiceManager {
     }
     public func thaw(_ units: [String]) async throws {}
     public func cannotFreeze(_ units: [String]) async -> String? { "this service manager cannot freeze units" }
+    public func frozenUnits(_ units: [String]) async -> [String] { [] }
 }
 
 /// `systemctl`, found on PATH (a test can put its own first).
@@ -70,6 +73,13 @@ public struct Systemctl: ServiceManager {
 
     public func thaw(_ units: [String]) async throws {
         try await verb("thaw", units)
+    }
+
+    public func frozenUnits(_ units: [String]) async -> [String] {
+        guard !units.isEmpty, let r = try? await Command.run(executable, ["show", "-p", "FreezerState", "--value", "--"] + units),
+              r.succeeded else { return [] }
+        let states = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        return zip(units, states).filter { !$0.1.isEmpty && $0.1 != "running" }.map(\.0)
     }
 
     private func verb(_ v: String, _ units: [String]) async throws {

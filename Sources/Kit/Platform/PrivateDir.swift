@@ -26,6 +26,6 @@ public struct PrivateDir: Sendable {
     }
 
     public func remove() {
-        try? FileManager.default.removeItem(atPath: path)
+        try? TreeRemover.remove(path)
     }
 }
