@@ -143,7 +143,9 @@ struct DatabaseRestoreTests {
         // CREATEDB but not the owner of maasdb: refused as well, naming the database.
         _ = try env.psql("ALTER ROLE maas CREATEDB", db: "postgres")
         defer { _ = try? env.psql("ALTER ROLE maas NOCREATEDB", db: "postgres") }
+        _ = try env.psql("ALTER DATABASE maasdb OWNER TO postgres", db: "postgres")
         let r2 = try env.tool(["restore", archive, "--yes"], config: maasConfig)
+        _ = try env.psql("ALTER DATABASE maasdb OWNER TO maas", db: "postgres")
         #expect(r2.status == 69, "\(r2.stderr)")
         #expect(r2.stderr.contains("maasdb") && r2.stderr.contains("own"), "\(r2.stderr)")
         #expect(try env.restoreCopies().isEmpty)
@@ -191,10 +193,7 @@ struct DatabaseRestoreTests {
         // maas owns maasdb and everything in it, as on a region whose database MAAS made itself.
         _ = try env.psql("ALTER ROLE maas CREATEDB", db: "postgres")
         _ = try env.psql("ALTER DATABASE maasdb OWNER TO maas", db: "postgres")
-        defer {
-            _ = try? env.psql("ALTER DATABASE maasdb OWNER TO postgres", db: "postgres")
-            _ = try? env.psql("ALTER ROLE maas NOCREATEDB", db: "postgres")
-        }
+        defer { _ = try? env.psql("ALTER ROLE maas NOCREATEDB", db: "postgres") }
         _ = try env.psql("""
             DO $$ DECLARE r record; BEGIN
               FOR r IN SELECT c.oid::regclass AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
@@ -249,12 +248,15 @@ struct DatabaseRestoreTests {
         let allConfig = env.dir + "/config-all.yaml"
         try String(contentsOfFile: env.config, encoding: .utf8).replacingOccurrences(of: "  name: maasdb\n", with: "  name: maasdb\n  scope: all\n")
             .write(toFile: allConfig, atomically: true, encoding: .utf8)
-        _ = try env.psql("CREATE DATABASE \"other db\"", db: "postgres")
+        // Restore loads each database as its owner, never a superuser: here maas owns all three.
+        _ = try env.psql("CREATE DATABASE \"other db\" OWNER maas", db: "postgres")
         defer { _ = try? env.psql("DROP DATABASE IF EXISTS \"other db\" WITH (FORCE)", db: "postgres") }
+        _ = try env.psql("ALTER DATABASE postgres OWNER TO maas", db: "postgres")
+        defer { _ = try? env.psql("ALTER DATABASE postgres OWNER TO postgres", db: "postgres") }
         _ = try env.psql("ALTER DATABASE \"other db\" SET work_mem = '7MB'", db: "postgres")
         _ = try env.psql("COMMENT ON DATABASE \"other db\" IS 'kept by the restore'", db: "postgres")
-        _ = try env.psql("CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2)", db: "other db")
-        _ = try env.psql("CREATE TABLE msb_pt (a int); INSERT INTO msb_pt VALUES (5)", db: "postgres")
+        _ = try env.psql("SET ROLE maas; CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2)", db: "other db")
+        _ = try env.psql("SET ROLE maas; CREATE TABLE msb_pt (a int); INSERT INTO msb_pt VALUES (5)", db: "postgres")
         defer { _ = try? env.psql("DROP TABLE IF EXISTS msb_pt", db: "postgres") }
         let b = try env.tool(["--json", "--reason", "scope all"], config: allConfig)
         #expect(b.status == 0, "\(b.stderr)")
