@@ -38,6 +38,7 @@ package struct RolesGate: Sendable {
         if text.isEmpty {
             let t = line.trimmingCharacters(in: .whitespaces)
             if t.isEmpty || t.hasPrefix("--") { return [] }
+            if t.hasPrefix("\\") { throw RolesGate.refusal(number, line, "a psql meta-command") }
             textLine = number
         }
         text += text.isEmpty ? line : "\n" + line
