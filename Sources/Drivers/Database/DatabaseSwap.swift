@@ -50,6 +50,7 @@ extension PostgresTarget {
         t.password = nil
         if let pf = config.database.restorePasswordFile {
             t.password = try readPasswordFile(pf, key: "database.restore_password_file")
+            t.ownerPasswords[ru] = t.password
         }
         let localSocket = t.host == nil || t.host!.hasPrefix("/")
         t.osUser = nil
