@@ -25,10 +25,12 @@ repo=$(cd "$here/../.." && pwd)
 # default PostgreSQL: 15 on Debian 12, 17 on Debian 13).
 pgbin=${MSB_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}
 [ -x "$pgbin/initdb" ] || { echo "testenv: no PostgreSQL server found under /usr/lib/postgresql (apt-get install postgresql)" >&2; exit 69; }
-schema="$repo/../shared/fixtures/maas-schema/maas-3.4.0.sql"
+schema="${TESTENV_SCHEMA:-$repo/../shared/fixtures/maas-schema/maas-3.4.0.sql}"
 
 as_pg() { runuser -u postgres -- "$@"; }
 psql_maas() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/pgsock" -U postgres "$@"; }
+# As MAAS sets it up: the maas role (no superuser) owns maasdb and everything in it.
+psql_owner() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/pgsock" -U maas "$@"; }
 
 case $cmd in
 up)
@@ -42,12 +44,12 @@ up)
   as_pg "$pgbin/initdb" -D "$dir/pg" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
   as_pg "$pgbin/pg_ctl" -D "$dir/pg" -l "$dir/pg/log" -w \
     -o "-c listen_addresses='' -c unix_socket_directories='$dir/pgsock' -c fsync=off" start >/dev/null
-  "$pgbin/createdb" -h "$dir/pgsock" -U postgres maasdb
   psql_maas -d postgres -c "CREATE ROLE maas LOGIN PASSWORD 'not-a-real-secret'"
+  "$pgbin/createdb" -h "$dir/pgsock" -U postgres -O maas maasdb
   if [ -f "$schema" ]; then
-    psql_maas -d maasdb -f "$schema" >/dev/null
-    psql_maas -d maasdb -c "ALTER SCHEMA public OWNER TO maas" >/dev/null
-    psql_maas -d maasdb <<SQL >/dev/null
+    psql_owner -d maasdb -f "$schema" >/dev/null
+    psql_owner -d maasdb -c "ALTER SCHEMA public OWNER TO maas" >/dev/null
+    psql_owner -d maasdb <<SQL >/dev/null
 INSERT INTO maasserver_eventtype (created, updated, name, description, level)
   SELECT now(), now(), 'TEST_' || g, 'test event type ' || g, 20 FROM generate_series(1, 10) g;
 INSERT INTO maasserver_event (created, updated, action, description, type_id, node_hostname, username, user_agent, endpoint)
@@ -57,14 +59,14 @@ INSERT INTO maasserver_event (created, updated, action, description, type_id, no
 SQL
   else
     echo "testenv: ../shared/fixtures/maas-schema/maas-3.4.0.sql is absent: using a small stand-in schema" >&2
-    psql_maas -d maasdb <<SQL >/dev/null
+    psql_owner -d maasdb <<SQL >/dev/null
 CREATE TABLE django_migrations (id serial PRIMARY KEY, app text, name text, applied timestamptz);
 INSERT INTO django_migrations (app, name, applied) VALUES ('maasserver', '0304_interface_add_neighbour_discovery_state', now());
 CREATE TABLE maasserver_event (id bigserial PRIMARY KEY, description text);
 INSERT INTO maasserver_event (description) SELECT repeat('line ' || g, 50) FROM generate_series(1, $rows) g;
 SQL
   fi
-  psql_maas -d maasdb <<SQL >/dev/null
+  psql_owner -d maasdb <<SQL >/dev/null
 CREATE TABLE msb_counter (service text PRIMARY KEY, n bigint NOT NULL);
 INSERT INTO msb_counter VALUES ('maas-regiond', 0);
 SELECT lo_from_bytea(0, convert_to(repeat('large object standing in for a boot image ', 20000), 'UTF8'));

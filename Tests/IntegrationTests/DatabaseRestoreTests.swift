@@ -71,27 +71,33 @@ struct DatabaseRestoreTests {
         let archive = try shared.baselineArchive()
         let marks = (1...4).map { "/tmp/msb-pwned-\(getpid())-\($0)" }
         for m in marks { try? FileManager.default.removeItem(atPath: m) }
-        let bad = try RT.rewrittenDump(archive, in: env.dir + "/meta") { dump in
-            var d = try RT.insert("\\! touch \(marks[0])", afterLineStarting: "SET client_encoding", in: dump)
-            d = try RT.insert("\\! touch \(marks[1])", afterLineStarting: "\\connect maasdb", in: d, last: true)
+        // In the roles part (a privileged connection) RolesGate refuses the archive before anything
+        // changes (65); in a database's part psql, restricted by our key, refuses them.
+        let roles = try RT.rewrittenDump(archive, in: env.dir + "/meta-roles") { dump in
+            try RT.insert("\\! touch \(marks[0])", afterLineStarting: "SET client_encoding", in: dump)
+        }
+        let database = try RT.rewrittenDump(archive, in: env.dir + "/meta") { dump in
+            var d = try RT.insert("\\! touch \(marks[1])", afterLineStarting: "\\connect maasdb", in: dump, last: true)
             d = try RT.insert("SELECT 1 \\! touch \(marks[2])", afterLineStarting: "SET row_security", in: d, last: true)
             return try RT.insert("\\setenv X 1\n\\o |touch \(marks[3])\nSELECT 1;", afterLineStarting: "\\connect maasdb", in: d)
         }
-        _ = try env.psql("DELETE FROM maasserver_event WHERE id % 5 = 0")
-        let events = try eventCount(env)
-        let r = try RT.tool(env, ["restore", bad, "--yes"])
-        for m in marks { #expect(!FileManager.default.fileExists(atPath: m), "restore ran a meta-command: \(m) exists") }
-        #expect(r.status == 1, "\(r.stderr)")
-        #expect(r.stderr.contains("backslash commands are restricted"), "\(r.stderr)")
-        #expect(try eventCount(env) == events, "the live database changed")
-        let copies = try env.restoreCopies()
-        #expect(copies.isEmpty, "\(copies)")
-        #expect(try servicesActive(env))
+        for (bad, status, message) in [(roles, Int32(65), "psql meta-command"), (database, Int32(1), "backslash commands are restricted")] {
+            _ = try env.psql("DELETE FROM maasserver_event WHERE id % 5 = 0")
+            let events = try eventCount(env)
+            let r = try RT.tool(env, ["restore", bad, "--yes"])
+            for m in marks { #expect(!FileManager.default.fileExists(atPath: m), "restore ran a meta-command: \(m) exists") }
+            #expect(r.status == status, "\(r.stderr)")
+            #expect(r.stderr.contains(message), "\(r.stderr)")
+            #expect(try eventCount(env) == events, "the live database changed")
+            let copies = try env.restoreCopies()
+            #expect(copies.isEmpty, "\(copies)")
+            #expect(try servicesActive(env))
 
-        let deep = try RT.tool(env, ["verify", bad, "--deep"])
-        for m in marks { #expect(!FileManager.default.fileExists(atPath: m), "verify --deep ran a meta-command: \(m) exists") }
-        #expect(deep.status == 65, "\(deep.stderr)")
-        #expect(deep.stderr.contains("backslash commands are restricted"), "\(deep.stderr)")
+            let deep = try RT.tool(env, ["verify", bad, "--deep"])
+            for m in marks { #expect(!FileManager.default.fileExists(atPath: m), "verify --deep ran a meta-command: \(m) exists") }
+            #expect(deep.status == 65, "\(deep.stderr)")
+            #expect(deep.stderr.contains(message), "\(deep.stderr)")
+        }
         for m in marks { try? FileManager.default.removeItem(atPath: m) }
         RT.removeAsideFolders(root: env.root)
     }
@@ -143,7 +149,9 @@ struct DatabaseRestoreTests {
         // CREATEDB but not the owner of maasdb: refused as well, naming the database.
         _ = try env.psql("ALTER ROLE maas CREATEDB", db: "postgres")
         defer { _ = try? env.psql("ALTER ROLE maas NOCREATEDB", db: "postgres") }
+        _ = try env.psql("ALTER DATABASE maasdb OWNER TO postgres", db: "postgres")
         let r2 = try env.tool(["restore", archive, "--yes"], config: maasConfig)
+        _ = try env.psql("ALTER DATABASE maasdb OWNER TO maas", db: "postgres")
         #expect(r2.status == 69, "\(r2.stderr)")
         #expect(r2.stderr.contains("maasdb") && r2.stderr.contains("own"), "\(r2.stderr)")
         #expect(try env.restoreCopies().isEmpty)
@@ -191,10 +199,7 @@ struct DatabaseRestoreTests {
         // maas owns maasdb and everything in it, as on a region whose database MAAS made itself.
         _ = try env.psql("ALTER ROLE maas CREATEDB", db: "postgres")
         _ = try env.psql("ALTER DATABASE maasdb OWNER TO maas", db: "postgres")
-        defer {
-            _ = try? env.psql("ALTER DATABASE maasdb OWNER TO postgres", db: "postgres")
-            _ = try? env.psql("ALTER ROLE maas NOCREATEDB", db: "postgres")
-        }
+        defer { _ = try? env.psql("ALTER ROLE maas NOCREATEDB", db: "postgres") }
         _ = try env.psql("""
             DO $$ DECLARE r record; BEGIN
               FOR r IN SELECT c.oid::regclass AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
@@ -249,12 +254,15 @@ struct DatabaseRestoreTests {
         let allConfig = env.dir + "/config-all.yaml"
         try String(contentsOfFile: env.config, encoding: .utf8).replacingOccurrences(of: "  name: maasdb\n", with: "  name: maasdb\n  scope: all\n")
             .write(toFile: allConfig, atomically: true, encoding: .utf8)
-        _ = try env.psql("CREATE DATABASE \"other db\"", db: "postgres")
+        // Restore loads each database as its owner, never a superuser: here maas owns all three.
+        _ = try env.psql("CREATE DATABASE \"other db\" OWNER maas", db: "postgres")
         defer { _ = try? env.psql("DROP DATABASE IF EXISTS \"other db\" WITH (FORCE)", db: "postgres") }
+        _ = try env.psql("ALTER DATABASE postgres OWNER TO maas", db: "postgres")
+        defer { _ = try? env.psql("ALTER DATABASE postgres OWNER TO postgres", db: "postgres") }
         _ = try env.psql("ALTER DATABASE \"other db\" SET work_mem = '7MB'", db: "postgres")
         _ = try env.psql("COMMENT ON DATABASE \"other db\" IS 'kept by the restore'", db: "postgres")
-        _ = try env.psql("CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2)", db: "other db")
-        _ = try env.psql("CREATE TABLE msb_pt (a int); INSERT INTO msb_pt VALUES (5)", db: "postgres")
+        _ = try env.psql("SET ROLE maas; CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2)", db: "other db")
+        _ = try env.psql("SET ROLE maas; CREATE TABLE msb_pt (a int); INSERT INTO msb_pt VALUES (5)", db: "postgres")
         defer { _ = try? env.psql("DROP TABLE IF EXISTS msb_pt", db: "postgres") }
         let b = try env.tool(["--json", "--reason", "scope all"], config: allConfig)
         #expect(b.status == 0, "\(b.stderr)")

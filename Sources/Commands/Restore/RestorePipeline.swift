@@ -93,7 +93,7 @@ public struct RestorePipeline: Sendable {
 
         let stamp = ArchiveName.timestamp(Date())
         let dbPlan = try await DatabaseSwap.preflight(target: target, manifest: manifest, psql: psql, stamp: stamp,
-                                                      passfile: passfile)
+                                                      passfile: passfile, archive: source.readPath)
         var swaps: [TreeSwap] = []
         for p in manifest.paths {
             let s = try TreeSwap.plan(path: p.path, config: config, manifest: manifest, stamp: stamp)

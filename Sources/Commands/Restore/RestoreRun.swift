@@ -111,9 +111,16 @@ final package class RestoreRun {
         database = "loading"
         try record()
         log("loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser)")
+        let gate = try DatabaseSwap.rolesGate(target: target, passfile: passfile, databases: all)
+        let runDir = dir, loginNames = dbNames.flatMap(\.all)
         let loadPlan = DumpLoader.Plan(
             psql: p.psql, osUser: psqlUser, environment: target.environment(passfile: psqlPassfile), names: names,
-            maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all),
+            maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all), roles: gate,
+            ownerLogin: { db, owner in
+                let login = try DatabaseSwap.ownerLogin(owner, db: db, target: target, passfile: passfile, in: runDir, databases: loginNames)
+                self.log("loading \(db) as its owner \(owner) (psql as \(login.osUser))")
+                return login
+            },
             create: { spec, copy in
                 try DatabaseSwap.create(spec, as: copy, target: target, passfile: passfile, avoiding: all)
                 self.log("created the database \(copy) for \(spec.name)")
@@ -128,6 +135,7 @@ final package class RestoreRun {
             warnings.append("\(outcome.refused.count) role statement(s) of dump.sql were refused for lack of privilege, so the roles were left as they are (first: \(first))")
         }
         expectedPsqlErrors = outcome.expected.count
+        for note in outcome.notes { log(note) }
         database = "loaded"
         try record()
         try FaultPoint.hit("restore-db-load")

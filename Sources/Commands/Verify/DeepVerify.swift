@@ -60,9 +60,15 @@ package enum DeepVerify {
             let stamp = ArchiveName.timestamp(Date())
             let names = Dictionary(uniqueKeysWithValues: manifest.database.databases.map { ($0, "\($0)_restoring_\(stamp)") })
             let all = manifest.database.databases
+            // The same rules as restore: the roles part through the gate, each database loaded as its owner
+            // (psql as postgres: the throwaway cluster trusts its socket, which only postgres reaches).
+            let gate = try DatabaseSwap.rolesGate(target: target, passfile: nil, databases: all)
             let plan = DumpLoader.Plan(
                 psql: bin + "/psql", osUser: "postgres", environment: target.environment(passfile: nil), names: names,
-                maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all),
+                maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all), roles: gate,
+                ownerLogin: { db, owner in
+                    try DatabaseSwap.ownerLogin(owner, db: db, target: target, passfile: nil, in: logDir, databases: Array(names.values), osUser: "postgres")
+                },
                 create: { spec, copy in try DatabaseSwap.create(spec, as: copy, target: target, passfile: nil, avoiding: all) })
             let outcome = try await DumpLoader.load(archive: archive, plan: plan, errorLog: logDir.path + "/psql.log")
             if outcome.failed {

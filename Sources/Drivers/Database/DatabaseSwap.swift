@@ -50,6 +50,7 @@ extension PostgresTarget {
         t.password = nil
         if let pf = config.database.restorePasswordFile {
             t.password = try readPasswordFile(pf, key: "database.restore_password_file")
+            t.ownerPasswords[ru] = t.password
         }
         let localSocket = t.host == nil || t.host!.hasPrefix("/")
         t.osUser = nil
@@ -115,7 +116,9 @@ package enum DatabaseSwap {
     }
 
     /// Privileges, names and space, before anything changes.
-    static package func preflight(target: PostgresTarget, manifest: Manifest, psql: String, stamp: String, passfile: String?) async throws -> DatabaseRestorePlan {
+    /// `archive`: where to read dump.sql's roles part, checked through RolesGate (65 when refused).
+    static package func preflight(target: PostgresTarget, manifest: Manifest, psql: String, stamp: String, passfile: String?,
+                                  archive: String? = nil) async throws -> DatabaseRestorePlan {
         try await checkPsql(psql)
         let psqlUser = psqlOSUser(target)
         guard getpwnam(psqlUser) != nil else {
@@ -157,6 +160,11 @@ package enum DatabaseSwap {
                     }
                 }
                 names.append(names1)
+            }
+            try preflightOwners(c, target: target, databases: dbs)
+            if let archive {
+                let restoring = Dictionary(uniqueKeysWithValues: names.map { ($0.name, $0.restoring) })
+                try DumpLoader.checkRolesPart(archive: archive, names: restoring, gate: try rolesGate(c, databases: dbs))
             }
             let need = max(liveBytes, manifest.dump.size)
             var space = "not checked (\(target.isLocalSocket ? "the restore role is not a superuser" : "the server is not on this host")): the restored copy needs about \(mib(need)) next to the current database until it is dropped"
@@ -323,11 +331,11 @@ package enum DatabaseSwap {
 
 extension DatabaseSwap {
     /// A private folder owned by psql's OS user (0700): its passfile lives there.
-    static package func psqlFolder(for user: String, in parent: PrivateDir) throws -> PrivateDir {
+    static package func psqlFolder(for user: String, in parent: PrivateDir, name: String = "psql") throws -> PrivateDir {
         // Inside the run's private folder (recorded in the journal), so that `recover` removes it
         // with the rest after a SIGKILL: the parent becomes 0711 (the psql user may pass through,
         // not list it; everything else in it is root's 0600), this folder is the psql user's 0700.
-        let dir = PrivateDir(path: parent.path + "/psql")
+        let dir = PrivateDir(path: parent.path + "/" + name)
         guard chmod(parent.path, 0o711) == 0, mkdir(dir.path, 0o700) == 0 else {
             throw BackupError.failed("cannot create \(dir.path): \(Errno.last.description)")
         }

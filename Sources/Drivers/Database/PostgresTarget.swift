@@ -19,6 +19,9 @@ public struct PostgresTarget: Sendable {
     /// OS user to connect as over a local socket (peer authentication), when there is no password.
     public var osUser: (name: String, uid: uid_t, gid: gid_t)?
     public var binDir: String?
+    /// Passwords known for roles (regiond.conf's database_user, the configured user): restore logs
+    /// in as a database's owner with it when the owner is one of them. Never written but to a passfile.
+    package var ownerPasswords: [String: String] = [:]
 
     /// Resolves the target: config keys first, then regiond.conf under the root (empty values count
     /// as unset: `maas config-vault migrate` empties database_name, database_user and database_pass),
@@ -58,6 +61,10 @@ public struct PostgresTarget: Sendable {
         }
         var target = PostgresTarget(host: host, port: port, user: user, maasDatabase: named ?? fallbackDatabase ?? "maasdb", scope: d.scope,
                                     password: password, osUser: os, binDir: d.binDir)
+        if let p = password { target.ownerPasswords[user] = p }
+        if let u = regiond["database_user"], !u.isEmpty, let p = regiond["database_pass"], !p.isEmpty, target.ownerPasswords[u] == nil {
+            target.ownerPasswords[u] = p
+        }
         if named == nil && fallbackDatabase == nil && password == nil && localSocket {
             target.maasDatabase = try RegionLayout.findMaasDatabase(target, passfile: nil)
         }
