@@ -121,7 +121,7 @@ extension ArchiveTrustTests {
         #expect(r.status == 78 && r.stderr.contains("not an Ed25519 public key"), "exit \(r.status): \(r.stderr)")
     }
 
-    @Test("an unsigned archive (made before signing) is refused by verify and restore; --allow-unsigned accepts it and says what it skips")
+    @Test("an unsigned archive (made before signing) is refused by verify, restore and rollback; --allow-unsigned accepts it and says what it skips")
     func unsignedNeedsFlag() throws {
         let env = try shared.env
         let dir = try folder(env, "unsigned")
@@ -136,6 +136,8 @@ extension ArchiveTrustTests {
         let calls = (try? String(contentsOfFile: env.dir + "/svc/calls.log", encoding: .utf8)) ?? ""
         r = try RT.tool(env, ["restore", archive, "--yes"])
         #expect(r.status == 65 && r.stderr.contains("is not signed"), "exit \(r.status): \(r.stderr)")
+        r = try RT.tool(env, ["rollback", archive, "--yes"])
+        #expect(r.status == 65 && r.stderr.contains("is not signed"), "rollback: exit \(r.status): \(r.stderr)")
         let callsAfter = (try? String(contentsOfFile: env.dir + "/svc/calls.log", encoding: .utf8)) ?? ""
         #expect(!callsAfter.dropFirst(calls.count).contains(" stop "), "services were stopped")
 
