@@ -59,7 +59,7 @@ struct Verify: AsyncParsableCommand {
     static func show(_ r: VerifyReport) {
         print("OK: \(r.archive)")
         print("  backup:    \(Human.time(r.createdAt)) UTC, \(r.reason), host \(r.host), MAAS \(r.maasVersion ?? "unknown")")
-        print("  contents:  \(r.members) members match the manifest; manifest.json is the last member; sidecar \(r.sidecar)")
+        print("  contents:  \(r.members) members match the manifest; manifest.json and its signature are the last members; sidecar \(r.sidecar)")
         print("  signed:    \(r.signedBy == "unsigned" ? "no (accepted with --allow-unsigned)" : "by key " + r.signedBy)")
         print("  gzip:      \(Human.bytes(r.compressedBytes)) -> \(Human.bytes(r.uncompressedBytes)), CRC-32 and lengths right")
         print("  sha256:    \(r.sha256)")
