@@ -43,7 +43,7 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
             """,
         version: ToolInfo.version,
         subcommands: [Backup.self, ListCommand.self, Verify.self, Restore.self, Rollback.self, Prune.self,
-                      Status.self, Recover.self, CopyToRemote.self, RemoteInit.self, AptHook.self, DpkgHook.self, GuardCommand.self],
+                      Status.self, Recover.self, CopyToRemote.self, RemoteInit.self, KeyCommand.self, AptHook.self, DpkgHook.self, GuardCommand.self],
         defaultSubcommand: Backup.self
     )
 }

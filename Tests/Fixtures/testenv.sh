@@ -124,6 +124,7 @@ database:
   os_user: root
 lock_file: $dir/lock
 state_dir: $dir/state
+signing_key: $dir/signing-key
 services: [maas-regiond, maas-rackd, maas-dhcpd]
 # The tests keep every archive they make (UnattendedTests turns the retention after backups on).
 retention:

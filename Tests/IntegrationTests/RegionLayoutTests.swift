@@ -20,6 +20,7 @@ struct RegionLayoutTests {
             destination: \(env.backups)
             lock_file: \(env.dir)/lock
             state_dir: \(env.dir)/state
+            signing_key: \(env.signingKey)
             \(database.isEmpty ? "" : "database:\n" + database)
             \(extra)
             """.write(toFile: path, atomically: true, encoding: .utf8)

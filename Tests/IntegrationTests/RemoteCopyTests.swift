@@ -1,5 +1,6 @@
 import Foundation
 import MaasBackupCore
+import SystemPackage
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -298,6 +299,32 @@ struct RemoteCopyTests {
         #expect(h.status == 0 && h.stdout.contains("Remote \(repoPath)"), "\(h.stdout + h.stderr)")
     }
 
+    /// Stores `archive` with a planted file (manifest rewritten to fit, so unsigned) in the repository as
+    /// another host's copy made later (restic's host other-region): what `latest` must not take. Returns the snapshot's id.
+    func plantOtherHostCopy(_ env: TestEnv, _ fx: ResticFixture, repository: String, archive: String) async throws -> String {
+        var members = try RT.readMembers(archive)
+        var h = try #require(members.first { $0.header.path == "etc/maas/regiond.conf" }).header
+        h.path = "etc/maas/planted.conf"
+        let data = Array("planted by another host\n".utf8)
+        h.size = Int64(data.count)
+        let i = try #require(members.firstIndex { $0.header.path == "dump.sql" })
+        members.insert(RT.Member(header: h, data: data), at: i)
+        var m = try RT.manifest(in: members)
+        m.files.append(FileRecord(path: h.path, type: .file, size: h.size, mode: String(format: "%04o", h.permissions), uid: h.uid, gid: h.gid,
+                                  user: h.uname, group: h.gname, mtime: h.mtime, sha256: try RT.sha256Hex(data), linkTarget: nil))
+        try RT.replaceManifest(&members, m, sign: false)
+        let gz = fx.dir + "/archives/" + (archive as NSString).lastPathComponent
+        try RT.writeArchive(members, to: gz)
+        let tar = try await fx.gunzip(gz)
+        let name = Self.name(archive)
+        // Stored after this host's copy, so it is the newest in the repository.
+        let fd = try FileDescriptor.open(tar, .readOnly)
+        _ = try await fx.repository(repository).backup(fromTarStream: fd, name: name, tags: [ResticCopier.toolTag, "manual", "archive=" + name],
+                                                       host: "other-region")
+        let other = try #require(try await fx.repository(repository).snapshots(tags: []).first { $0.hostname == "other-region" })
+        return other.id
+    }
+
     @Test("restore --from-remote latest onto an empty root and an empty PostgreSQL cluster equals the original")
     func freshMachineRestore() async throws {
         let env = try env
@@ -333,6 +360,7 @@ struct RemoteCopyTests {
             lock_file: \(fresh)/lock
             state_dir: \(fresh)/state
             services: [maas-regiond, maas-rackd, maas-dhcpd]
+            signing_key: \(fresh)/secrets/signing-key
             remote:
               repository: \(repoPath)
               password_file: \(password)
@@ -342,6 +370,34 @@ struct RemoteCopyTests {
 
         let freshEnv = env.environment.merging(["FAKE_SYSTEMCTL_DIR": fresh + "/svc"]) { $1 }
         let leftInDestination = { ((try? FileManager.default.contentsOfDirectory(atPath: fresh + "/backups")) ?? []).filter { $0.hasPrefix(".") || $0.hasSuffix(".tar") || $0.hasSuffix(".tar.gz") } }
+
+        // Issue 23: another host's copy stored later is not `latest`, and a copy is restored only
+        // when signed by a key this machine trusts (the lost host's public key in trusted_keys).
+        let otherID = try await plantOtherHostCopy(env, fx, repository: repoPath, archive: archive)
+        let sourceKey = RT.json(try env.tool(["key", "show", "--json"], config: cfg))
+        let keyID = try #require(sourceKey["key_id"] as? String), publicKey = try #require(sourceKey["public_key"] as? String)
+        let untrusted = try TestEnv.sh([TestEnv.binary, "restore", "--from-remote", "latest", "--yes", "--config", freshConfig], env: freshEnv)
+        #expect(untrusted.status == 65 && untrusted.stderr.contains("key \(keyID)") && untrusted.stderr.contains("trusted_keys"),
+                "exit \(untrusted.status): \(untrusted.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: fresh + "/root/etc/maas/planted.conf"), "the other host's copy was restored")
+        #expect(leftInDestination().isEmpty, "\(leftInDestination())")
+        // No room in the destination for the copy: refused before `restic dump`, in one line.
+        let small = fresh + "/small"
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        #expect(try TestEnv.sh(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", small]).status == 0)
+        defer { _ = try? TestEnv.sh(["umount", small]) }
+        let smallConfig = fresh + "/config-small.yaml"
+        try (try String(contentsOfFile: freshConfig, encoding: .utf8)).replacingOccurrences(of: "destination: \(fresh)/backups\n", with: "destination: \(small)\n")
+            .write(toFile: smallConfig, atomically: false, encoding: .utf8)
+        let full = try TestEnv.sh([TestEnv.binary, "restore", "--from-remote", "latest", "--yes", "--config", smallConfig], env: freshEnv)
+        #expect(full.status == 73 && full.stderr.contains("free") && full.stderr.contains("needs"), "exit \(full.status): \(full.stderr)")
+        #expect(leftInDestination().isEmpty && ((try? FileManager.default.contentsOfDirectory(atPath: small)) ?? ["?"]).isEmpty)
+        try (try String(contentsOfFile: freshConfig, encoding: .utf8) + "trusted_keys:\n  - \(publicKey)\n")
+            .write(toFile: freshConfig, atomically: false, encoding: .utf8)
+        // The other host's copy by its id: unsigned, refused even with --allow-unsigned.
+        let byID = try TestEnv.sh([TestEnv.binary, "restore", "--from-remote", String(otherID.prefix(8)), "--yes", "--allow-unsigned", "--config", freshConfig], env: freshEnv)
+        #expect(byID.status == 65 && byID.stderr.contains("is not signed"), "exit \(byID.status): \(byID.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: fresh + "/root/etc/maas/planted.conf"), "the other host's copy was restored")
 
         // A restore that fails late (files extracted, database swapped in) leaves the machine as it was: empty.
         let failed = try TestEnv.sh([TestEnv.binary, "restore", "--from-remote", "latest", "--yes", "--config", freshConfig],
@@ -364,6 +420,8 @@ struct RemoteCopyTests {
         let rj = RT.json(res)
         #expect(rj["status"] as? String == "ok")
         #expect((rj["from_remote"] as? [String: Any])?["archive"] as? String == Self.name(archive))
+        #expect((rj["from_remote"] as? [String: Any])?["snapshot_id"] as? String != otherID, "latest took the other host's later copy")
+        #expect(!FileManager.default.fileExists(atPath: fresh + "/root/etc/maas/planted.conf"), "the other host's copy was restored")
         #expect(((rj["previous_databases"] as? [Any]) ?? [1]).isEmpty && ((rj["previous_files"] as? [Any]) ?? [1]).isEmpty,
                 "nothing existed to keep aside")
         // The fetched copy is gone: nothing but what restore itself leaves in the destination.

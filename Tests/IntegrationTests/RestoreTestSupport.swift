@@ -274,8 +274,23 @@ enum RT {
         try Manifest.decode(try #require(members.last { $0.header.path == "manifest.json" }).data)
     }
 
-    static func replaceManifest(_ members: inout [Member], _ m: Manifest) throws {
+    /// Puts `m` in place of the manifest and signs it again with the shared environment's key, the
+    /// key its backups are signed with (`sign: false`: the archive is left unsigned, as a forger
+    /// without the key would leave it).
+    static func replaceManifest(_ members: inout [Member], _ m: Manifest, sign: Bool = true) throws {
         let i = try #require(members.lastIndex { $0.header.path == "manifest.json" })
         members[i].data = try m.encoded()
+        let key = try SharedEnv.current.flatMap { try HostKey.load(path: $0.env.signingKey) }
+        try setSignature(&members, key: sign ? key : nil)
+    }
+
+    /// Replaces manifest.sig by `key`'s signature of the manifest member (removes it when `key` is nil).
+    static func setSignature(_ members: inout [Member], key: HostKey?) throws {
+        members.removeAll { $0.header.path == ManifestSignature.member }
+        guard let key else { return }
+        let i = try #require(members.lastIndex { $0.header.path == "manifest.json" })
+        var h = members[i].header
+        h.path = ManifestSignature.member
+        members.insert(Member(header: h, data: try key.signature(of: members[i].data)), at: i + 1)
     }
 }

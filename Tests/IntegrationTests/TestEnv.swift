@@ -15,6 +15,8 @@ final class TestEnv: @unchecked Sendable {
     let dir: String
     var root: String { dir + "/root" }
     var config: String { dir + "/config.yaml" }
+    /// The config's signing_key: this environment's host key (made by its first backup).
+    var signingKey: String { dir + "/signing-key" }
     var backups: String { dir + "/backups" }
     var maas: String { root + "/var/lib/maas" }
 

@@ -368,7 +368,7 @@ msb_check_no_leftovers() {
 # the static files byte-identical with owners and modes, boot-resources left out, every file's
 # sha256/size/mode/owner as the manifest says, per-table row counts of dump.sql equal to the
 # manifest's, the database counter of each stand-in service equal to its file counter, and
-# manifest.json the last member. Adds the window timings to the summary.
+# manifest.json then its signature manifest.sig the last members. Adds the window timings to the summary.
 msb_check_archive() {
   local archive
   archive=$(jq -r '.archive // empty' <<<"$MSB_BACKUP_JSON")
@@ -377,7 +377,7 @@ msb_check_archive() {
   msb_assert_eq 600 "$(stat -c %a "$archive")" "archive mode"
   msb_assert_eq 700 "$(stat -c %a "$dest")" "destination folder mode"
   [[ -f $archive.manifest.json ]] || msb_fail "no sidecar manifest beside $archive"
-  msb_assert_eq manifest.json "$(tar -tzf "$archive" | tail -n 1)" "last archive member"
+  msb_assert_eq "manifest.json manifest.sig" "$(tar -tzf "$archive" | tail -n 2 | tr '\n' ' ' | sed 's/ $//')" "last archive members"
 
   local x=/var/tmp/msb-extract
   rm -rf "$x"; mkdir -p "$x"

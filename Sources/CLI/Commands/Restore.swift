@@ -73,12 +73,16 @@ struct RestoreFlags: ParsableArguments {
     @Flag(name: .long, help: "Go on while other region controllers are connected to the database: their sessions are ended and their own files are not restored.")
     var forceOtherRegions = false
 
+    @Flag(name: .long, help: "Accept an archive that is not signed (made before archives were signed): its members are still checked against its manifest, but not who wrote the manifest.")
+    var allowUnsigned = false
+
     /// Asks for confirmation first (refused without a terminal and without --yes), unless a dry run.
     func options(what: String, json: Bool, dryRun: Bool = false) throws -> RestoreOptions {
         var opts = RestoreOptions()
         opts.confirm = dryRun ? nil : try Confirmation.make(yes: yes, what: what)
         opts.lockTimeout = lockTimeout
         opts.forceOtherRegions = forceOtherRegions
+        opts.allowUnsigned = allowUnsigned
         if !json { opts.log = { Output.err($0) } }
         return opts
     }

@@ -8,8 +8,10 @@ struct Verify: AsyncParsableCommand {
         abstract: "Check an archive against its manifest (and with --deep, load its dump into a throwaway cluster).",
         discussion: """
             Reads the archive to its end (gzip CRC-32 and lengths, tar), checks every member against the manifest \
-            (sha256, size, type, mode, owner, mtime), that nothing else is in it and that manifest.json is the last \
-            member. Changes nothing but the stamp <archive>.verified that `list` shows. Exit 65 on any mismatch.
+            (sha256, size, type, mode, owner, mtime), that nothing else is in it, that no member is setuid, setgid or \
+            carries extended attributes, that manifest.json is the last member but its signature manifest.sig, and \
+            that this host's key or one of trusted_keys signed it (an unsigned archive only with --allow-unsigned). \
+            Changes nothing but the stamp <archive>.verified that `list` shows. Exit 65 on any mismatch.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -29,6 +31,9 @@ struct Verify: AsyncParsableCommand {
         if remote && deep { throw ValidationError("--deep applies to an archive, not to --remote") }
     }
 
+    @Flag(name: .long, help: "Accept an archive that is not signed (made before archives were signed): its members are still checked against its manifest, but not who wrote the manifest.")
+    var allowUnsigned = false
+
     @Flag(name: .long, help: "Also restore dump.sql into a throwaway PostgreSQL cluster and compare row counts and schema head.")
     var deep = false
 
@@ -45,7 +50,7 @@ struct Verify: AsyncParsableCommand {
             guard let archive else { return }
             var log: (@Sendable (String) -> Void)?
             if !global.json { log = { line in Output.err(line) } }
-            let r = try await VerifyPipeline.run(archive: archive, config: config, deep: deep, log: log)
+            let r = try await VerifyPipeline.run(archive: archive, config: config, deep: deep, allowUnsigned: allowUnsigned, log: log)
             if global.json { Output.json(r) } else { Self.show(r) }
             if r.stamp == nil { Output.err("maas-snapshot-backup: warning: could not write \(r.archive).verified") }
         }
@@ -54,7 +59,8 @@ struct Verify: AsyncParsableCommand {
     static func show(_ r: VerifyReport) {
         print("OK: \(r.archive)")
         print("  backup:    \(Human.time(r.createdAt)) UTC, \(r.reason), host \(r.host), MAAS \(r.maasVersion ?? "unknown")")
-        print("  contents:  \(r.members) members match the manifest; manifest.json is the last member; sidecar \(r.sidecar)")
+        print("  contents:  \(r.members) members match the manifest; manifest.json and its signature are the last members; sidecar \(r.sidecar)")
+        print("  signed:    \(r.signedBy == "unsigned" ? "no (accepted with --allow-unsigned)" : "by key " + r.signedBy)")
         print("  gzip:      \(Human.bytes(r.compressedBytes)) -> \(Human.bytes(r.uncompressedBytes)), CRC-32 and lengths right")
         print("  sha256:    \(r.sha256)")
         if let d = r.deep {

@@ -298,6 +298,7 @@ public struct BackupPipeline: Sendable {
 
         if options.dryRun {
             let plan = try await preflight(passfile: nil)
+            _ = try HostKey.load(path: config.signingKey)  // a key file in a bad state fails here too
             return BackupResult(status: "dry-run", archive: nil, sizeBytes: 0, snapshotMethod: plan.methodSummary,
                                 quiesce: plan.quiesce.rawValue, servicesStopped: [], downtimeMs: 0, window: [], durationMs: clock.elapsedMs.ms2,
                                 reason: options.reason, dryRun: true, plan: plan, warnings: plan.warnings)
@@ -313,14 +314,20 @@ public struct BackupPipeline: Sendable {
         }
         log("preflight passed: \(plan.items.map { "\($0.path) by \($0.method.rawValue)" }.joined(separator: ", ")); \(plan.quiesce == .freeze ? "freezing" : "stopping") \(plan.servicesQuiesced.isEmpty ? "nothing" : plan.servicesQuiesced.joined(separator: " ")) (\(plan.quiesceReason))")
 
+        // The signing key: made on the first backup, refused (before anything changes) when another
+        // user owns it or others can read it.
+        let (key, created) = try HostKey.loadOrCreate(path: config.signingKey)
+        if created { log("made this host's signing key \(key.path) (key \(key.publicKey.id)); keep a copy beside the restic password") }
+
         let runID = ArchiveName.timestamp(Date()) + "-\(getpid())"
         let journal = try RunJournal(stateDir: config.stateDir, runID: runID, command: "backup")
         var run = RunState(pipeline: self, plan: plan, runID: runID, journal: journal, target: target)
+        run.signingKey = key
         var result: BackupResult
         do {
             result = try await run.execute(clock: clock)
             journal.close()
-            result.warnings = plan.warnings
+            result.warnings = plan.warnings + result.warnings
         } catch {
             await run.cleanupAfterFailure()
             // Services that would not thaw or start: the journal stays for `status` and `recover`.

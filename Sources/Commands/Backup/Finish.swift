@@ -38,10 +38,19 @@ extension RunState {
             files: a.files, dump: a.dump, savedDebs: saved, savedDebsSha256: savedSums)
         (manifest.maasId, manifest.otherRegions, manifest.vaultUrl) = (plan.maasId, plan.otherRegions.isEmpty ? nil : plan.otherRegions, plan.vaultUrl)
         let manifestBytes = try manifest.encoded()
+        guard let key = signingKey else { throw BackupError.failed("the run has no signing key") }
+        let signature = try key.signature(of: manifestBytes)
         let builder = a.builder, mtime = Int64(a.now.timeIntervalSince1970)
         try await Blocking.run {
             try builder.addBytes(manifestBytes, header: EntryHeaderFactory.file("manifest.json", size: 0, mtime: mtime))
+            try builder.addBytes(signature, header: EntryHeaderFactory.file(ManifestSignature.member, size: 0, mtime: mtime))
             try builder.finish()
+        }
+        var warnings: [String] = []
+        if !builder.strippedSpecialBits.isEmpty {
+            warnings.append("setuid/setgid bits left out of the archive (restore never sets them): "
+                            + builder.strippedSpecialBits.joined(separator: ", "))
+            log("warning: " + warnings[0])
         }
         try FaultPoint.hit("manifest")
         try Interruption.check()
@@ -65,7 +74,7 @@ extension RunState {
         let size = Int64((try? FileManager.default.attributesOfItem(atPath: a.final)[.size] as? Int64) ?? 0)
         return BackupResult(status: "ok", archive: a.final, sizeBytes: size, snapshotMethod: plan.methodSummary,
                             quiesce: plan.quiesce.rawValue, servicesStopped: stopped, servicesFrozen: frozen, downtimeMs: downtimeMs, window: steps,
-                            durationMs: clock.elapsedMs.ms2, reason: pipeline.options.reason, dryRun: false, plan: nil)
+                            durationMs: clock.elapsedMs.ms2, reason: pipeline.options.reason, dryRun: false, plan: nil, warnings: warnings)
     }
 
     /// A name no archive (complete or partial) has yet: the next second when taken.

@@ -39,6 +39,8 @@ package struct RunState {
     /// From the stop (freeze) to the start (thaw) (set by the window).
     package var window: Stopwatch?
     package var downtimeMs: Double = 0
+    /// This host's signing key (loaded, or made, once preflight passed): signs manifest.json.
+    package var signingKey: HostKey?
 
     package init(pipeline: BackupPipeline, plan: BackupPlan, runID: String, journal: RunJournal, target: PostgresTarget) {
         self.pipeline = pipeline

@@ -73,6 +73,8 @@ public struct FetchedCopy: Sendable, Codable {
     /// The gzip archive rebuilt from the copy's tar (in a private 0700 folder).
     public var path: String
     public var tarBytes: Int64
+    /// The host restic recorded for the copy.
+    public var host: String
     public var durationMs: Double
 }
 
@@ -124,14 +126,19 @@ public struct RemoteOperations: Sendable {
                                  kept: mine.filter { !gone.contains($0.id) }.reversed().map(RemoteCopyEntry.init))
     }
 
-    /// The copy `snapshot` names: `latest` (the newest copy of any host), a snapshot id or its
+    /// The copy `snapshot` names: `latest` (this host's newest copy: restic's host is this host's
+    /// name; another host's copy is only taken by its id or archive name), a snapshot id or its
     /// prefix, or an archive name.
     public func find(_ snapshot: String) async throws -> RemoteSnapshot {
         let snaps = try await repository.snapshots(tags: [ResticCopier.toolTag])
         if snapshot == "latest" {
-            guard let s = snaps.last else {
-                throw BackupError.unavailable("the repository \(repository.displayName) holds no copy made by maas-snapshot-backup",
-                                              hint: "check remote.repository in the config")
+            let host = CopyPipeline.hostName()
+            guard let s = snaps.last(where: { $0.hostname == host }) else {
+                let others = Set(snaps.map(\.hostname)).sorted()
+                throw BackupError.unavailable("the repository \(repository.displayName) holds no copy made on this host (\(host))"
+                                              + (others.isEmpty ? "" : "; it holds copies of \(others.joined(separator: ", "))"),
+                                              hint: others.isEmpty ? "check remote.repository in the config"
+                                                : "give another host's copy by its snapshot id (`maas-snapshot-backup list --remote`), with that host's key in trusted_keys")
             }
             return s
         }
@@ -156,6 +163,7 @@ public struct RemoteOperations: Sendable {
         log?("fetching copy \(s.shortID) (\(name), \(ArchiveName.iso8601(s.time))) from \(repository.displayName)")
         let tar = folder + "/" + name + ".tar"
         let gz = folder + "/" + name + ArchiveName.suffix
+        try await checkSpace(for: s, in: folder)
         let fd = try FileDescriptor.open(tar, .writeOnly, options: [.create, .exclusiveCreate], permissions: [.ownerReadWrite])
         do {
             defer { try? fd.close() }
@@ -171,6 +179,21 @@ public struct RemoteOperations: Sendable {
         }
         let r = try await Command.run(gzip, ["-1", "-c", "--", tar], stdoutTo: out)
         guard r.succeeded else { throw BackupError.failed("gzip of the fetched copy failed: \(r.lastErrorLine)") }
-        return FetchedCopy(snapshotId: s.id, archive: name, path: gz, tarBytes: Int64(st.st_size), durationMs: clock.elapsedMs.ms2)
+        return FetchedCopy(snapshotId: s.id, archive: name, path: gz, tarBytes: Int64(st.st_size), host: s.hostname,
+                           durationMs: clock.elapsedMs.ms2)
     }
+
+    /// Before `restic dump`: room in `folder` for the copy's tar and its gzip (at most as large).
+    func checkSpace(for s: RemoteSnapshot, in folder: String) async throws {
+        let size = try await repository.restoreSize(snapshot: s.id)
+        guard let free = FileSystem.freeBytes(folder) else { return }
+        let needed = RemoteOperations.fetchBytesNeeded(tar: size)
+        guard free >= needed else {
+            throw BackupError(.cantCreate, "\(folder) has \(Human.bytes(free)) free, but fetching the copy \(s.shortID) needs \(Human.bytes(needed)) (its tar of \(Human.bytes(size)) and the gzip made of it)",
+                              hint: "free space in the destination, or set destination in the config to a larger file system")
+        }
+    }
+
+    /// The tar, and its gzip made beside it (gzip -1 adds at most 0.1% and a few bytes to data that does not compress).
+    public static func fetchBytesNeeded(tar: Int64) -> Int64 { tar * 2 + tar / 1000 + (1 << 20) }
 }

@@ -21,8 +21,11 @@ public struct RemoteRestoreResult: Sendable, Encodable {
 
 /// `restore --from-remote SNAPSHOT|latest`: works with only the tool, its config and the
 /// repository's password (a fresh machine: no MAAS database, no /etc/maas, no /var/lib/maas yet).
-/// The copy is fetched into a private 0700 folder under the destination, verified against its
-/// manifest and restored as `restore` does; the fetched file is removed afterwards, whatever happens.
+/// The copy is fetched into a private 0700 folder under the destination (after checking it has room
+/// for it), verified against its manifest and its signature (this host's key or `trusted_keys`:
+/// the private folder proves nothing about who made the copy) and restored as `restore` does; the
+/// fetched file is removed afterwards, whatever happens. `latest` is this host's newest copy, and
+/// its manifest must name this host.
 public enum RemoteRestore {
     public static func run(config: Config, options: RestoreOptions, snapshot: String) async throws -> RemoteRestoreResult {
         try Privilege.requireRoot("restore")
@@ -40,6 +43,14 @@ public enum RemoteRestore {
         defer { dir.remove() }
         let fetched = try await ops.fetch(snapshot, into: dir.path, log: options.log)
         options.log?(String(format: "fetched %@ (%lld bytes of tar) in %.1f s", fetched.archive, fetched.tarBytes, fetched.durationMs / 1000))
+        var options = options
+        // The manifest records the host name up to its first dot.
+        if snapshot == "latest" { options.expectedHost = CopyPipeline.hostName().split(separator: ".").first.map(String.init) ?? "localhost" }
+        // Another host's copy is taken only when signed by a key trusted here: --allow-unsigned does not apply.
+        if fetched.host != CopyPipeline.hostName() && options.allowUnsigned {
+            options.allowUnsigned = false
+            options.log?("--allow-unsigned does not apply to the copy of another host (\(fetched.host)): it must be signed by a key in trusted_keys")
+        }
         let restored = try await RestorePipeline(config: config, options: options).run(archive: fetched.path)
         return RemoteRestoreResult(fetched: fetched, restore: restored)
     }

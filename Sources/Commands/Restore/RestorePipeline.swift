@@ -51,10 +51,18 @@ public struct RestorePipeline: Sendable {
         log("verifying \(path)")
         let (manifest, report): (Manifest, VerifyReport)
         do {
-            (manifest, report) = try await ArchiveVerifier.verify(source, config: config, checkInterrupted: { try Interruption.check() })
+            (manifest, report) = try await ArchiveVerifier.verify(source, config: config, allowUnsigned: options.allowUnsigned,
+                                                                  checkInterrupted: { try Interruption.check() })
+            if let host = options.expectedHost, manifest.host != host {
+                throw BackupError.data("the copy's manifest names the host \(manifest.host), not this host \(host)",
+                                       hint: "`latest` means this host's newest copy; give another host's copy by its snapshot id, with that host's key in trusted_keys")
+            }
         } catch let e as BackupError where e.code == .dataError {
             VerifiedStamp.remove(archive: path)
             throw BackupError.data("refusing to \(options.command): \(e.message)", hint: "nothing was changed; " + (e.hint ?? "use another backup"))
+        }
+        if report.signedBy == "unsigned" {
+            log("warning: \(path) is not signed; --allow-unsigned skips the check that this host or a trusted key wrote its manifest (its members are still checked against the manifest)")
         }
         VerifiedStamp.write(archive: path, sha256: report.sha256, deep: false, opened: source.status)
         try FaultPoint.hit("restore-verify")

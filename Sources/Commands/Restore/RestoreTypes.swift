@@ -25,6 +25,10 @@ public struct RestoreOptions: Sendable {
     public var command = "restore"
     /// Rollback: the installed version is expected to differ.
     public var skipVersionGuard = false
+    /// --allow-unsigned: accept an archive without a signature (made before archives were signed).
+    public var allowUnsigned = false
+    /// `restore --from-remote latest`: the manifest must name this host.
+    public var expectedHost: String?
     public init() {}
 }
 

@@ -5,7 +5,7 @@ import MSBDatabase
 
 /// `verify ARCHIVE [--deep]`.
 public enum VerifyPipeline {
-    public static func run(archive: String, config: Config, deep: Bool,
+    public static func run(archive: String, config: Config, deep: Bool, allowUnsigned: Bool = false,
                            log: (@Sendable (String) -> Void)? = nil) async throws -> VerifyReport {
         let source = try ArchiveVerifier.open(archive, config: config)
         let path = source.path
@@ -13,7 +13,10 @@ public enum VerifyPipeline {
         var manifest: Manifest
         var report: VerifyReport
         do {
-            (manifest, report) = try await ArchiveVerifier.verify(source, config: config, checkInterrupted: { try Interruption.check() })
+            (manifest, report) = try await ArchiveVerifier.verify(source, config: config, allowUnsigned: allowUnsigned, checkInterrupted: { try Interruption.check() })
+            if report.signedBy == "unsigned" {
+                log?("warning: \(path) is not signed; --allow-unsigned skipped the check that this host or a trusted key wrote its manifest")
+            }
             if deep { report.deep = try await DeepVerify.run(archive: source.readPath, display: path, manifest: manifest, config: config, log: log) }
         } catch let e as BackupError where e.code == .dataError {
             VerifiedStamp.remove(archive: path)

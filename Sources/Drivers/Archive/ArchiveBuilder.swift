@@ -19,6 +19,9 @@ public final class ArchiveBuilder {
     private var groups: [UInt32: String?] = [:]
     private var buffer = [UInt8](repeating: 0, count: 256 * 1024)
     public private(set) var bytesIn: UInt64 = 0
+    /// Members whose setuid or setgid bit was left out (restore never sets those bits; verify
+    /// refuses a member that has them).
+    public private(set) var strippedSpecialBits: [String] = []
     public var onProgress: ((UInt64) -> Void)?
     public var checkInterrupted: (() throws -> Void)?
 
@@ -174,6 +177,10 @@ public final class ArchiveBuilder {
                             uname: userName(st.st_uid), gname: groupName(st.st_gid),
                             size: 0, mtime: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: Int(st.st_mtim.tv_nsec))
         if !valid { h.pathBytes = member }
+        if h.permissions & 0o6000 != 0 && (fmt == S_IFREG || fmt == S_IFDIR) {
+            strippedSpecialBits.append(display + " (" + String(format: "%04o", h.permissions) + ")")
+            h.permissions &= ~0o6000
+        }
         switch fmt {
         case S_IFDIR:
             let fd = try openChecked(dfd, name, st, what: what, folder: true)

@@ -22,6 +22,9 @@ public struct VerifyReport: Sendable, Codable {
     public var sha256: String
     /// "match", or "missing" when there is no `<archive>.manifest.json` beside the archive.
     public var sidecar: String
+    /// The key that signed the manifest ("KEYID (this host)" or "KEYID (trusted_keys)"), or
+    /// "unsigned" when --allow-unsigned let an unsigned archive through.
+    public var signedBy: String
     public var deep: DeepVerifyResult?
     /// Where the "verified" stamp was written (nil when it could not be).
     public var stamp: String?
@@ -35,11 +38,12 @@ public struct VerifyReport: Sendable, Codable {
 /// - every member matches the manifest's record (type, size, sha256, mode, owner ids and names,
 ///   mtime, link target), dump.sql matches the manifest's `dump`, and nothing is in the archive
 ///   that the manifest does not name;
-/// - manifest.json is the last member;
+/// - no member has the setuid or setgid bit or extended attributes (file capabilities): the backup
+///   never writes them, so such a member means the archive was forged;
+/// - manifest.json is the last member but manifest.sig, the Ed25519 signature of its bytes by this
+///   host's key or one of the config's `trusted_keys` (ArchiveTrust); an unsigned archive only with
+///   `allowUnsigned`;
 /// - the sidecar `<archive>.manifest.json`, when present, equals the manifest inside.
-///
-/// It cannot tell a careful forger (who rewrites the manifest to fit) from the real thing: the
-/// destination folder is root's, mode 0700.
 public enum ArchiveVerifier {
     /// Largest manifest.json read into memory.
     static package let manifestLimit = 512 << 20
@@ -68,13 +72,13 @@ public enum ArchiveVerifier {
 
     /// Full verification. Throws BackupError.data (exit 65) on the first kind of mismatch found.
     /// With `config`, the manifest's paths must be configured ones (see `checkShape`).
-    public static func verify(_ source: ArchiveSource, config: Config?,
+    public static func verify(_ source: ArchiveSource, config: Config?, allowUnsigned: Bool = false,
                               checkInterrupted: @escaping @Sendable () throws -> Void = {}) async throws -> (Manifest, VerifyReport) {
         let clock = Stopwatch()
         let path = source.path, readPath = source.readPath
         // The gzip check and the tar pass read the file at the same time, on two threads.
         async let gz = Blocking.run { try GzipIntegrity.check(path: readPath, checkInterrupted: checkInterrupted) }
-        let tarResult: Result<(UncheckedSendable<[String: Observed]>, [UInt8]?), any Error>
+        let tarResult: Result<(UncheckedSendable<[String: Observed]>, [UInt8]?, [UInt8]?), any Error>
         do {
             tarResult = .success(try await Blocking.run { try tarPass(path: readPath, display: path, checkInterrupted: checkInterrupted) })
         } catch {
@@ -85,7 +89,7 @@ public enum ArchiveVerifier {
             // A damaged gzip stream explains a failed tar pass better than the tar error does.
             throw error
         }
-        let (observedBox, manifestBytes) = try tarResult.get()
+        let (observedBox, manifestBytes, signatureBytes) = try tarResult.get()
         let observed = observedBox.value
         guard let manifestBytes else {
             throw BackupError.data("\(path) has no manifest.json: it is truncated or was not written by maas-snapshot-backup",
@@ -94,6 +98,8 @@ public enum ArchiveVerifier {
         let manifest = try Manifest.decode(manifestBytes)
         try checkShape(manifest, archive: path, config: config)
         try compare(manifest: manifest, observed: observed, archive: path)
+        let signedBy = try ArchiveTrust.check(manifest: manifestBytes, signature: signatureBytes, archive: path, config: config,
+                                              allowUnsigned: allowUnsigned)
 
         // The sidecar copy (for `list` and `prune`) must say the same.
         var sidecarState = "missing"
@@ -109,7 +115,7 @@ public enum ArchiveVerifier {
         let report = VerifyReport(
             status: "ok", archive: path, createdAt: manifest.createdAt, host: manifest.host, reason: manifest.reason,
             maasVersion: manifest.maasVersion, members: observed.count, compressedBytes: gzip.compressedBytes,
-            uncompressedBytes: gzip.uncompressedBytes, sha256: gzip.sha256, sidecar: sidecarState, deep: nil, stamp: nil,
+            uncompressedBytes: gzip.uncompressedBytes, sha256: gzip.sha256, sidecar: sidecarState, signedBy: signedBy, deep: nil, stamp: nil,
             durationMs: clock.elapsedMs.ms2)
         return (manifest, report)
     }
@@ -121,10 +127,11 @@ public enum ArchiveVerifier {
         try? AtomicFile.write(bytes, to: sidecar, mode: 0o600)
     }
 
-    /// Reads every member to its end, hashing file data. Returns what it saw and manifest.json's bytes.
-    static package func tarPass(path readPath: String, display path: String, checkInterrupted: () throws -> Void) throws -> (UncheckedSendable<[String: Observed]>, [UInt8]?) {
+    /// Reads every member to its end, hashing file data. Returns what it saw, manifest.json's bytes
+    /// and manifest.sig's (nil when the archive has none).
+    static package func tarPass(path readPath: String, display path: String, checkInterrupted: () throws -> Void) throws -> (UncheckedSendable<[String: Observed]>, [UInt8]?, [UInt8]?) {
         var observed: [String: Observed] = [:]
-        var manifestBytes: [UInt8]?
+        var manifestBytes: [UInt8]?, signatureBytes: [UInt8]?
         do {
             let reader = try TarReader(path: readPath)
             while var h = try reader.nextHeader() {
@@ -133,23 +140,16 @@ public enum ArchiveVerifier {
                     throw BackupError.data("\(path): member \(h.path) is a device, FIFO or socket, which maas-snapshot-backup never writes",
                                            hint: "the archive was not written by this tool or was changed; use another backup")
                 }
+                try refuseSpecialBits(h, xattrs: reader.currentXattrNames(), archive: path)
                 // tar writes folders as "name/".
                 while h.kind == .directory && h.path.count > 1 && h.path.hasSuffix("/") { h.path.removeLast(); h.pathBytes?.removeLast() }
-                if manifestBytes != nil {
-                    throw BackupError.data("\(path): member \(h.path) follows manifest.json, which must be the last member",
+                if signatureBytes != nil || (manifestBytes != nil && h.path != ManifestSignature.member) {
+                    throw BackupError.data("\(path): member \(h.path) follows manifest.json, which must be the last member (but its signature)",
                                            hint: "the archive was changed after it was written; use another backup")
                 }
-                if h.path == "manifest.json" {
-                    guard h.kind == .file, h.size <= manifestLimit else {
-                        throw BackupError.data("\(path): manifest.json is not a plain file of sane size")
-                    }
-                    var bytes: [UInt8] = []
-                    bytes.reserveCapacity(Int(h.size))
-                    try reader.forEachChunk { chunk in
-                        bytes += chunk
-                        if bytes.count > manifestLimit { throw BackupError.data("\(path): manifest.json is too large") }
-                    }
-                    manifestBytes = bytes
+                if h.path == "manifest.json" || (h.path == ManifestSignature.member && manifestBytes != nil) {
+                    let bytes = try readSmall(reader, h, archive: path)
+                    if h.path == "manifest.json" { manifestBytes = bytes } else { signatureBytes = bytes }
                     continue
                 }
                 guard observed[h.key] == nil else {
@@ -173,7 +173,35 @@ public enum ArchiveVerifier {
         } catch let e as ArchiveError {
             throw BackupError.data("\(path) is damaged or truncated: \(e.message)", hint: "the archive cannot be trusted; use another backup")
         }
-        return (UncheckedSendable(observed), manifestBytes)
+        return (UncheckedSendable(observed), manifestBytes, signatureBytes)
+    }
+
+    /// manifest.json or manifest.sig, read into memory (a plain file of at most `manifestLimit` bytes).
+    static func readSmall(_ reader: TarReader, _ h: EntryHeader, archive path: String) throws -> [UInt8] {
+        guard h.kind == .file, h.size <= manifestLimit else {
+            throw BackupError.data("\(path): \(h.path) is not a plain file of sane size")
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(h.size))
+        try reader.forEachChunk { chunk in
+            bytes += chunk
+            if bytes.count > manifestLimit { throw BackupError.data("\(path): \(h.path) is too large") }
+        }
+        return bytes
+    }
+
+    /// Setuid, setgid and extended attributes (security.capability and any other): the backup
+    /// strips the bits and writes no attributes, so a member that has them was put there by someone else.
+    static func refuseSpecialBits(_ h: EntryHeader, xattrs: [String], archive path: String) throws {
+        if h.permissions & 0o6000 != 0 {
+            let bits = [h.permissions & 0o4000 != 0 ? "setuid" : nil, h.permissions & 0o2000 != 0 ? "setgid" : nil].compactMap { $0 }
+            throw BackupError.data("\(path): member \(h.path) is \(bits.joined(separator: " and ")) (mode \(String(format: "%04o", h.permissions)), owner \(h.uid)), which maas-snapshot-backup never writes",
+                                   hint: "the archive was forged or changed; use another backup")
+        }
+        if !xattrs.isEmpty {
+            throw BackupError.data("\(path): member \(h.path) carries extended attributes (\(xattrs.joined(separator: ", "))), which maas-snapshot-backup never writes",
+                                   hint: "the archive was forged or changed; use another backup")
+        }
     }
 
     /// Member names the manifest may hold: dump.sql, and paths below the backed-up folders.

@@ -66,6 +66,8 @@ public protocol RemoteRepository: Sendable {
     /// Removes stale locks (those of processes that are gone).
     func unlock() async throws
     func stats() async throws -> RemoteStats
+    /// The bytes `dump` of `snapshot` writes (restic stats --mode restore-size).
+    func restoreSize(snapshot: String) async throws -> Int64
 }
 
 extension RemoteRepository {

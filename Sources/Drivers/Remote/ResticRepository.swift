@@ -135,6 +135,18 @@ public struct ResticRepository: RemoteRepository {
         return RemoteStats(totalSize: total, snapshotsCount: (obj["snapshots_count"] as? NSNumber)?.intValue ?? 0)
     }
 
+    public func restoreSize(snapshot: String) async throws -> Int64 {
+        guard ResticRepository.isSnapshotID(snapshot) else {
+            throw BackupError.failed("'\(ResticSecrets.printable(snapshot))' is not a restic snapshot id", hint: "use an id from the remote snapshot list")
+        }
+        let r = try await checked("restic stats", ["stats", snapshot, "--mode", "restore-size", "--json"])
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
+              let total = (obj["total_size"] as? NSNumber)?.int64Value else {
+            throw BackupError.failed("restic stats of \(snapshot) printed no total_size", hint: "check that restic is version 0.14 or newer")
+        }
+        return total
+    }
+
     // MARK: running restic
 
     /// Arguments before every command: the cache and the extended options. Never a secret.

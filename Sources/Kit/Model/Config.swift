@@ -72,6 +72,12 @@ public struct Config: Sendable, Codable, Equatable {
     /// In a root-owned 0700 folder (made by RunLock): /run/lock is writable by every user.
     public var lockFile = "/run/maas-snapshot-backup/lock"
     public var stateDir = "/var/lib/maas-snapshot-backup"
+    /// This host's Ed25519 signing key (root's, 0600, made by the first backup): every archive's
+    /// manifest is signed with it (README "Security").
+    public var signingKey = "/etc/maas-snapshot-backup/signing-key"
+    /// Public keys (`ed25519:BASE64`, as `key show` prints them) whose archives verify, restore
+    /// and rollback trust besides this host's own: another region's, or a lost host's.
+    public var trustedKeys: [String] = []
     /// Off-host copies in a restic repository (RemoteConfig.swift); nil: none.
     public var remote: RemoteConfig?
 
@@ -182,6 +188,8 @@ extension Config {
             case "metrics_textfile": c.metricsTextfile = try r.optionalAbsolutePath(v, key: k)
             case "lock_file": c.lockFile = try r.absolutePath(v, key: k)
             case "state_dir": c.stateDir = try r.absolutePath(v, key: k)
+            case "signing_key": c.signingKey = try r.absolutePath(v, key: k)
+            case "trusted_keys": c.trustedKeys = try r.list(v, key: k).map { try r.publicKey($0, key: k) }
             case "remote": c.remote = try RemoteConfig.parse(v, source: source)
             default: throw r.unknown(k, v, allowed: Config.topKeys)
             }
@@ -191,7 +199,7 @@ extension Config {
 
     static package let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "quiesce", "database",
                           "copy_in_window_max", "compression_level", "compression_threads", "window_timeout",
-                          "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir", "remote"]
+                          "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir", "signing_key", "trusted_keys", "remote"]
     static package let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file"]
 }
 
@@ -249,6 +257,16 @@ struct Reader {
         let items = try list(n, key: key).map { try absolutePath($0, key: key) }
         if !allowEmpty && items.isEmpty { throw fail(n, key, "is empty", "list at least one path") }
         return items
+    }
+
+    /// `ed25519:` and the standard base64 of 32 bytes (what `key show` prints).
+    package func publicKey(_ n: Node, key: String) throws -> String {
+        let s = try string(n, key: key).trimmingCharacters(in: .whitespaces)
+        let b64 = s.hasPrefix("ed25519:") ? String(s.dropFirst(8)) : ""
+        guard let raw = Data(base64Encoded: b64), raw.count == 32 else {
+            throw fail(n, key, "'\(s)' is not an Ed25519 public key", "copy the line `maas-snapshot-backup key show` prints on the host that made the archives (ed25519:BASE64)")
+        }
+        return "ed25519:" + b64
     }
 
     package func serviceList(_ n: Node, key: String) throws -> [String] {

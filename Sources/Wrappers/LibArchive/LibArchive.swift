@@ -398,6 +398,20 @@ public final class TarReader {
 
     /// The raw archive_entry of the current header, for DiskWriter.
     public var currentEntry: OpaquePointer? { entry }
+
+    /// archive_entry_xattr_reset / archive_entry_xattr_next: the names of the current entry's
+    /// extended attributes (pax SCHILY.xattr.* and LIBARCHIVE.xattr.* records).
+    public func currentXattrNames() -> [String] {
+        guard let e = entry, archive_entry_xattr_reset(e) > 0 else { return [] }
+        var names: [String] = []
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK {
+            names.append(name.map { String(cString: $0) } ?? "?")
+        }
+        return names
+    }
 }
 
 /// Extracts members to disk safely (archive_write_disk_new with SECURE_* options,
@@ -426,6 +440,11 @@ public final class DiskWriter {
         }
         defer { archive_entry_free(clone) }
         let h = header(of: e)
+        // Never a setuid or setgid bit, never an extended attribute (file capabilities): verify
+        // refuses such members, and the disk writer is told so too (archive_entry_set_perm,
+        // archive_entry_xattr_clear).
+        archive_entry_set_perm(clone, archive_entry_perm(clone) & ~mode_t(0o6000))
+        archive_entry_xattr_clear(clone)
         // As bytes (archive_entry_copy_*, no conversion): a name that is not UTF-8 is extracted byte for byte.
         withCBytes(Array((prefix + "/").utf8) + h.rawPath) { archive_entry_copy_pathname(clone, $0) }
         if h.kind == .hardlink, let t = h.linkTarget {
