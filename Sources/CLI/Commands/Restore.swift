@@ -99,7 +99,12 @@ func printRestore(_ r: RestoreResult, verb: String) {
         print("  database:  the previous one is kept as \(db); drop it when done: \(drop)")
     }
     print("  services:  \(r.servicesStarted.isEmpty ? "none were running" : r.servicesStarted.joined(separator: " ") + " active")")
+    if !r.servicesInactiveByCondition.isEmpty {
+        print("  services:  \(r.servicesInactiveByCondition.joined(separator: " ")) inactive: a Condition* of the unit does not hold yet (MAAS starts it once it has written its configuration)")
+    }
+    if !r.servicesGone.isEmpty { print("  services:  \(r.servicesGone.joined(separator: " ")) no longer exist (their package is not installed): not started") }
     for w in r.warnings { print("  warning:   \(w)") }
+    for x in r.plan.peers { print("  region:    \(x)") }
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
     if let cmd = r.rackRegisterCommand {
         print("")
@@ -142,6 +147,7 @@ enum Confirmation {
         if let u = p.dbUpgrade { lines.append("  - run maas-region dbupgrade: \(u)") }
         lines.append("  - start the services again and check them")
         for w in p.warnings where w != p.dbUpgrade { lines.append("  warning: \(w)") }
+        for x in p.peers { lines.append("  other region: \(x)") }
         lines.append("  MAAS version: backup \(p.backupMaasVersion ?? "unknown"), installed \(p.installedMaasVersion ?? "unknown") (\(p.versionCheck))")
         return lines.joined(separator: "\n")
     }

@@ -59,6 +59,8 @@ public struct RestorePlan: Sendable, Codable {
     public var dbUpgrade: String? = nil
     /// Other regions connected at the time (only with --force-other-regions).
     public var otherRegions: [String] = []
+    /// The other regions recorded at backup time (and those connected now), each with what it needs.
+    public var peers: [String] = []
     /// What this restore does not cover, or what was overridden (also in the result's warnings).
     public var warnings: [String] = []
     /// The new databases, the names the current ones will be kept under, the role's privileges, free space.
@@ -79,7 +81,12 @@ public struct RestoreResult: Sendable, Codable {
     public var previousDatabases: [String]
     /// How to drop them once the restore is known good.
     public var dropPreviousDatabases: [String]
+    /// The stopped units that are active again.
     public var servicesStarted: [String]
+    /// Stopped units that systemd left inactive because a `Condition*=` does not hold yet (not a failure).
+    public var servicesInactiveByCondition: [String] = []
+    /// Stopped units that no longer exist (their package is gone): not started.
+    public var servicesGone: [String] = []
     /// When the restored rack secret differs from the one the host had: the command that registers
     /// the rack controllers again. The only place a secret is shown.
     public var rackRegisterCommand: String?
