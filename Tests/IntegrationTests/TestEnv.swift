@@ -32,13 +32,16 @@ final class TestEnv: @unchecked Sendable {
         FileManager.default.fileExists(atPath: repo.deletingLastPathComponent().path + "/shared/fixtures/maas-schema/maas-3.4.0.sql")
     }
 
-    init(name: String, rows: Int = 2000) throws {
+    /// `schema`: the file of ../shared/fixtures/maas-schema to load ("maas-3.5.0"); nil: 3.4.0.
+    init(name: String, rows: Int = 2000, schema: String? = nil) throws {
         dir = "/tmp/msb-test-\(name)-\(getpid())"
         _ = try? TestEnv.sh(["bash", TestEnv.repo.path + "/Tests/Fixtures/testenv.sh", "down", dir])
         if !TestEnv.schemaPresent {
             print("note: ../shared/fixtures/maas-schema is absent; using the small stand-in schema")
         }
-        let r = try TestEnv.sh(["bash", TestEnv.repo.path + "/Tests/Fixtures/testenv.sh", "up", dir, "--rows", String(rows)])
+        var e = ProcessInfo.processInfo.environment
+        if let schema { e["TESTENV_SCHEMA"] = schema }
+        let r = try TestEnv.sh(["bash", TestEnv.repo.path + "/Tests/Fixtures/testenv.sh", "up", dir, "--rows", String(rows)], env: e)
         guard r.status == 0 else { throw TestFailure("testenv up failed: \(r.stderr)") }
     }
 
