@@ -144,4 +144,52 @@ final class BootImageTests {
         #expect(RT.sha256(store + "/" + shared) == shared)
         #expect(ok.stderr.contains("image file"), "\(ok.stderr)")
     }
+
+    @Test("restore onto an empty root and cluster: uploaded files are there and agree with their rows, synced ones are listed for download, a file no row names is listed for regiond's check")
+    func freshMachineRestore() throws {
+        try Data("half a download".utf8).write(to: URL(fileURLWithPath: store + "/stray.partial"))
+        let (r, archive) = try backup()
+        #expect(r.status == 0, "backup failed: \(r.stderr)")
+        let a = try #require(archive)
+
+        let cluster = try ScratchCluster(name: "images-fresh")
+        defer { cluster.stop() }
+        let fresh = env.dir + "/fresh"
+        for d in [fresh + "/root", fresh + "/svc"] {
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        }
+        let cfg = fresh + "/config.yaml"
+        try """
+            root: \(fresh)/root
+            destination: \(fresh)/backups
+            database: {host: \(cluster.socket), user: postgres, name: maasdb, os_user: root}
+            lock_file: \(fresh)/lock
+            state_dir: \(fresh)/state
+            services: [maas-regiond, maas-rackd, maas-dhcpd]
+
+            """.write(toFile: cfg, atomically: false, encoding: .utf8)
+        let res = try TestEnv.sh([TestEnv.binary, "restore", a, "--yes", "--json", "--config", cfg],
+                                 env: env.environment.merging(["FAKE_SYSTEMCTL_DIR": fresh + "/svc"]) { $1 })
+        #expect(res.status == 0, "restore: \(res.stderr)")
+        let images = try #require(RT.json(res)["images"] as? [String: Any], "\(res.stdout)")
+        #expect(images["download"] as? [String] == [synced])
+        #expect(images["download_bytes"] as? Int == 24 << 20)
+        #expect((images["missing_uploaded"] as? [String])?.isEmpty == true)
+        // testenv's own blobs have no image row either.
+        #expect(images["unexpected"] as? [String] == ["blob-random", "blob-text", "blob-text-hardlink", "stray.partial"])
+        #expect(images["present"] as? Int == 2)
+
+        // The restored rows and files agree: each file of an uploaded resource is there with its
+        // content; the synced-only one is missing, which makes regiond download it again.
+        let freshStore = fresh + "/root/var/lib/maas/image-storage"
+        let rows = Set(try cluster.psql("SELECT sha256 FROM maasserver_bootresourcefile").split(separator: "\n").map(String.init))
+        #expect(rows == [synced, uploaded, shared])
+        for sha in rows where sha != synced { #expect(RT.sha256(freshStore + "/" + sha) == sha, "\(sha) missing or different") }
+        #expect(!FileManager.default.fileExists(atPath: freshStore + "/" + synced))
+        let uploadedRows = try cluster.psql("""
+            SELECT count(*) FROM maasserver_bootresourcefile f JOIN maasserver_bootresourceset s ON s.id = f.resource_set_id
+            JOIN maasserver_bootresource b ON b.id = s.resource_id WHERE b.rtype = 2
+            """)
+        #expect(uploadedRows == "2")
+    }
 }

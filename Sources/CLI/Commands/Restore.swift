@@ -96,6 +96,7 @@ func printRestore(_ r: RestoreResult, verb: String) {
         print("  database:  the previous one is kept as \(db); drop it when done: \(drop)")
     }
     print("  services:  \(r.servicesStarted.isEmpty ? "none were running" : r.servicesStarted.joined(separator: " ") + " active")")
+    for line in r.images?.lines ?? [] { print("  images:    \(line)") }
     for w in r.warnings { print("  warning:   \(w)") }
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
     if let cmd = r.rackRegisterCommand {
