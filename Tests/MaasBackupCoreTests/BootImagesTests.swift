@@ -37,3 +37,46 @@ import Testing
         #expect(try Manifest.decoder().decode(Holder.self, from: Data("{}".utf8)).images == nil)
     }
 }
+
+/// A rollback to a 3.4 backup leaves the 3.5 image store in the folder it moved aside: prune
+/// removes that store (only) once older than max_age_days.
+@Suite struct LeftoverImageStoreTests {
+    @Test func pruneRemovesOldLeftoverStoresOnly() throws {
+        let dir = "/tmp/msb-leftover-\(UUID().uuidString.prefix(6))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let maas = dir + "/root/var/lib/maas"
+        let old = ArchiveName.timestamp(Date().addingTimeInterval(-40 * 86400))
+        let recent = ArchiveName.timestamp(Date().addingTimeInterval(-2 * 86400))
+        let oldStore = maas + ".pre-restore-" + old + "/image-storage"
+        let oldInside = maas + "/.maas-snapshot-backup/pre-restore-" + old + "-1/image-storage"
+        let recentStore = maas + ".pre-restore-" + recent + "/image-storage"
+        for s in [oldStore, oldInside, recentStore] {
+            try FileManager.default.createDirectory(atPath: s, withIntermediateDirectories: true)
+            try Data(repeating: 7, count: 1000).write(to: URL(fileURLWithPath: s + "/abc"))
+            try Data("secret".utf8).write(to: URL(fileURLWithPath: (s as NSString).deletingLastPathComponent + "/secret"))
+        }
+        try FileManager.default.createDirectory(atPath: dir + "/backups", withIntermediateDirectories: true)
+        let config = try Config.parse(yaml: """
+            root: \(dir)/root
+            destination: \(dir)/backups
+            lock_file: \(dir)/lock
+            state_dir: \(dir)/state
+            retention: {max_age_days: 30}
+            """)
+        let dry = try Prune.run(config: config, dryRun: true)
+        #expect(Set(dry.removedImageStores?.map(\.path) ?? []) == [oldStore, oldInside])
+        #expect(FileManager.default.fileExists(atPath: oldStore + "/abc"), "a dry run removes nothing")
+
+        let r = try Prune.run(config: config, dryRun: false)
+        #expect(Set(r.removedImageStores?.map(\.path) ?? []) == [oldStore, oldInside])
+        #expect(r.removedImageStores?.first?.sizeBytes == 1000)
+        #expect(!FileManager.default.fileExists(atPath: oldStore) && !FileManager.default.fileExists(atPath: oldInside))
+        #expect(FileManager.default.fileExists(atPath: recentStore + "/abc"), "a store younger than max_age_days stays")
+        #expect(FileManager.default.fileExists(atPath: (oldStore as NSString).deletingLastPathComponent + "/secret"), "the rest of the folder stays")
+
+        var never = config
+        never.retention.maxAgeDays = 0
+        #expect(try Prune.run(config: never, dryRun: false).removedImageStores == nil)
+        #expect(FileManager.default.fileExists(atPath: recentStore))
+    }
+}

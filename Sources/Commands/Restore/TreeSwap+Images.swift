@@ -20,7 +20,15 @@ extension TreeSwap {
 
     /// Moves the previous store's files into the restored store; each name is recorded before it moves.
     mutating package func carryImages(record: (TreeSwap) throws -> Void, log: (String) -> Void) throws {
-        guard mode != .create, let rel = imageStore else { return }
+        guard mode != .create else { return }
+        guard let rel = imageStore else {
+            // A MAAS 3.4 archive (no image list) over a 3.5 store: the store stays aside, not for ever.
+            let store = ArchiveVerifier.member(of: BootImages.storePath)
+            if store.hasPrefix(member + "/"), FileManager.default.fileExists(atPath: aside + "/" + store.dropFirst(member.count + 1)) {
+                log("the previous MAAS image store stays in \(aside)/\(store.dropFirst(member.count + 1)) (this backup lists no image files: MAAS 3.4); prune removes it once older than retention.max_age_days")
+            }
+            return
+        }
         let src = aside + "/" + rel, dst = live + "/" + rel
         var st = stat()
         guard lstat(src, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return }
