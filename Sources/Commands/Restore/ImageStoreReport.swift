@@ -19,7 +19,7 @@ public struct ImageStoreReport: Sendable, Codable, Equatable {
 
     static package func make(manifest: Manifest, config: Config) -> ImageStoreReport? {
         guard let images = manifest.images else { return nil }
-        let store = config.live(images.store)
+        let store = config.live(BootImages.storePath)  // not the manifest's `store`: it is not trusted with paths
         let names = Set(((try? FileManager.default.contentsOfDirectory(atPath: store)) ?? []))
         let missing = images.files.filter { !names.contains($0.name) }
         let synced = missing.filter { $0.kind == .synced }

@@ -13,8 +13,9 @@ import Glibc
 extension TreeSwap {
     /// The store relative to `member`'s folder when the manifest lists image files below it.
     static package func imageStore(of manifest: Manifest, member: String) -> String? {
-        guard let images = manifest.images else { return nil }
-        let store = ArchiveVerifier.member(of: images.store)
+        // The fixed path, never the manifest's `store` (an archive's manifest is not trusted with paths).
+        guard manifest.images != nil else { return nil }
+        let store = ArchiveVerifier.member(of: BootImages.storePath)
         return store.hasPrefix(member + "/") ? String(store.dropFirst(member.count + 1)) : nil
     }
 
