@@ -74,8 +74,11 @@ fuzz-apt-hook:
 # --- bench-backup: the manual MAAS backup against maas-snapshot-backup on MAAS-like data
 # (Benchmarks/backup/run.sh; root; about 8 minutes for the default scales on 2 cores, 8 GiB adds 26).
 # BENCH_SCALES="0.5 2 8" adds the 8 GiB scale; MSB_BINARY=PATH skips the release build.
+# Then Benchmarks/backup/images.sh: MAAS 3.5 boot images, images: uploaded against all, and the archive
+# step on incompressible data against tar | pigz (BENCH_IMAGES_SYNCED_MIB, BENCH_IMAGES_UPLOADED_MIB).
 BENCH_SCALES ?= 0.5 2
 bench-backup:
 	Benchmarks/backup/run.sh $(BENCH_SCALES)
+	Benchmarks/backup/images.sh
 .PHONY: bench-backup
 # --- end bench-backup

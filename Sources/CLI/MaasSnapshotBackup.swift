@@ -11,8 +11,9 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
         commandName: "maas-snapshot-backup",
         abstract: "Back up a MAAS region with the services stopped only for the snapshot instant.",
         discussion: """
-            Backs up the PostgreSQL database, /etc/maas and /var/lib/maas (without boot-resources) into one \
-            tar.gz with a manifest, stopping the MAAS services only while Btrfs or LVM snapshots are taken and a \
+            Backs up the PostgreSQL database, /etc/maas and /var/lib/maas (without boot-resources, and by \
+            default without the MAAS 3.5+ image files synced from boot sources, which MAAS downloads again: \
+            config key images: uploaded | all | none) into one tar.gz with a manifest, stopping the MAAS services only while Btrfs or LVM snapshots are taken and a \
             PostgreSQL snapshot is pinned; restores, verifies, lists and prunes those backups, and rolls back a \
             failed MAAS upgrade (database, files and package versions).
 
@@ -241,6 +242,9 @@ func printResult(_ r: BackupResult, json: Bool) {
         }
         if !p.servicesInactive.isEmpty { print("  not active, left alone: \(p.servicesInactive.joined(separator: " "))") }
         print("  archive:   into \(p.destination), about \(p.estimatedBytes) bytes at most, \(p.freeBytes) bytes free")
+        if let n = p.imageFilesLeftOut {
+            print("  images:    \(n) boot image file(s) left out (\(Human.bytes(p.imageBytesLeftOut ?? 0))), by the config's images; MAAS downloads synced ones again")
+        }
         for w in r.warnings { print("  warning:   \(w)") }
         return
     }

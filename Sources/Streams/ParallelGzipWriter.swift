@@ -68,6 +68,8 @@ public final class ParallelGzipWriter: ByteSink {
     /// The last (up to) 32 KiB of input submitted so far: the next block's dictionary.
     private let history: UnsafeMutablePointer<UInt8>
     private var historyLength = 0
+    /// Blocks written as deflate's stored blocks, since their sample did not compress (`StoredBlocks.swift`).
+    public var storedBlocks: Int { pool.storedBlocks }
     /// CRC-32 of the input written so far (complete once `finish` returned).
     public private(set) var crc: UInt = 0
     private var headerWritten = false
@@ -408,16 +410,24 @@ final class DeflatePool: @unchecked Sendable {
     private var stopping = false
     private var firstFailure: StreamError?
     private var streams: [UnsafeMutablePointer<z_stream>] = []
+    /// One level-1 stream per worker that tries a sample of each block (`IncompressibleProbe`).
+    private var probes: [IncompressibleProbe] = []
     private var threads: [JoinableThread] = []
     private var stopped = false
+    /// Blocks written as stored blocks (incompressible), for the tests and the benchmark.
+    private(set) var storedBlockCount = 0
+    private let level: Int
 
     init(threadCount: Int, level: Int, blockSize: Int) throws {
+        self.level = level
         do {
             for _ in 0..<threadCount {
                 streams.append(try Deflate.makeStream(level: level, windowBits: -15))
+                if level > 0 { probes.append(try IncompressibleProbe()) }
             }
         } catch {
             streams.forEach(Deflate.end)
+            probes.forEach { $0.end() }
             throw error
         }
         // deflateBound covers Z_FINISH; a sync flush adds at most a few bytes (an empty stored
@@ -434,7 +444,9 @@ final class DeflatePool: @unchecked Sendable {
         for index in streams.indices {
             // The worker reads `streams[index]` itself: `streams` is complete before any thread
             // starts (pthread_create orders it) and only changes in `stop()` after the joins.
-            threads.append(try JoinableThread { [self] in self.work(stream: self.streams[index]) })
+            threads.append(try JoinableThread { [self] in
+                self.work(stream: self.streams[index], probe: self.probes.isEmpty ? nil : self.probes[index])
+            })
         }
     }
 
@@ -474,17 +486,24 @@ final class DeflatePool: @unchecked Sendable {
         threads.removeAll()
         streams.forEach(Deflate.end)
         streams.removeAll()
+        probes.forEach { $0.end() }
+        probes.removeAll()
     }
 
-    private func work(stream: UnsafeMutablePointer<z_stream>) {
+    /// Blocks stored so far (read under the lock).
+    var storedBlocks: Int { monitor.withLock { storedBlockCount } }
+
+    private func work(stream: UnsafeMutablePointer<z_stream>, probe: IncompressibleProbe?) {
         while true {
             let next: DeflateBlock? = monitor.withLock {
                 while pending.isEmpty && !stopping { monitor.wait(Monitor.work) }
                 return stopping ? nil : pending.removeFirst()
             }
             guard let block = next else { return }
-            compress(block, with: stream)
+            let stored = probe?.isIncompressible(block) == true
+            if stored { Self.store(block) } else { compress(block, with: stream) }
             monitor.withLock {
+                if stored { storedBlockCount += 1 }
                 block.isDone = true
                 if firstFailure == nil, let error = block.error { firstFailure = error }
                 // Only the producer waits on `done`.

@@ -8,6 +8,8 @@
 #     stand-in MAAS daemon (stand-in-maasd.sh), which keeps writing the same counter to maasdb
 #     (table msb_counter, row maas-regiond) and to DIR/root/var/lib/maas/counter.
 # Usage: testenv.sh up DIR [--rows N] | down DIR | env DIR
+#   TESTENV_SCHEMA: the schema file of ../shared/fixtures/maas-schema to load (default maas-3.4.0;
+#     maas-3.5.0 for the image-storage tests).
 #   TESTENV_BTRFS_SIZE: size of the Btrfs loop image (default 512M; the benchmark makes it bigger).
 #   TESTENV_REGIOND_PAUSE, TESTENV_RACKD_PAUSE: seconds the stand-in daemons sleep between writes
 #     (default 0.005 and 0.01: about 200 database updates a second over one psql session, so the
@@ -25,7 +27,11 @@ repo=$(cd "$here/../.." && pwd)
 # default PostgreSQL: 15 on Debian 12, 17 on Debian 13).
 pgbin=${MSB_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}
 [ -x "$pgbin/initdb" ] || { echo "testenv: no PostgreSQL server found under /usr/lib/postgresql (apt-get install postgresql)" >&2; exit 69; }
-schema="${TESTENV_SCHEMA:-$repo/../shared/fixtures/maas-schema/maas-3.4.0.sql}"
+# TESTENV_SCHEMA: a schema file (a path), or the name of one in ../shared/fixtures/maas-schema ("maas-3.5.0").
+case ${TESTENV_SCHEMA:-} in
+  */*) schema=$TESTENV_SCHEMA ;;
+  *) schema="$repo/../shared/fixtures/maas-schema/${TESTENV_SCHEMA:-maas-3.4.0}.sql" ;;
+esac
 
 as_pg() { runuser -u postgres -- "$@"; }
 psql_maas() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/pgsock" -U postgres "$@"; }

@@ -34,7 +34,7 @@ final class TestEnv: @unchecked Sendable {
         FileManager.default.fileExists(atPath: repo.deletingLastPathComponent().path + "/shared/fixtures/maas-schema/maas-3.4.0.sql")
     }
 
-    /// `schema`: another schema file than the 3.4.0 one (testenv.sh's TESTENV_SCHEMA).
+    /// `schema`: another schema than the 3.4.0 one (testenv.sh's TESTENV_SCHEMA): a path, or the name of a file in ../shared/fixtures/maas-schema ("maas-3.5.0").
     init(name: String, rows: Int = 2000, schema: String? = nil) throws {
         dir = "/tmp/msb-test-\(name)-\(getpid())"
         _ = try? TestEnv.sh(["bash", TestEnv.repo.path + "/Tests/Fixtures/testenv.sh", "down", dir])

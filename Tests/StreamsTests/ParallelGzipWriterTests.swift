@@ -274,3 +274,39 @@ struct ParallelGzipWriterTests {
         }
     }
 }
+
+/// Incompressible blocks (uploaded boot images) go out as stored blocks, not deflated (issue 24).
+@Suite("ParallelGzipWriter stored blocks")
+struct StoredBlockTests {
+    @Test("random data is stored: it decompresses right, barely grows, and no block is deflated")
+    func randomIsStored() throws {
+        let data = TestData.random(4 << 20)
+        let sink = MemorySink()
+        let writer = try ParallelGzipWriter(downstream: sink, level: 6, threadCount: 3, blockSize: 128 * 1024)
+        try write(data, to: writer, pieces: [1, 4093, 65537, 131_071])
+        try writer.finish()
+        #expect(try gunzipWithGzip(sink.bytes) == data)
+        #expect(writer.storedBlocks == 32)
+        // 5 bytes per 64 KiB stored block, the gzip header and trailer.
+        #expect(sink.bytes.count <= data.count + data.count / 65535 * 5 + 5 * 32 + 18 + 16, "\(sink.bytes.count) for \(data.count)")
+    }
+
+    @Test("compressible data is deflated, and mixed data (stored and deflated blocks interleaved) round-trips", arguments: [1, 4])
+    func mixedRoundTrip(threads: Int) throws {
+        let text = TestData.compressible(1 << 20)
+        let sink = MemorySink()
+        let w = try ParallelGzipWriter(downstream: sink, level: 6, threadCount: threads, blockSize: 64 * 1024)
+        try write(text, to: w, pieces: [65537])
+        try w.finish()
+        #expect(w.storedBlocks == 0)
+        #expect(sink.bytes.count < text.count / 2)
+
+        var mixed: [UInt8] = []
+        for i in 0..<12 { mixed += i % 3 == 0 ? TestData.compressible(100_000 + i) : TestData.random(70_000 + i * 7) }
+        mixed += TestData.random(24 * 1024 + 5)  // the last block, small: deflated, final
+        let out = try ParallelGzipWriterTests.compress(mixed, threads: threads, blockSize: 64 * 1024)
+        #expect(try gunzipWithGzip(out) == mixed)
+        let last = try ParallelGzipWriterTests.compress(TestData.random(5 * 64 * 1024), threads: threads, blockSize: 64 * 1024)
+        #expect(try gunzipWithGzip(last) == TestData.random(5 * 64 * 1024), "a stored final block")
+    }
+}

@@ -6,7 +6,7 @@ struct Prune: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prune",
         abstract: "Remove old backups by retention.keep, keep_pre_upgrade and max_age_days.",
-        discussion: "Never removes the newest backup, the newest verified backup or the newest pre-upgrade backup, nor an archive without a readable sidecar manifest. Removes the archive, its sidecar, its .verified stamp and its <name>.debs/ folder. With a remote: section, then applies remote.retention (each key defaults to retention's) to this host's copies in the repository (restic forget, then prune); the newest copy and the newest pre-upgrade copy always stay. Exit 3 when the local side was pruned and the remote side failed.")
+        discussion: "Never removes the newest backup, the newest verified backup or the newest pre-upgrade backup, nor an archive without a readable sidecar manifest. Removes the archive, its sidecar, its .verified stamp and its <name>.debs/ folder. Also removes a MAAS 3.5+ image-storage folder that a restore or rollback left in a folder it moved aside (<path>.pre-restore-<time>) once that is older than max_age_days. With a remote: section, then applies remote.retention (each key defaults to retention's) to this host's copies in the repository (restic forget, then prune); the newest copy and the newest pre-upgrade copy always stay. Exit 3 when the local side was pruned and the remote side failed.")
 
     /// The local report's fields, plus `remote`.
     struct Both: Encodable {
@@ -46,6 +46,9 @@ struct Prune: AsyncParsableCommand {
                 for i in r.removed { print("  \(dryRun ? "would remove" : "removed"): \((i.archive as NSString).lastPathComponent) (\(i.reason), \(Human.bytes(i.sizeBytes))): \(i.why)") }
                 for i in r.kept { print("  kept:    \((i.archive as NSString).lastPathComponent) (\(i.reason)): \(i.why)") }
                 print("\(r.removed.count) backup(s) \(verb), \(Human.bytes(r.freedBytes)) \(dryRun ? "would be " : "")freed")
+                for st in r.removedImageStores ?? [] {
+                    print("  \(dryRun ? "would remove" : "removed"): \(st.path) (\(Human.bytes(st.sizeBytes)), a MAAS image store a restore moved aside at \(st.movedAsideAt), older than max_age_days)")
+                }
                 for e in r.errors { Output.err("maas-snapshot-backup: error: \(e)") }
                 if let x = remote {
                     print("Remote \(x.repository) (copies of \(x.host)): keep \(x.keep), keep_pre_upgrade \(x.keepPreUpgrade), max_age_days \(x.maxAgeDays)")

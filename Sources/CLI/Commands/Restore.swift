@@ -16,7 +16,8 @@ struct Restore: AsyncParsableCommand {
             services (PostgreSQL stays up), restores dump.sql with psql, moves the current folders aside to \
             <path>.pre-restore-<UTC time> (mount points: <path>/.maas-snapshot-backup/pre-restore-<UTC time>; \
             never deleted by the tool), extracts the archived files, carries excluded folders such as \
-            boot-resources over, starts the services and checks them and the schema head. On any failure the \
+            boot-resources over, moves the live MAAS 3.5+ image files (image-storage) into the restored tree \
+            (renamed, never copied or deleted), starts the services and checks them and the schema head. On any failure the \
             previous folders and the previous database are put back and the services started. \
             The database is loaded into a new <name>_restoring_<time>, checked, then swapped in by name; the \
             previous one is kept as <name>_pre_restore_<time> (never dropped by the tool). \
@@ -103,6 +104,7 @@ func printRestore(_ r: RestoreResult, verb: String) {
         print("  services:  \(r.servicesInactiveByCondition.joined(separator: " ")) inactive: a Condition* of the unit does not hold yet (MAAS starts it once it has written its configuration)")
     }
     if !r.servicesGone.isEmpty { print("  services:  \(r.servicesGone.joined(separator: " ")) no longer exist (their package is not installed): not started") }
+    for line in r.images?.lines ?? [] { print("  images:    \(line)") }
     for w in r.warnings { print("  warning:   \(w)") }
     for x in r.plan.peers { print("  region:    \(x)") }
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))

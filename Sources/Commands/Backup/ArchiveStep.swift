@@ -19,6 +19,8 @@ package struct Archived {
     package var files: [FileRecord]
     package var dump: FileRecord
     package var facts: DatabaseFacts
+    /// The manifest's `images` (nil: no image store in the database).
+    package var images: BootImages?
     package var name: String
     package var final: String
     package var partial: String
@@ -78,7 +80,11 @@ extension RunState {
         }
 
         let sources = plan.items.map { item -> (String, String) in (sourcePath(item, stagingRoot: dir.path + "/staging"), pipeline.member(of: item.livePath)) }
-        let skip = pipeline.skipper()
+        let skip = pipeline.skipper(leftOut: imagesLeftOut)
+        if let files = imageFiles, !imagesLeftOut.isEmpty {
+            let out = BootImages.leftOut(files, mode: config.images)
+            log("images: \(out.count) of \(files.count) boot image file(s) left out (\(Human.bytes(files.filter { out.contains($0.name) }.reduce(0) { $0 + $1.size }))), images: \(config.images.rawValue); MAAS downloads synced ones again")
+        }
         // Row counts and the schema head, in the same pinned snapshots as the dump, also concurrently.
         let maasDB = target.maasDatabase
         let countsTask = Task { () throws -> DatabaseFacts in
@@ -132,8 +138,8 @@ extension RunState {
         let now = Date()
         let dumpHeader = EntryHeaderFactory.file("dump.sql", size: 0, mtime: Int64(now.timeIntervalSince1970))
         let dumpRecord = try await Blocking.run { try builder.addSpooled(spoolBox.spool, header: dumpHeader) }
-        return Archived(builder: builder, files: builderBox.1, dump: dumpRecord, facts: facts, name: name,
-                        final: final, partial: partial, now: now)
+        return Archived(builder: builder, files: builderBox.1, dump: dumpRecord, facts: facts,
+                        images: manifestImages(records: builderBox.1), name: name, final: final, partial: partial, now: now)
     }
 }
 

@@ -117,7 +117,10 @@ public struct BackupPipeline: Sendable {
         let db = try pg.preflight(passfile: passfile)
         let region = try regionFacts(target: target, passfile: passfile)
 
-        let skip = skipper()
+        // Image files the backup leaves out (synced ones, by default) count neither in the size
+        // estimate nor against copy_in_window_max.
+        let (imagesOut, imagesOutBytes) = plannedLeftOut(pg: pg, passfile: passfile)
+        let skip = skipper(leftOut: imagesOut)
         var items: [BackupPlan.Item] = []
         var volumes: [Volume] = []
         for p in config.paths {
@@ -189,6 +192,7 @@ public struct BackupPipeline: Sendable {
                               freeBytes: free, stopForWholeRun: choice == .none)
         (plan.quiesce, plan.quiesceReason, plan.servicesToFreeze) = (how, why, how == .freeze ? active : [])
         (plan.maasId, plan.otherRegions, plan.vaultUrl, plan.warnings) = region
+        if !imagesOut.isEmpty { (plan.imageFilesLeftOut, plan.imageBytesLeftOut) = (imagesOut.count, imagesOutBytes) }
         return plan
     }
 
@@ -241,7 +245,13 @@ public struct BackupPipeline: Sendable {
     }
 
     /// Members left out: the configured excludes (boot-resources by default), our own snapshot folders.
-    package func skipper() -> @Sendable (String) -> Bool { Self.skipRule(exclude: config.exclude) }
+    /// `leftOut`: the members of the image files `images` leaves out.
+    package func skipper(leftOut: Set<String> = []) -> @Sendable (String) -> Bool {
+        let rule: @Sendable (String) -> Bool = Self.skipRule(exclude: config.exclude)
+        if leftOut.isEmpty { return rule }
+        let withImages: @Sendable (String) -> Bool = { m in leftOut.contains(m) || rule(m) }
+        return withImages
+    }
 
     /// The rule `skipper` applies to a member (a path below the root, no leading "/"): left out when
     /// it is one of `exclude` (paths as the config writes them, "/var/lib/maas/boot-resources") or

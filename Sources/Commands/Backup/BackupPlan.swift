@@ -47,6 +47,9 @@ public struct BackupPlan: Sendable, Codable {
     public var vaultUrl: String? = nil
     /// What the backup does not cover on this layout (printed, and in --json).
     public var warnings: [String] = []
+    /// MAAS 3.5+ image files left out (`images`; synced ones by default), as the rows are now.
+    public var imageFilesLeftOut: Int?
+    public var imageBytesLeftOut: Int64?
 
     /// The units stopped or frozen for the window.
     public var servicesQuiesced: [String] { quiesce == .freeze ? servicesToFreeze : servicesToStop }

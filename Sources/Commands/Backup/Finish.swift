@@ -37,6 +37,7 @@ extension RunState {
             window: .init(quiesce: plan.quiesce.rawValue, servicesStopped: stopped, servicesFrozen: frozen, downtimeMs: downtimeMs, steps: steps),
             files: a.files, dump: a.dump, savedDebs: saved, savedDebsSha256: savedSums)
         (manifest.maasId, manifest.otherRegions, manifest.vaultUrl) = (plan.maasId, plan.otherRegions.isEmpty ? nil : plan.otherRegions, plan.vaultUrl)
+        manifest.images = a.images
         let manifestBytes = try manifest.encoded()
         guard let key = signingKey else { throw BackupError.failed("the run has no signing key") }
         let signature = try key.signature(of: manifestBytes)

@@ -27,8 +27,8 @@ extension RunState {
         return plan.volumes.map { v in driver(for: v.method)!.plannedSnapshot(of: v, runID: runID) }
     }
 
-    /// The window: MAAS frozen (or stopped), the volumes snapshotted, the small paths copied, the
-    /// database snapshot pinned, MAAS thawed (or started) again. Each step timed; the services come
+    /// The window: MAAS frozen (or stopped), the volumes snapshotted, the database snapshot pinned,
+    /// the small paths copied, MAAS thawed (or started) again. Each step timed; the services come
     /// back whatever fails, and a SIGINT/SIGTERM ends the window at its next step.
     mutating package func freezeWindow(pg: PostgresAdapter, planned: [TakenSnapshot]) async throws {
         let freezing = plan.quiesce == .freeze
@@ -60,12 +60,15 @@ extension RunState {
                 try await timer.time("snapshot \(s.volume.livePath)") { try driver(for: s.volume.method)!.create(s) }
             }
             try windowStep("snapshot")
+            // The database is pinned before the small paths are copied: the image rows of the
+            // pinned snapshot say which image files the copy (and the archive) leaves out.
+            try await timer.time("pin_database_snapshot") { try pg.pinAll(pins) }
+            try readImageRows(pg)
+            try windowStep("pin")
             for item in plan.items where item.method == .copy {
                 try await timer.time("copy \(item.path)") { try await copyIntoStaging(item) }
             }
             try windowStep("copy")
-            try await timer.time("pin_database_snapshot") { try pg.pinAll(pins) }
-            try windowStep("pin")
             try checkWindowTimeout(window)
             if !plan.stopForWholeRun {
                 try await timer.time("\(resume)_services") { try await resumeServices() }

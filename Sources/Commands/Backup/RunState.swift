@@ -41,6 +41,9 @@ package struct RunState {
     package var downtimeMs: Double = 0
     /// This host's signing key (loaded, or made, once preflight passed): signs manifest.json.
     package var signingKey: HostKey?
+    /// The image files of the pinned snapshot (nil: no image store, MAAS 3.4) and the members left out.
+    package var imageFiles: [BootImageFile]?
+    package var imagesLeftOut: Set<String> = []
 
     package init(pipeline: BackupPipeline, plan: BackupPlan, runID: String, journal: RunJournal, target: PostgresTarget) {
         self.pipeline = pipeline
@@ -103,9 +106,7 @@ package struct RunState {
         let dest = dir.path + "/staging/" + pipeline.member(of: item.livePath)
         try FileManager.default.createDirectory(atPath: (dest as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        guard let cp = Command.find("cp") else { throw BackupError.unavailable("cp was not found") }
-        let r = try await Command.run(cp, ["-a", "--no-target-directory", "--", item.livePath, dest])
-        guard r.succeeded else { throw BackupError.failed("copying \(item.livePath) in the window failed: \(r.lastErrorLine)") }
+        try await copyFiltered(item.livePath, to: dest)
     }
 
 

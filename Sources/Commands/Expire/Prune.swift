@@ -24,6 +24,8 @@ public struct PruneReport: Sendable, Codable {
     public var freedBytes: Int64
     /// Files or folders that could not be removed.
     public var errors: [String]
+    /// MAAS 3.5+ image stores left in folders a restore moved aside, removed by max_age_days.
+    public var removedImageStores: [LeftoverImageStores.Found]? = nil
 }
 
 /// Retention (README "Retention"):
@@ -108,6 +110,9 @@ public enum Prune {
             report.removed.append(item(x))
             report.freedBytes += x.0.sizeBytes
         }
+        let stores = LeftoverImageStores.prune(config: config, dryRun: dryRun)
+        if !stores.removed.isEmpty { report.removedImageStores = stores.removed }
+        report.errors += stores.errors
         return report
     }
 }

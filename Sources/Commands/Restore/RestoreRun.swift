@@ -48,6 +48,8 @@ final package class RestoreRun {
     package var packages: [String: String]?
     /// The rack secret before the restore (a different one afterwards means registering the racks again).
     package var oldSecret: String?
+    /// MAAS 3.5+: the restored image store against the restored image rows.
+    package var images: ImageStoreReport?
 
     package init(pipeline: RestorePipeline, prepared: RestorePipeline.Prepared, journal: RestoreJournal, lock: RunLock) throws {
         self.pipeline = pipeline
@@ -183,6 +185,8 @@ final package class RestoreRun {
             defer { swaps[i] = swap }
             try swap.carryKept(record: { s in self.swaps[i] = s; try self.record() }, log: { self.log($0) })
         }
+        images = ImageStoreReport.make(manifest: p.manifest, config: config)
+        images?.lines.forEach { log("images: " + $0) }
         try FaultPoint.hit("restore-keep")
         try Interruption.check()
     }
@@ -224,12 +228,14 @@ final package class RestoreRun {
         let previous = swaps.filter { $0.mode != .create }.map(\.aside)
         let previousDBs = dbNames.filter(\.existed).map(\.previous)
         guard let check else { throw BackupError.failed("the database step did not run") }
-        return RestoreResult(status: "ok", archive: p.path, plan: p.plan, verify: p.verify, database: check,
+        var result = RestoreResult(status: "ok", archive: p.path, plan: p.plan, verify: p.verify, database: check,
                              expectedPsqlErrors: expectedPsqlErrors, previousFiles: previous,
                              previousDatabases: previousDBs, dropPreviousDatabases: previousDBs.map { DatabaseSwap.dropCommand($0, target: p.target) },
                              servicesStarted: units.active, servicesInactiveByCondition: units.skippedByCondition,
                              servicesGone: units.gone, rackRegisterCommand: rack, packages: packages,
                              warnings: p.plan.warnings + warnings, durationMs: clock.elapsedMs.ms2)
+        result.images = images
+        return result
     }
 
     /// Starts the stopped units that still exist and waits for each, in wall-clock time, until it

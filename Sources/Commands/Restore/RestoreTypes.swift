@@ -93,4 +93,6 @@ public struct RestoreResult: Sendable, Codable {
     public var packages: [String: String]?
     public var warnings: [String]
     public var durationMs: Double
+    /// MAAS 3.5+: the restored image store against the restored image rows (nil: no `images` in the manifest).
+    public var images: ImageStoreReport? = nil
 }

@@ -50,6 +50,11 @@ public struct TreeSwap: Sendable, Codable {
     public var originalGid: UInt32 = 0
     /// Bytes of file data the archive holds below this path.
     public var restoreBytes: Int64 = 0
+    /// The MAAS 3.5+ image store relative to `live` ("image-storage"), when the archive lists its
+    /// files (manifest `images`): the live store's files are moved into the restored one.
+    public var imageStore: String?
+    /// Names of the image files moved from the previous store into the restored one.
+    public var carriedImages: [String]?
 
     static package let snapshotFolder = BtrfsSnapshotDriver.snapshotFolder
 
@@ -91,6 +96,7 @@ public struct TreeSwap: Sendable, Codable {
             }
         }
         var s = TreeSwap(path: path, live: live, member: member, mode: .rename, aside: "", keep: keepRel, leftInPlace: [])
+        s.imageStore = imageStore(of: manifest, member: member)
         s.originalMode = UInt32(st.st_mode & 0o7777)
         s.originalUid = st.st_uid
         s.originalGid = st.st_gid
@@ -193,6 +199,7 @@ public struct TreeSwap: Sendable, Codable {
                 throw BackupError.failed("cannot carry \(src) over into the restored \(live): \(Errno.last.description)")
             }
         }
+        try carryImages(record: record, log: log)
     }
 
     // MARK: - Undo
@@ -203,6 +210,7 @@ public struct TreeSwap: Sendable, Codable {
         guard asideDone else { return }
         var st = stat()
         func exists(_ p: String) -> Bool { lstat(p, &st) == 0 }
+        try undoImages(record: record)
         for rel in carried.reversed() {
             let src = live + "/" + rel, dst = aside + "/" + rel
             if exists(src) && !exists(dst) {

@@ -10,6 +10,10 @@ public struct Config: Sendable, Codable, Equatable {
     /// pause and keep their PIDs and connections), `stop` (stopped and started again), `auto`
     /// (freeze when every active unit can be frozen, else stop).
     public enum Quiesce: String, Sendable, Codable, CaseIterable { case auto, freeze, stop }
+    /// Which MAAS 3.5+ boot image files (/var/lib/maas/image-storage) the archive holds: `uploaded`
+    /// (those of uploaded resources, which exist nowhere else; synced ones are downloaded again),
+    /// `all`, or `none` (no file the image rows name).
+    public enum Images: String, Sendable, Codable, CaseIterable { case uploaded, all, none }
 
     public struct Database: Sendable, Codable, Equatable {
         /// Host name, or the folder holding the server's unix socket. nil: from regiond.conf, else libpq's default socket.
@@ -55,6 +59,7 @@ public struct Config: Sendable, Codable, Equatable {
     public var destination = "/var/backups/maas-snapshot-backup"
     public var paths = ["/etc/maas", "/var/lib/maas"]
     public var exclude = ["/var/lib/maas/boot-resources"]
+    public var images: Images = .uploaded
     public var services = Config.defaultServices
     public var snapshot: SnapshotChoice = .auto
     public var quiesce: Quiesce = .auto
@@ -156,6 +161,7 @@ extension Config {
             case "destination": c.destination = try r.absolutePath(v, key: k)
             case "paths": c.paths = try r.pathList(v, key: k, allowEmpty: false)
             case "exclude": c.exclude = try r.pathList(v, key: k, allowEmpty: true)
+            case "images": c.images = try r.choice(v, key: k)
             case "services": c.services = try r.serviceList(v, key: k)
             case "snapshot": c.snapshot = try r.choice(v, key: k)
             case "quiesce": c.quiesce = try r.choice(v, key: k)
@@ -201,7 +207,7 @@ extension Config {
         return c
     }
 
-    static package let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "quiesce", "database",
+    static package let topKeys = ["root", "destination", "paths", "exclude", "images", "services", "snapshot", "quiesce", "database",
                           "copy_in_window_max", "compression_level", "start_timeout", "compression_threads", "window_timeout",
                           "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir", "signing_key", "trusted_keys", "remote"]
     static package let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file"]

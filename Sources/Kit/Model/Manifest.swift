@@ -90,6 +90,9 @@ public struct Manifest: Sendable, Codable, Equatable {
     public var otherRegions: [String]?
     /// regiond.conf's vault_url: MAAS keeps its secrets there, outside this archive (never the approle).
     public var vaultUrl: String?
+    /// MAAS 3.5+ boot image files (image-storage): each one by sha256, uploaded or synced, archived
+    /// or not (MAAS downloads the synced ones again). nil: MAAS 3.4, or an older archive.
+    public var images: BootImages?
 
     public static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
