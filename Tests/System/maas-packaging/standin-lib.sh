@@ -96,6 +96,22 @@ msb_standin_wait_active() { # UNIT [SECONDS]
   msb_log "$1 active after $((SECONDS - t0)) s"
 }
 
+# Waits until MAAS has settled after a start: the region serves, rackd has written dhcpd.conf again
+# (its ExecStartPre deleted it) and maas-dhcpd is active.
+msb_standin_settled() { # [SECONDS]
+  local t0=$SECONDS limit=${1:-$(( ${MSB_REGION_SERVE_DELAY:-40} * 3 + 180 ))} pid
+  while :; do
+    pid=$(cat /run/msb-standin/region-serving 2>/dev/null || true)
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && [[ -f /var/lib/maas/dhcpd.conf ]] &&
+       systemctl is-active --quiet maas-dhcpd.service; then
+      break
+    fi
+    ((SECONDS - t0 < limit)) || { systemctl status --no-pager 'maas-*' || true; msb_fail "MAAS did not settle (region serving, dhcpd.conf, maas-dhcpd active) within ${limit} s"; }
+    sleep 1
+  done
+  msb_log "MAAS settled (region serves, maas-dhcpd active) after $((SECONDS - t0)) s"
+}
+
 msb_standin_schema_head() {
   msb_sql "select name from django_migrations where app = 'maasserver' order by id desc limit 1"
 }

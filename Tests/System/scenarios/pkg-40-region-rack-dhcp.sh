@@ -19,13 +19,14 @@ msb_make_lv pg 1G; msb_mkfs "/dev/$MSB_VG/pg" ext4
 msb_pgdata_on "/dev/$MSB_VG/pg" ext4
 msb_make_lv maas 1G; msb_mkfs "/dev/$MSB_VG/maas" ext4
 msb_mount_over "/dev/$MSB_VG/maas" ext4 /var/lib/maas
+msb_defer msb_standin_remove   # before the volumes go
 
 # MAAS 3.4.10, region+rack (the `maas` metapackage), as apt installs it.
 msb_standin_publish 3.4.10
 MAAS_SNAPSHOT_BACKUP_SKIP=1 msb_apt install maas
 msb_assert_eq 0 "$MSB_RC" "apt-get install maas (3.4.10)"
 msb_assert_eq 1:3.4.10-0ubuntu1 "$(msb_pkg_version maas-region-api)" "maas-region-api version"
-msb_standin_wait_active maas-dhcpd.service
+msb_standin_settled
 head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >/var/lib/maas/secret
 chown maas:maas /var/lib/maas/secret; chmod 0640 /var/lib/maas/secret
 msb_standin_unit_states >"$MSB_RESULTS/units-before"
@@ -45,7 +46,7 @@ stop_archive=$(jq -r .archive "$MSB_RESULTS/backup-stop.json")
 stop_down=$(jq -r .downtime_ms "$MSB_RESULTS/backup-stop.json")
 msb_log "stop: regiond's longest gap ${stop_pause} ms, downtime ${stop_down} ms"
 # rackd was restarted: its ExecStartPre deleted dhcpd.conf; it writes it again once the region serves.
-msb_standin_wait_active maas-dhcpd.service
+msb_standin_settled
 msb_standin_unit_states >"$MSB_RESULTS/units-after-stop"
 diff -u "$MSB_RESULTS/units-before" "$MSB_RESULTS/units-after-stop" >&2 || msb_fail "units after the stop backup differ"
 
@@ -70,7 +71,7 @@ MSB_TREE_ROOT=$x msb_standin_tree >"$MSB_RESULTS/tree-archived"
 msb_standin_config stop
 msb_tool restore restore "$stop_archive" --yes --json
 msb_assert_eq 0 "$MSB_RC" "restore exit code"
-msb_standin_wait_active maas-dhcpd.service
+msb_standin_settled
 msb_standin_unit_states >"$MSB_RESULTS/units-after-restore"
 diff -u "$MSB_RESULTS/units-before" "$MSB_RESULTS/units-after-restore" >&2 || msb_fail "units after the restore differ from before"
 msb_log "ok: units as before the backups, maas-dhcpd active again"

@@ -20,6 +20,7 @@ btrfs -q subvolume create /mnt/pool/@maas
 dev=$(readlink -f "$MSB_DATA_DISK")
 msb_pgdata_on "$dev" btrfs subvol=@pg
 msb_mount_over "$dev" btrfs /var/lib/maas subvol=@maas
+msb_defer msb_standin_remove   # before the volumes go
 
 msb_standin_publish 3.4.10
 MAAS_SNAPSHOT_BACKUP_SKIP=1 msb_apt install maas
@@ -29,7 +30,7 @@ install -d -o maas -g maas /var/lib/maas/boot-resources/current
 head -c 64K /dev/urandom >/var/lib/maas/boot-resources/current/root-tgz
 head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >/var/lib/maas/secret
 chown maas:maas /var/lib/maas/secret; chmod 0640 /var/lib/maas/secret
-msb_standin_wait_active maas-dhcpd.service
+msb_standin_settled
 
 # --- the pause on Btrfs: stop, then freeze ----------------------------------------------------------
 msb_standin_config stop
@@ -48,7 +49,7 @@ msb_assert_eq 0 "$MSB_RC" "backup (freeze) exit code"
 freeze_down=$(jq -r .downtime_ms "$MSB_RESULTS/backup-freeze.json")
 msb_summary "Btrfs pause regiond felt: stop ${stop_pause} ms (downtime ${stop_down} ms), freeze ${freeze_pause} ms (downtime ${freeze_down} ms)"
 # After the stop backup rackd deleted dhcpd.conf and writes it again once the region serves.
-msb_standin_wait_active maas-dhcpd.service
+msb_standin_settled
 
 # --- the state to come back to ----------------------------------------------------------------------
 msb_standin_unit_states >"$MSB_RESULTS/units-before"
@@ -91,7 +92,7 @@ for u in maas-apiserver maas-temporal maas-temporal-worker maas-agent; do
   [[ -z $bad ]] || msb_fail "the rollback reports $u: $bad"
   [[ $(systemctl show -p LoadState --value "$u.service") == not-found ]] || msb_fail "$u.service still known to systemd"
 done
-msb_standin_wait_active maas-dhcpd.service
+msb_standin_settled
 msb_standin_unit_states >"$MSB_RESULTS/units-after"
 diff -u "$MSB_RESULTS/units-before" "$MSB_RESULTS/units-after" >&2 || msb_fail "units after the rollback differ from before"
 msb_assert_eq "$head_before" "$(msb_standin_schema_head)" "schema head after the rollback"

@@ -18,13 +18,14 @@ msb_make_thinlv pg 1G pool; msb_mkfs "/dev/$MSB_VG/pg" ext4
 msb_pgdata_on "/dev/$MSB_VG/pg" ext4
 msb_make_thinlv maas 1G pool; msb_mkfs "/dev/$MSB_VG/maas" ext4
 msb_mount_over "/dev/$MSB_VG/maas" ext4 /var/lib/maas
+msb_defer msb_standin_remove   # before the volumes go
 
 msb_standin_publish 3.5.13
 MAAS_SNAPSHOT_BACKUP_SKIP=1 msb_apt install maas
 msb_assert_eq 0 "$MSB_RC" "apt-get install maas (3.5.13)"
 head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >/var/lib/maas/secret
 chown maas:maas /var/lib/maas/secret; chmod 0640 /var/lib/maas/secret
-msb_standin_wait_active maas-dhcpd.service
+msb_standin_settled
 msb_standin_wait_active maas-agent.service 120
 msb_standin_unit_states >"$MSB_RESULTS/units-before"
 msb_log "units: $(tr '\n' ' ' <"$MSB_RESULTS/units-before")"
@@ -55,7 +56,7 @@ msb_assert_eq 0 "$MSB_RC" "rollback exit code"
 msb_standin_packages >"$MSB_RESULTS/packages-after"
 diff -u "$MSB_RESULTS/packages-before" "$MSB_RESULTS/packages-after" >&2 || msb_fail "MAAS packages after the rollback differ"
 msb_assert_eq "$head_before" "$(msb_standin_schema_head)" "schema head after the rollback"
-msb_standin_wait_active maas-dhcpd.service
+msb_standin_settled
 msb_standin_wait_active maas-agent.service 120
 msb_standin_unit_states >"$MSB_RESULTS/units-after"
 diff -u "$MSB_RESULTS/units-before" "$MSB_RESULTS/units-after" >&2 || msb_fail "units after the rollback differ from before"
