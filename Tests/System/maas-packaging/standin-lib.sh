@@ -119,7 +119,7 @@ msb_standin_schema_head() {
 # The MAAS files to compare: /etc/maas and /var/lib/maas without the counters, logs and what the
 # tool leaves out (boot-resources).
 msb_standin_tree() {
-  msb_tree_listing /etc/maas /var/lib/maas | grep -v -e '\.counter ' -e '^var/lib/maas/boot-resources' || true
+  msb_tree_listing /etc/maas /var/lib/maas | grep -v -e '\.counter ' -e '^var/lib/maas/boot-resources' -e '^var/lib/maas/lost+found' || true
 }
 
 # --- the pause regiond feels: the longest gap between its counter writes ---------------------------
