@@ -95,6 +95,10 @@ func printRestore(_ r: RestoreResult, verb: String) {
         print("  database:  the previous one is kept as \(db); drop it when done: \(drop)")
     }
     print("  services:  \(r.servicesStarted.isEmpty ? "none were running" : r.servicesStarted.joined(separator: " ") + " active")")
+    if !r.servicesInactiveByCondition.isEmpty {
+        print("  services:  \(r.servicesInactiveByCondition.joined(separator: " ")) inactive: a Condition* of the unit does not hold yet (MAAS starts it once it has written its configuration)")
+    }
+    if !r.servicesGone.isEmpty { print("  services:  \(r.servicesGone.joined(separator: " ")) no longer exist (their package is not installed): not started") }
     for w in r.warnings { print("  warning:   \(w)") }
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
     if let cmd = r.rackRegisterCommand {

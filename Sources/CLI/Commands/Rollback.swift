@@ -39,11 +39,17 @@ struct Rollback: AsyncParsableCommand {
                     for c in p.packages { print("  - reinstall \(c.package) \(c.backupVersion) (installed: \(c.installedVersion ?? "none")) from \(c.deb)") }
                     print("    with: \(p.command.joined(separator: " "))")
                 }
-                if !p.notInBackup.isEmpty { print("  - left alone (not in the backup): \(p.notInBackup.joined(separator: " "))") }
+                if !p.notInBackup.isEmpty {
+                    print("  - remove first (installed now, not in the backup; conffiles kept): \(p.notInBackup.joined(separator: " "))")
+                    print("    with: \(p.removeCommand.joined(separator: " "))")
+                }
                 return
             }
             if let res = r.restore {
                 printRestore(res, verb: "Rolled back")
+                if let removed = r.plan?.notInBackup, !removed.isEmpty {
+                    print("  packages:  removed \(removed.joined(separator: " ")) (not in the backup; conffiles kept)")
+                }
                 if let pk = res.packages, !(r.plan?.packages.isEmpty ?? true) {
                     print("  packages:  " + (r.plan?.packages ?? []).map { "\($0.package) \(pk[$0.package] ?? "?")" }.joined(separator: ", "))
                 }

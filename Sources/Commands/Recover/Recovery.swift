@@ -60,11 +60,9 @@ public enum Recovery {
             } catch { errors.append("cannot thaw \(frozen.joined(separator: " ")): \(error)") }
         }
         if !r.servicesRestarted && !r.stoppedServices.isEmpty {
-            do {
-                try await services.start(Array(r.stoppedServices.reversed()))
-                try? j.update { $0.servicesRestarted = true }
-                actions.append("started \(r.stoppedServices.joined(separator: " "))")
-            } catch { errors.append("cannot start \(r.stoppedServices.joined(separator: " ")): \(error)") }
+            let s = await startUnits(r.stoppedServices, services: services, timeout: config.startTimeout)
+            actions += s.actions; errors += s.errors
+            if s.errors.isEmpty { try? j.update { $0.servicesRestarted = true } }
         }
         let drivers = SnapshotDrivers.all(config)
         for s in r.snapshots.reversed() {
@@ -141,11 +139,10 @@ public enum Recovery {
             } catch { errors.append("cannot reach the database to undo it: \(error)") }
         }
         if !r.servicesRestarted && !r.stoppedServices.isEmpty {
-            do {
-                try await services.start(Array(r.stoppedServices.reversed()))
-                r.servicesRestarted = true
-                actions.append("started \(r.stoppedServices.joined(separator: " "))")
-            } catch { errors.append("cannot start \(r.stoppedServices.joined(separator: " ")): \(error)") }
+            let s = await startUnits(r.stoppedServices, services: services, timeout: config.startTimeout)
+            actions += s.actions; errors += s.errors
+            r.stoppedServices = r.stoppedServices.filter { !s.gone.contains($0) }
+            if s.errors.isEmpty { r.servicesRestarted = true }
         }
         if let dir = r.privateDir, (dir as NSString).lastPathComponent.hasPrefix("msb-") {
             var st = stat()
@@ -159,5 +156,20 @@ public enum Recovery {
         try? j.update { $0 = rr }
         if errors.isEmpty { j.close(); actions.append("removed the journal") }
         return .init(journal: j.path, command: r.command, runID: r.runID, actions: actions, errors: errors, done: errors.isEmpty)
+    }
+
+    /// Starts the units of `stopped` (in reverse) that still exist and waits for each; a unit that
+    /// no longer exists or that its own Condition* keeps inactive is said, not an error.
+    static package func startUnits(_ stopped: [String], services: any ServiceManager, timeout: Int) async -> (actions: [String], errors: [String], gone: [String]) {
+        do {
+            let o = try await services.startAndWait(Array(stopped.reversed()), timeout: Double(timeout))
+            var actions: [String] = []
+            if !o.active.isEmpty { actions.append("started \(stopped.filter { o.active.contains($0) }.joined(separator: " "))") }
+            actions += o.notes
+            let errors = o.failed.isEmpty ? [] : ["cannot start \(o.failed.map(\.display).joined(separator: "; "))" + (o.startError.map { ": \($0)" } ?? "")]
+            return (actions, errors, o.gone)
+        } catch {
+            return ([], ["cannot start \(stopped.joined(separator: " ")): \(error)"], [])
+        }
     }
 }

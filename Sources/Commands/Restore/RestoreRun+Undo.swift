@@ -59,10 +59,18 @@ extension RestoreRun {
         if db.failed { undoFailed = true } else if !keepDatabase && database != "untouched" { database = "untouched"; try? record() }
         var servicesOK = true
         if servicesDown {
-            do { try await startServices() } catch {
-                do { try await startServices() } catch {
+            var outcome: UnitStartOutcome?
+            do { outcome = try await startServices() } catch {
+                do { outcome = try await startServices() } catch {
                     servicesOK = false
                     notes.append("CRITICAL: could not start \(stopped.joined(separator: " ")): \(error); start them by hand")
+                }
+            }
+            if let outcome {
+                notes += outcome.notes
+                if !outcome.ok {
+                    servicesOK = false
+                    notes.append("CRITICAL: \(outcome.failed.map(\.display).joined(separator: "; ")) after starting again; see journalctl -u \(outcome.failed[0].unit)")
                 }
             }
         }

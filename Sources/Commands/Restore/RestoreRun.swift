@@ -193,12 +193,11 @@ final package class RestoreRun {
         let manifest = p.manifest
         if p.plan.dbUpgrade != nil { step = "dbupgrade"; try await RegionChecks.dbUpgrade(log: { self.log($0) }) }
         step = "start services"
-        try await startServices()
+        let units = try await startServices()
         try FaultPoint.hit("restore-start")
-        let notActive = try await waitActive(stopped)
-        if !notActive.isEmpty {
-            throw BackupError.failed("\(notActive.joined(separator: " ")) did not become active after the restore",
-                                     hint: "see journalctl -u \(notActive[0])")
+        if !units.ok {
+            throw BackupError.failed("\(units.failed.map(\.display).joined(separator: "; ")) after the restore (waited up to \(config.startTimeout) s for each unit: start_timeout)",
+                                     hint: "see journalctl -u \(units.failed[0].unit)")
         }
         let head = try DatabaseCheck.schemaHead(target: p.target, database: manifest.database.maasDatabase, passfile: passfile)
         if head != manifest.database.schemaHead {
@@ -221,27 +220,24 @@ final package class RestoreRun {
         return RestoreResult(status: "ok", archive: p.path, plan: p.plan, verify: p.verify, database: check,
                              expectedPsqlErrors: expectedPsqlErrors, previousFiles: previous,
                              previousDatabases: previousDBs, dropPreviousDatabases: previousDBs.map { DatabaseSwap.dropCommand($0, target: p.target) },
-                             servicesStarted: stopped, rackRegisterCommand: rack, packages: packages,
+                             servicesStarted: units.active, servicesInactiveByCondition: units.skippedByCondition,
+                             servicesGone: units.gone, rackRegisterCommand: rack, packages: packages,
                              warnings: p.plan.warnings + warnings, durationMs: clock.elapsedMs.ms2)
     }
 
-    package func startServices() async throws {
-        guard servicesDown else { return }
-        try await services.start(Array(stopped.reversed()))
+    /// Starts the stopped units that still exist and waits for each, in wall-clock time, until it
+    /// is active, failed, or skipped by its own `Condition*=` (README "Restore"). Units that no
+    /// longer exist leave `stopped` and the journal, so that nothing retries them.
+    @discardableResult
+    package func startServices() async throws -> UnitStartOutcome {
+        guard servicesDown else { return UnitStartOutcome() }
+        let outcome = try await services.startAndWait(Array(stopped.reversed()), timeout: Double(config.startTimeout))
         servicesDown = false
-        try? journal.update { $0.servicesRestarted = true }
-    }
-
-    /// Units of `units` still not active after a few seconds.
-    package func waitActive(_ units: [String]) async throws -> [String] {
-        guard !units.isEmpty else { return [] }
-        var missing: [String] = []
-        for _ in 0..<20 {
-            let active = try await services.activeUnits(units)
-            missing = units.filter { !active.contains($0) }
-            if missing.isEmpty { return [] }
-            try await Task.sleep(nanoseconds: 500_000_000)
-        }
-        return missing
+        stopped = stopped.filter { !outcome.gone.contains($0) }
+        let left = stopped
+        try? journal.update { $0.servicesRestarted = true; $0.stoppedServices = left }
+        if !outcome.active.isEmpty { log("started \(outcome.active.joined(separator: " "))") }
+        for n in outcome.notes { log(n) }
+        return outcome
     }
 }

@@ -75,7 +75,12 @@ public struct RestoreResult: Sendable, Codable {
     public var previousDatabases: [String]
     /// How to drop them once the restore is known good.
     public var dropPreviousDatabases: [String]
+    /// The stopped units that are active again.
     public var servicesStarted: [String]
+    /// Stopped units that systemd left inactive because a `Condition*=` does not hold yet (not a failure).
+    public var servicesInactiveByCondition: [String] = []
+    /// Stopped units that no longer exist (their package is gone): not started.
+    public var servicesGone: [String] = []
     /// When the restored rack secret differs from the one the host had: the command that registers
     /// the rack controllers again. The only place a secret is shown.
     public var rackRegisterCommand: String?

@@ -17,6 +17,11 @@ public struct PackageReinstall: Sendable, Codable {
     public var deb: String
     /// Its SHA-256, as the backup recorded it and as checked on the private copy dpkg installs.
     public var sha256: String
+
+    package init(package: String, backupVersion: String, installedVersion: String?, deb: String, sha256: String) {
+        self.package = package; self.backupVersion = backupVersion; self.installedVersion = installedVersion
+        self.deb = deb; self.sha256 = sha256
+    }
 }
 
 public struct RollbackPlan: Sendable, Codable {
@@ -24,8 +29,20 @@ public struct RollbackPlan: Sendable, Codable {
     public var packages: [PackageReinstall]
     /// The command that reinstalls them (no network).
     public var command: [String]
-    /// MAAS packages installed now that the backup did not have (left alone).
+    /// MAAS packages installed now that the backup did not have (maas-agent after 3.4 → 3.5): removed
+    /// (conffiles kept) before the backup's versions go back, so that dpkg is not left broken.
     public var notInBackup: [String]
+    /// The command that removes them, run before `command`; empty when there are none.
+    public var removeCommand: [String] = []
+}
+
+/// The package step of a rollback: what is removed, what is reinstalled, and the two dpkg commands.
+public struct PackageStep: Sendable {
+    public var changes: [PackageReinstall]
+    /// MAAS packages installed now but absent from the backup's list.
+    public var remove: [String]
+    public var removeCommand: [String]
+    public var command: [String]
 }
 
 public struct RollbackResult: Sendable, Codable {
@@ -79,7 +96,7 @@ public enum RollbackPipeline {
     /// The packages to put back and the command that does it. Each saved .deb is copied into
     /// `staging` (a private folder) and its SHA-256 checked against the manifest's there; dpkg gets
     /// the checked copies, so nothing can swap a .deb between the check and the install.
-    static package func packagePlan(manifest: Manifest, config: Config, archive: String, staging: String) async throws -> (changes: [PackageReinstall], command: [String], extra: [String]) {
+    static package func packagePlan(manifest: Manifest, config: Config, archive: String, staging: String) async throws -> PackageStep {
         let installed = await InstalledPackages.installed(root: config.root)
         var changes: [PackageReinstall] = []
         var missing: [String] = []
@@ -109,22 +126,33 @@ public enum RollbackPipeline {
             throw BackupError.unavailable("the backup has no saved .deb for \(missing.joined(separator: ", ")): the packages cannot be put back without the network",
                                           hint: "install them by hand, then use `maas-snapshot-backup restore`")
         }
-        let extra = installed.keys.filter { manifest.maasPackages[$0] == nil }.sorted()
-        var command: [String] = []
-        if !changes.isEmpty {
-            if config.root != "/" {
-                throw BackupError.config("rollback reinstalls packages, which it can do only with root: /",
-                                         hint: "run it on the MAAS host itself")
-            }
-            // dpkg itself: the saved .debs are exactly the versions that were installed together, and
-            // it downgrades without asking. apt 2.6 refused a saved .deb whose file name lacks the
-            // version's epoch ("Pathname to install is not absolute") once the repository no longer
-            // had that version: just the case a rollback is for.
-            guard let dpkg = Command.find("dpkg") else { throw BackupError.unavailable("dpkg was not found") }
-            // Shown with the saved .debs; run with their checked copies in `staging` (same file names).
-            command = [dpkg, "--force-confdef", "--force-confold", "-i"] + changes.map(\.deb)
+        let remove = notInBackup(installed: installed, backup: manifest.maasPackages)
+        guard !changes.isEmpty || !remove.isEmpty else { return PackageStep(changes: [], remove: [], removeCommand: [], command: []) }
+        if config.root != "/" {
+            throw BackupError.config("rollback reinstalls packages, which it can do only with root: /",
+                                     hint: "run it on the MAAS host itself")
         }
-        return (changes, command, extra)
+        // dpkg itself: the saved .debs are exactly the versions that were installed together, and
+        // it downgrades without asking. apt 2.6 refused a saved .deb whose file name lacks the
+        // version's epoch ("Pathname to install is not absolute") once the repository no longer
+        // had that version: just the case a rollback is for.
+        guard let dpkg = Command.find("dpkg") else { throw BackupError.unavailable("dpkg was not found") }
+        return commands(dpkg: dpkg, changes: changes, remove: remove)
+    }
+
+    /// The MAAS packages installed now that the backup's list does not have, sorted.
+    static package func notInBackup(installed: [String: String], backup: [String: String]) -> [String] {
+        installed.keys.filter { backup[$0] == nil && MaasPackages.isMaasPackage($0) }.sorted()
+    }
+
+    /// The two dpkg runs of the package step. First `dpkg --remove` (not --purge: the conffiles stay)
+    /// of the MAAS packages the backup did not have, with --force-depends because their dependents
+    /// (maas-rack-controller 3.6 depends on maas-agent) are replaced by the backup's versions in the
+    /// second run, `dpkg -i` of the saved .debs (shown with their saved paths; run with the checked copies).
+    static package func commands(dpkg: String, changes: [PackageReinstall], remove: [String]) -> PackageStep {
+        let removeCommand = remove.isEmpty ? [] : [dpkg, "--force-depends", "--remove"] + remove
+        let command = changes.isEmpty ? [] : [dpkg, "--force-confdef", "--force-confold", "-i"] + changes.map(\.deb)
+        return PackageStep(changes: changes, remove: remove, removeCommand: removeCommand, command: command)
     }
 
     public static func run(archive: String?, config: Config, dryRun: Bool, options base: RestoreOptions,
@@ -144,7 +172,8 @@ public enum RollbackPipeline {
         let clock = Stopwatch()
         let prepared = try await restore.prepare(archive: path)
         let packages = try await packagePlan(manifest: prepared.manifest, config: config, archive: path, staging: staging.path)
-        let plan = RollbackPlan(restore: prepared.plan, packages: packages.changes, command: packages.command, notInBackup: packages.extra)
+        let plan = RollbackPlan(restore: prepared.plan, packages: packages.changes, command: packages.command, notInBackup: packages.remove,
+                                removeCommand: packages.removeCommand)
         if dryRun { return RollbackResult(status: "dry-run", dryRun: true, plan: plan, restore: nil) }
 
         // Restore's steps in turn, with the packages put back between the files and the start.
@@ -157,6 +186,9 @@ public enum RollbackPipeline {
             try run.keepRestoredState(step: "packages")
             do {
                 run.packages = try await reinstall(packages, config: config, staging: staging.path, log: base.log)
+                // dpkg's maintainer scripts reload systemd; again here so that the units of removed
+                // packages read as gone (not started, not retried by recover).
+                if !packages.command.isEmpty || !packages.removeCommand.isEmpty { try await restore.services.daemonReload() }
             } catch {
                 throw PackageStepError(message: "\(error)")
             }
@@ -167,24 +199,33 @@ public enum RollbackPipeline {
         }
     }
 
-    /// dpkg with the planned options on the checked copies in `staging`; returns the MAAS package
-    /// versions installed afterwards, which must be the backup's.
-    static package func reinstall(_ p: (changes: [PackageReinstall], command: [String], extra: [String]), config: Config, staging: String,
+    /// The removal of the MAAS packages the backup did not have, then dpkg with the planned options
+    /// on the checked copies in `staging`; returns the MAAS package versions installed afterwards,
+    /// which must be the backup's (and none of the removed ones).
+    static package func reinstall(_ p: PackageStep, config: Config, staging: String,
                                   log: (@Sendable (String) -> Void)?) async throws -> [String: String] {
-        guard !p.command.isEmpty else { return await InstalledPackages.installed(root: config.root) }
-        log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))")
-        let options = p.command.dropFirst().prefix(while: { $0.hasPrefix("-") })
-        let staged = p.changes.map { staging + "/" + ($0.deb as NSString).lastPathComponent }
-        let r = try await Command.run(p.command[0], Array(options) + staged,
-                                      environment: ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_SKIP": "1",
-                                                    "APT_LISTCHANGES_FRONTEND": "none"])
-        guard r.succeeded else {
-            throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")
+        let env: [String: String?] = ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_SKIP": "1", "APT_LISTCHANGES_FRONTEND": "none"]
+        if !p.removeCommand.isEmpty {
+            log?("removing \(p.remove.joined(separator: " ")) (installed now, not in the backup; conffiles kept)")
+            let r = try await Command.run(p.removeCommand[0], Array(p.removeCommand.dropFirst()), environment: env)
+            guard r.succeeded else {
+                throw BackupError.failed("\(p.removeCommand.prefix(3).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.removeCommand.joined(separator: " ")), then \(p.command.joined(separator: " "))")
+            }
+        }
+        if !p.command.isEmpty {
+            log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))")
+            let options = p.command.dropFirst().prefix(while: { $0.hasPrefix("-") })
+            let staged = p.changes.map { staging + "/" + ($0.deb as NSString).lastPathComponent }
+            let r = try await Command.run(p.command[0], Array(options) + staged, environment: env)
+            guard r.succeeded else {
+                throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")
+            }
         }
         let now = await InstalledPackages.installed(root: config.root)
-        let wrong = p.changes.filter { now[$0.package] != $0.backupVersion }
+        var wrong = p.changes.filter { now[$0.package] != $0.backupVersion }.map { "\($0.package) is \(now[$0.package] ?? "not installed"), not \($0.backupVersion)" }
+        wrong += p.remove.filter { now[$0] != nil }.map { "\($0) is still installed" }
         if !wrong.isEmpty {
-            throw BackupError.failed("after reinstalling, \(wrong.map { "\($0.package) is \(now[$0.package] ?? "not installed"), not \($0.backupVersion)" }.joined(separator: "; "))")
+            throw BackupError.failed("after reinstalling, \(wrong.joined(separator: "; "))")
         }
         return now
     }

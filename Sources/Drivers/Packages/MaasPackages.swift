@@ -23,9 +23,15 @@ public enum MaasPackages {
     /// The dpkg-query patterns that find them.
     public static let queryPatterns = ["maas", "maas-*", "python3-django-maas", "python3-maas-*", "temporal"]
 
-    /// The MAAS version of a set of installed packages: the region's, else the `maas`
-    /// metapackage's, else the rack's.
+    /// The packages whose version is MAAS's, in the order they are read (README "Restore"): the
+    /// region metapackage, the region itself (maas-region-api, alone on a region-only host), the
+    /// `maas` metapackage, the rack, then maas-common (every MAAS 3.x host has it). All are built
+    /// from one source at one version.
+    public static let versionSources = ["maas-region-controller", "maas-region-api", "maas", "maas-rack-controller", "maas-common"]
+
+    /// The MAAS version of a set of installed packages: that of the first of `versionSources`
+    /// installed, else nil.
     public static func version(in installed: [String: String]) -> String? {
-        installed["maas-region-controller"] ?? installed["maas"] ?? installed["maas-rack-controller"]
+        versionSources.lazy.compactMap { installed[$0] }.first
     }
 }

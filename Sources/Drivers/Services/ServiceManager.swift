@@ -8,6 +8,8 @@ import Glibc
 public protocol ServiceManager: Sendable {
     /// Of `units`, those that are active now, in the order given.
     func activeUnits(_ units: [String]) async throws -> [String]
+    /// Each unit's state (systemd's own view: loaded or gone, active, failed, skipped by a condition), in the order given.
+    func states(_ units: [String]) async throws -> [UnitState]
     /// Stops `units` (one job transaction, so systemd orders them by their dependencies).
     func stop(_ units: [String]) async throws
     /// Starts `units`.
@@ -19,6 +21,8 @@ public protocol ServiceManager: Sendable {
     func thaw(_ units: [String]) async throws
     /// Why `units` cannot be frozen here, or nil when every one of them can.
     func cannotFreeze(_ units: [String]) async -> String?
+    /// Makes systemd read the unit files again (after dpkg added or removed some).
+    func daemonReload() async throws
 }
 
 extension ServiceManager {
@@ -27,6 +31,7 @@ extension ServiceManager {
     }
     public func thaw(_ units: [String]) async throws {}
     public func cannotFreeze(_ units: [String]) async -> String? { "this service manager cannot freeze units" }
+    public func daemonReload() async throws {}
 }
 
 /// `systemctl`, found on PATH (a test can put its own first).
@@ -43,6 +48,18 @@ public struct Systemctl: ServiceManager {
             throw BackupError.unavailable("systemctl was not found on PATH", hint: "this tool drives the MAAS services through systemd")
         }
         executable = exe
+    }
+
+    /// A given systemctl (tests).
+    public init(executable: String) {
+        self.executable = executable
+    }
+
+    public func states(_ units: [String]) async throws -> [UnitState] {
+        guard !units.isEmpty else { return [] }
+        let r = try await Command.run(executable, ["show", "-p", UnitState.properties, "--"] + units)
+        guard r.succeeded else { throw BackupError.unavailable("systemctl show \(units.joined(separator: " ")) failed: \(r.lastErrorLine)") }
+        return try UnitState.parse(r.stdout, units: units)
     }
 
     public func activeUnits(_ units: [String]) async throws -> [String] {
@@ -70,6 +87,11 @@ public struct Systemctl: ServiceManager {
 
     public func thaw(_ units: [String]) async throws {
         try await verb("thaw", units)
+    }
+
+    public func daemonReload() async throws {
+        let r = try await Command.run(executable, ["daemon-reload"])
+        guard r.succeeded else { throw BackupError.failed("systemctl daemon-reload failed: \(r.lastErrorLine)") }
     }
 
     private func verb(_ v: String, _ units: [String]) async throws {

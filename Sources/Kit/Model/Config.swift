@@ -65,6 +65,9 @@ public struct Config: Sendable, Codable, Equatable {
     public var compressionThreads = 0
     /// Seconds the services may stay stopped before the run gives up and starts them again.
     public var windowTimeout = 120
+    /// Seconds (wall-clock) a restore, rollback or recover waits for each started MAAS unit to be
+    /// active (a real region serves after tens of seconds) before it counts the unit as failed.
+    public var startTimeout = 120
     public var lvm = LVM()
     public var retention = Retention()
     public var hook = Hook()
@@ -155,6 +158,7 @@ extension Config {
             case "compression_level": c.compressionLevel = try r.int(v, key: k, range: 1...9)
             case "compression_threads": c.compressionThreads = try r.int(v, key: k, range: 0...256)
             case "window_timeout": c.windowTimeout = try r.int(v, key: k, range: 5...3600)
+            case "start_timeout": c.startTimeout = try r.int(v, key: k, range: 1...3600)
             case "lvm":
                 for (lk, lv) in try r.mapping(v, key: k) {
                     switch lk {
@@ -190,7 +194,7 @@ extension Config {
     }
 
     static package let topKeys = ["root", "destination", "paths", "exclude", "services", "snapshot", "quiesce", "database",
-                          "copy_in_window_max", "compression_level", "compression_threads", "window_timeout",
+                          "copy_in_window_max", "compression_level", "start_timeout", "compression_threads", "window_timeout",
                           "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir", "remote"]
     static package let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file"]
 }

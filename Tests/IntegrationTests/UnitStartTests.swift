@@ -1,0 +1,143 @@
+import Foundation
+import MaasBackupCore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starting the stopped MAAS units unit by unit, read from systemd's own state (the stand-in
+/// systemctl models units that no longer exist, a unfulfilled ConditionPathExists=, a slow start
+/// and a daemon that dies).
+@Suite("unit start")
+struct UnitStartTests {
+    /// A folder of stand-in units and a systemctl wrapper that finds them.
+    final class Units {
+        let dir = "/tmp/msb-units-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        var svc: String { dir + "/svc" }
+        let manager: Systemctl
+        init() throws {
+            try FileManager.default.createDirectory(atPath: dir + "/svc", withIntermediateDirectories: true)
+            let wrapper = dir + "/systemctl"
+            try "#!/bin/bash\nFAKE_SYSTEMCTL_DIR=\(dir)/svc exec \(TestEnv.repo.path)/Tests/Fixtures/fake-systemctl \"$@\"\n"
+                .write(toFile: wrapper, atomically: true, encoding: .utf8)
+            chmod(wrapper, 0o755)
+            manager = Systemctl(executable: wrapper)
+        }
+        func add(_ unit: String, script: String = "exec sleep 300", condition: String? = nil, delay: Double? = nil) throws {
+            try "#!/bin/bash\n\(script)\n".write(toFile: "\(svc)/\(unit).sh", atomically: true, encoding: .utf8)
+            chmod("\(svc)/\(unit).sh", 0o755)
+            if let condition { try condition.write(toFile: "\(svc)/\(unit).condition", atomically: true, encoding: .utf8) }
+            if let delay { try String(delay).write(toFile: "\(svc)/\(unit).delay", atomically: true, encoding: .utf8) }
+        }
+        func down(_ units: [String]) {
+            _ = try? TestEnv.sh([dir + "/systemctl", "stop"] + units)
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+    }
+
+    @Test("gone units are not started, a unit skipped by its condition is accepted, a slow unit is waited for")
+    func conditionGoneAndSlow() async throws {
+        let u = try Units()
+        let all = ["maas-apiserver", "maas-regiond", "maas-rackd", "maas-dhcpd"]
+        defer { u.down(all) }
+        try u.add("maas-regiond", delay: 2)
+        try u.add("maas-rackd")
+        try u.add("maas-dhcpd", condition: u.dir + "/dhcpd.conf")
+        // maas-apiserver has no unit file: a 3.5-only unit after a rollback to 3.4.
+        let clock = Date()
+        let o = try await u.manager.startAndWait(all, timeout: 20, poll: 0.2)
+        let took = Date().timeIntervalSince(clock)
+        #expect(o.ok, "\(o.failed)")
+        #expect(o.active == ["maas-regiond", "maas-rackd"])
+        #expect(o.skippedByCondition == ["maas-dhcpd"])
+        #expect(o.gone == ["maas-apiserver"])
+        #expect(o.startError == nil, "a gone unit must not be given to systemctl start: \(o.startError ?? "")")
+        #expect(took >= 2, "the slow unit was counted active while still activating (\(took) s)")
+        #expect(o.notes.count == 2 && o.notes[0].contains("maas-dhcpd") && o.notes[1].contains("maas-apiserver"), "\(o.notes)")
+        let calls = (try? String(contentsOfFile: u.svc + "/calls.log", encoding: .utf8)) ?? ""
+        #expect(!calls.split(separator: "\n").contains { $0.contains(" start ") && $0.contains("maas-apiserver") }, "\(calls)")
+    }
+
+    @Test("a unit that dies is a failure at once; one still activating at the deadline is a failure at the deadline, in wall-clock time")
+    func failedAndTooSlow() async throws {
+        let u = try Units()
+        let all = ["maas-regiond", "maas-rackd"]
+        defer { u.down(all) }
+        try u.add("maas-regiond", delay: 60)
+        try u.add("maas-rackd", script: "sleep 0.2; exit 1")
+        let clock = Date()
+        let o = try await u.manager.startAndWait(all, timeout: 3, poll: 0.2)
+        let took = Date().timeIntervalSince(clock)
+        #expect(!o.ok)
+        #expect(o.failed.map(\.unit) == ["maas-regiond", "maas-rackd"])
+        #expect(o.failed.first { $0.unit == "maas-regiond" }?.activeState == "activating")
+        #expect(o.failed.first { $0.unit == "maas-rackd" }?.activeState == "failed")
+        #expect(took >= 3 && took < 15, "waited \(took) s for a 3 s deadline")
+    }
+
+    @Test("systemctl show's blocks are read per unit, in order")
+    func parseShow() throws {
+        let out = "Id=a.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nConditionResult=no\nResult=success\n\n"
+            + "Id=b.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nConditionResult=no\nResult=success\n"
+        let s = try UnitState.parse(out, units: ["a", "b"])
+        #expect(s[0].skippedByCondition && s[0].exists)
+        #expect(!s[1].exists)
+        #expect(throws: BackupError.self) { try UnitState.parse(out, units: ["a"]) }
+    }
+}
+
+/// Restore and recover on a real PostgreSQL and Btrfs with MAAS's unit shapes: maas-dhcpd with
+/// ConditionPathExists=/var/lib/maas/dhcpd.conf (which real maas-rackd removes at its start and
+/// writes again only once the region serves), a region slow to start, a unit whose package is gone.
+@Suite("restore units", .serialized, .enabled(if: TestEnv.skipReason == nil, "\(TestEnv.skipReason ?? "")"))
+struct RestoreUnitsTests {
+    func svc(_ env: TestEnv) -> String { env.dir + "/svc" }
+
+    func addDhcpd(_ env: TestEnv) throws {
+        try "#!/bin/bash\nexec sleep 600\n".write(toFile: svc(env) + "/maas-dhcpd.sh", atomically: true, encoding: .utf8)
+        chmod(svc(env) + "/maas-dhcpd.sh", 0o755)
+        try (env.maas + "/dhcpd.conf").write(toFile: svc(env) + "/maas-dhcpd.condition", atomically: true, encoding: .utf8)
+        try "subnet 10.0.0.0 netmask 255.255.255.0 {}\n".write(toFile: env.maas + "/dhcpd.conf", atomically: true, encoding: .utf8)
+        let r = try TestEnv.sh([env.dir + "/bin/systemctl", "start", "maas-dhcpd"], env: env.environment)
+        guard r.status == 0, try env.isActive("maas-dhcpd") else { throw TestFailure("maas-dhcpd did not start: \(r.stderr)") }
+    }
+
+    @Test("restore accepts maas-dhcpd left inactive by its condition and waits for a slow region; recover skips a unit that no longer exists")
+    func dhcpdConditionAndGoneUnit() throws {
+        let env = try TestEnv(name: "units")
+        defer { env.down() }
+        let cfg = try String(contentsOfFile: env.config, encoding: .utf8)
+        try (cfg + "start_timeout: 30\n").write(toFile: env.config, atomically: true, encoding: .utf8)
+        let b = try env.tool(["--json", "--reason", "units"])
+        try #require(b.status == 0, "backup failed: \(b.stderr)")
+        let archive = try #require(RT.json(b)["archive"] as? String)
+
+        // After the backup: DHCP configured (dhcpd.conf is not in the archive) and a region that takes 3 s.
+        try addDhcpd(env)
+        try "3".write(toFile: svc(env) + "/maas-regiond.delay", atomically: true, encoding: .utf8)
+        let r = try env.tool(["restore", archive, "--yes", "--json"])
+        #expect(r.status == 0, "restore failed: \(r.stderr)")
+        let j = RT.json(r)
+        #expect((j["services_started"] as? [String])?.sorted() == ["maas-rackd", "maas-regiond"], "\(r.stdout)")
+        #expect(j["services_inactive_by_condition"] as? [String] == ["maas-dhcpd"], "\(r.stdout)")
+        #expect(try env.isActive("maas-regiond") && env.isActive("maas-rackd"))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: env.dir + "/state/restores")) ?? []).isEmpty)
+        try? FileManager.default.removeItem(atPath: svc(env) + "/maas-regiond.delay")
+
+        // A restore killed with the services stopped; then maas-dhcpd's package goes away.
+        try addDhcpd(env)
+        let marker = env.dir + "/units-marker"
+        let pid = try env.start(["restore", archive, "--yes"], env: ["MSB_TEST_PAUSE_AFTER": "restore-stop", "MSB_TEST_PAUSE_MARKER": marker])
+        for _ in 0..<600 where !FileManager.default.fileExists(atPath: marker) { usleep(100_000) }
+        try #require(FileManager.default.fileExists(atPath: marker), "the restore did not reach restore-stop")
+        kill(pid, SIGKILL)
+        _ = TestEnv.wait(pid)
+        try FileManager.default.removeItem(atPath: svc(env) + "/maas-dhcpd.sh")
+        let rec = try env.tool(["recover", "--json"])
+        #expect(rec.status == 0, "\(rec.stdout) \(rec.stderr)")
+        #expect(RT.json(rec)["status"] as? String == "ok", "\(rec.stdout)")
+        #expect(rec.stdout.contains("maas-dhcpd no longer exist"), "\(rec.stdout)")
+        #expect(try env.isActive("maas-regiond") && env.isActive("maas-rackd"))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: env.dir + "/state/restores")) ?? []).isEmpty)
+    }
+}

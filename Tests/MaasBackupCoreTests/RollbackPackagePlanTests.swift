@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+@testable import MaasBackupCore
+
+/// The package step of a rollback: MAAS packages the backup did not have are removed (conffiles
+/// kept) before the backup's versions go back (README "Rollback").
+@Suite("rollback package plan")
+struct RollbackPackagePlanTests {
+    static let packaging = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().path + "/shared/fixtures/maas-packaging"
+
+    /// The binary packages of MAAS's debian/control for `version`, or nil when the fixture is absent.
+    static func packages(_ version: String) -> [String]? {
+        guard let text = try? String(contentsOfFile: "\(packaging)/\(version)/debian/control", encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").filter { $0.hasPrefix("Package:") }.map { $0.dropFirst(8).trimmingCharacters(in: .whitespaces) }
+    }
+
+    func reinstall(_ pkg: String, _ version: String) -> PackageReinstall {
+        PackageReinstall(package: pkg, backupVersion: version, installedVersion: "1:3.5.13-0ubuntu1", deb: "/b/debs/\(pkg)_\(version)_amd64.deb", sha256: "00")
+    }
+
+    @Test("3.5 → 3.4: maas-agent (not in the 3.4 backup) is removed with dpkg --remove before dpkg -i of the saved .debs")
+    func agentRemovedFirst() throws {
+        guard let new = Self.packages("3.5.13"), let old = Self.packages("3.4.10") else {
+            print("note: ../shared/fixtures/maas-packaging is absent; skipped"); return
+        }
+        let installed = Dictionary(uniqueKeysWithValues: new.map { ($0, "1:3.5.13-0ubuntu1") })
+        let backup = Dictionary(uniqueKeysWithValues: old.map { ($0, "1:3.4.10-0ubuntu1") })
+        let remove = RollbackPipeline.notInBackup(installed: installed, backup: backup)
+        #expect(remove == ["maas-agent"])
+        let changes = old.sorted().map { reinstall($0, "1:3.4.10-0ubuntu1") }
+        let step = RollbackPipeline.commands(dpkg: "/usr/bin/dpkg", changes: changes, remove: remove)
+        #expect(step.removeCommand == ["/usr/bin/dpkg", "--force-depends", "--remove", "maas-agent"])
+        #expect(!step.removeCommand.contains("--purge"), "the conffiles must stay")
+        #expect(step.command.prefix(4) == ["/usr/bin/dpkg", "--force-confdef", "--force-confold", "-i"])
+        #expect(step.command.count == 4 + old.count)
+        #expect(!step.command.contains { $0.contains("maas-agent") })
+    }
+
+    @Test("3.6 → 3.5 and same-version rollbacks remove nothing; this tool's own package is never removed")
+    func nothingToRemove() throws {
+        if let new = Self.packages("3.6.5"), let old = Self.packages("3.5.13") {
+            let installed = Dictionary(uniqueKeysWithValues: new.map { ($0, "1:3.6.5") })
+            let backup = Dictionary(uniqueKeysWithValues: old.map { ($0, "1:3.5.13") })
+            #expect(RollbackPipeline.notInBackup(installed: installed, backup: backup) == [])
+        } else {
+            print("note: ../shared/fixtures/maas-packaging is absent; the 3.6 → 3.5 case is skipped")
+        }
+        let installed = ["maas-common": "1", "maas-snapshot-backup": "2", "maas-region-api": "1"]
+        #expect(RollbackPipeline.notInBackup(installed: installed, backup: ["maas-common": "1", "maas-region-api": "1"]) == [])
+        let step = RollbackPipeline.commands(dpkg: "/usr/bin/dpkg", changes: [], remove: [])
+        #expect(step.removeCommand.isEmpty && step.command.isEmpty)
+    }
+}
