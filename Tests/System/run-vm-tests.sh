@@ -109,7 +109,17 @@ if [[ -n ${MSB_VM_DEADLINE:-} ]]; then
   fi
 fi
 if [[ -d $fixtures ]]; then mkdir -p "$work/in/fixtures"; cp "$fixtures"/*.sql "$work/in/fixtures/" 2>/dev/null || true; fi
-if [[ -d $packaging ]]; then mkdir -p "$work/in/fixtures/maas-packaging"; cp -r "$packaging"/. "$work/in/fixtures/maas-packaging/"; fi
+if [[ -d $packaging ]]; then
+  mkdir -p "$work/in/fixtures/maas-packaging"; cp -r "$packaging"/. "$work/in/fixtures/maas-packaging/"
+  # The stand-in MAAS packages, built here (the guest only builds msb-standin-maas-deps).
+  wants=0
+  for name in "${run[@]}"; do [[ " $(header "$name" needs) " == *" packaging "* ]] && wants=1; done
+  if ((wants)); then
+    versions=$(cd "$packaging" && ls -d */ | tr -d /)
+    MSB_STANDIN_MAASD=$here/../Fixtures/stand-in-maasd.sh bash "$here/maas-packaging/build-standin-maas.sh" \
+      "$work/in/standin-debs" "$packaging" "$fixtures" $versions >/dev/null
+  fi
+fi
 [[ -n $binary ]] && { mkdir -p "$work/in/bin"; cp "$binary" "$work/in/bin/maas-snapshot-backup"; }
 # Swift's crash backtracer, for a symbolicated trace should the binary crash in the guest.
 bt=$(dirname "$(readlink -f "$(command -v swift 2>/dev/null || echo /nonexistent)")")/../libexec/swift/linux/swift-backtrace-static

@@ -1,8 +1,12 @@
 #!/bin/bash
 # Builds stand-in MAAS packages from MAAS's own debian/ folders (tests only), with dpkg-deb:
 #
-#   build-standin-maas.sh OUTDIR PACKAGING SCHEMAS VERSION...
+#   build-standin-maas.sh OUTDIR PACKAGING SCHEMAS VERSION...   the MAAS packages, and OUTDIR/externals
+#   build-standin-maas.sh --deps OUTDIR                           msb-standin-maas-deps, from OUTDIR/externals
 #
+# run-vm-tests.sh runs the first on the host (dpkg-deb under TCG is slow: minutes per version) and
+# packs the .debs onto the VM's input disk; the guest runs the second, which needs to know what the
+# guest has installed.
 # PACKAGING is ../shared/fixtures/maas-packaging (VERSION: a folder there, e.g. 3.4.10), SCHEMAS is
 # ../shared/fixtures/maas-schema. Read at test time, never copied into the repository. For each
 # VERSION, every binary package of debian/control but the transitional maas-dns, with:
@@ -46,11 +50,15 @@
 # Prints the paths of the .debs it wrote.
 set -euo pipefail
 
-out=${1:?usage: build-standin-maas.sh OUTDIR PACKAGING SCHEMAS VERSION...}
-packaging=${2:?}
-schemas=${3:?}
-shift 3
-(($#)) || { echo "build-standin-maas.sh: no VERSION given" >&2; exit 64; }
+deps_only=0
+if [[ ${1:-} == --deps ]]; then deps_only=1; shift; fi
+out=${1:?usage: build-standin-maas.sh OUTDIR PACKAGING SCHEMAS VERSION... | --deps OUTDIR}
+if ((!deps_only)); then
+  packaging=${2:?}
+  schemas=${3:?}
+  shift 3
+  (($#)) || { echo "build-standin-maas.sh: no VERSION given" >&2; exit 64; }
+fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -492,13 +500,18 @@ build_version() { # VERSION
   done
 }
 
-for v in "$@"; do build_version "$v"; done
+if ((!deps_only)); then
+  for v in "$@"; do build_version "$v"; done
+  printf '%s\n' "${externals[@]}" | sort -u >>"$out/externals"
+  sort -u -o "$out/externals" "$out/externals"
+  exit 0
+fi
 
 # --- everything outside MAAS ----------------------------------------------------------------------
 root=$work/deps
 mkdir -p "$root/DEBIAN"
 provides=()
-for n in $(printf '%s\n' "${externals[@]}" | sort -u); do
+for n in $(sort -u "$out/externals"); do
   # Really installed here (postgresql, iproute2, ...): the real package answers.
   [[ $(dpkg-query -W -f '${Status}' "$n" 2>/dev/null) == "install ok installed" ]] && continue
   provides+=("$n (= 999:999)")
