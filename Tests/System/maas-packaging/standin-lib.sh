@@ -125,9 +125,9 @@ msb_standin_schema_head() {
 }
 
 # The MAAS files to compare: /etc/maas and /var/lib/maas without the counters, logs and what the
-# tool leaves out (boot-resources).
+# tool leaves out (boot-resources) or keeps of its own (.maas-snapshot-backup: the pre-restore copy).
 msb_standin_tree() {
-  msb_tree_listing /etc/maas /var/lib/maas | grep -v -e '\.counter ' -e '^var/lib/maas/boot-resources' -e '^var/lib/maas/lost+found' || true
+  msb_tree_listing /etc/maas /var/lib/maas | grep -v -e '\.counter ' -e '^var/lib/maas/boot-resources' -e '^var/lib/maas/lost+found' -e '^var/lib/maas/.maas-snapshot-backup' -e '^etc/maas/.maas-snapshot-backup' || true
 }
 
 # --- the pause regiond feels: the longest gap between its counter writes ---------------------------
@@ -144,7 +144,7 @@ msb_pause_start() {
     done
   ) >"$MSB_RESULTS/regiond-writes" 2>/dev/null &
   MSB_PAUSE_PID=$!
-  msb_defer "kill $MSB_PAUSE_PID"
+  msb_defer "kill $MSB_PAUSE_PID 2>/dev/null || true"
 }
 # Stops the sampler; sets MSB_PAUSE_MS (the longest gap while it ran, in ms).
 msb_pause_stop() {
