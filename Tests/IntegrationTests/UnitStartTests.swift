@@ -64,9 +64,9 @@ struct UnitStartTests {
         let all = ["maas-regiond", "maas-rackd"]
         defer { u.down(all) }
         try u.add("maas-regiond", delay: 60)
-        try u.add("maas-rackd", script: "sleep 0.2; exit 1")
+        try u.add("maas-rackd", script: "exit 1")
         let clock = Date()
-        let o = try await u.manager.startAndWait(all, timeout: 3, poll: 0.2)
+        let o = try await u.manager.startAndWait(all, timeout: 3, poll: 0.5)
         let took = Date().timeIntervalSince(clock)
         #expect(!o.ok)
         #expect(o.failed.map(\.unit) == ["maas-regiond", "maas-rackd"])
@@ -74,6 +74,37 @@ struct UnitStartTests {
         #expect(o.failed.first { $0.unit == "maas-rackd" }?.activeState == "failed")
         #expect(took >= 3 && took < 15, "waited \(took) s for a 3 s deadline")
     }
+
+    @Test("the one undo engine on a journal as older versions wrote it: the database state decodes, gone units leave the record")
+    func undoEngineOnAnOldJournal() async throws {
+        let u = try Units()
+        defer { u.down(["maas-regiond", "maas-rackd"]) }
+        try u.add("maas-regiond")
+        try u.add("maas-rackd")
+        let json = """
+            {"runID":"r1","pid":1,"command":"rollback","archive":"/x","startedAt":"2026-12-01T00:00:00Z","phase":"stop services",
+             "stoppedServices":["maas-regiond","maas-rackd","maas-agent"],"servicesRestarted":false,"database":"untouched",
+             "swaps":[],"filesFinal":false}
+            """
+        let record = try JSONDecoder().decode(RestoreRecord.self, from: Data(json.utf8))
+        #expect(record.database == .untouched)
+        let swapping = try JSONDecoder().decode(RestoreRecord.self, from: Data(json.replacingOccurrences(of: "\"untouched\"", with: "\"swapping\"").utf8))
+        #expect(swapping.database == .swapping && swapping.database.mayBeSwapped)
+        let saved = Saved()
+        var undo = RestoreUndo(record: record, services: u.manager, startTimeout: 10, target: { throw TestFailure("the database is untouched") },
+                               save: { saved.records.append($0) }, log: { _ in })
+        let o = await undo.run()
+        #expect(o.done, "\(o.errors)")
+        #expect(o.actions.contains("the files were not changed") && o.actions.contains("the database was not changed"), "\(o.actions)")
+        #expect(o.actions.contains("started maas-regiond maas-rackd"), "\(o.actions)")
+        #expect(o.actions.contains { $0.contains("maas-agent no longer exist") }, "\(o.actions)")
+        #expect(undo.record.stoppedServices == ["maas-regiond", "maas-rackd"] && undo.record.servicesRestarted)
+        #expect(saved.records.last?.stoppedServices == ["maas-regiond", "maas-rackd"])
+        let encoded = String(decoding: try JSONEncoder().encode(undo.record), as: UTF8.self)
+        #expect(encoded.contains("\"database\":\"untouched\""), "\(encoded)")
+    }
+
+    final class Saved: @unchecked Sendable { var records: [RestoreRecord] = [] }
 
     @Test("systemctl show's blocks are read per unit, in order")
     func parseShow() throws {

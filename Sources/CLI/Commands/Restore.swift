@@ -100,6 +100,7 @@ func printRestore(_ r: RestoreResult, verb: String) {
     }
     if !r.servicesGone.isEmpty { print("  services:  \(r.servicesGone.joined(separator: " ")) no longer exist (their package is not installed): not started") }
     for w in r.warnings { print("  warning:   \(w)") }
+    for x in r.plan.peers { print("  region:    \(x)") }
     print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
     if let cmd = r.rackRegisterCommand {
         print("")
@@ -142,6 +143,7 @@ enum Confirmation {
         if let u = p.dbUpgrade { lines.append("  - run maas-region dbupgrade: \(u)") }
         lines.append("  - start the services again and check them")
         for w in p.warnings where w != p.dbUpgrade { lines.append("  warning: \(w)") }
+        for x in p.peers { lines.append("  other region: \(x)") }
         lines.append("  MAAS version: backup \(p.backupMaasVersion ?? "unknown"), installed \(p.installedMaasVersion ?? "unknown") (\(p.versionCheck))")
         return lines.joined(separator: "\n")
     }

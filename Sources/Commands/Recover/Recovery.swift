@@ -60,7 +60,7 @@ public enum Recovery {
             } catch { errors.append("cannot thaw \(frozen.joined(separator: " ")): \(error)") }
         }
         if !r.servicesRestarted && !r.stoppedServices.isEmpty {
-            let s = await startUnits(r.stoppedServices, services: services, timeout: config.startTimeout)
+            let s = await RestoreUndo.startUnits(r.stoppedServices, services: services, timeout: config.startTimeout)
             actions += s.actions; errors += s.errors
             if s.errors.isEmpty { try? j.update { $0.servicesRestarted = true } }
         }
@@ -101,49 +101,14 @@ public enum Recovery {
     }
 
     static package func recoverRestore(_ j: RestoreJournal, config: Config, services: any ServiceManager) async -> RecoverReport.Item {
-        var r = j.record
-        var actions: [String] = [], errors: [String] = []
-        let dbSwapped = ["swapping", "swapped", "restored"].contains(r.database) && !(r.databases ?? []).isEmpty
-        if (!r.filesFinal && r.swaps.contains(where: { $0.asideDone })) || (!r.filesFinal && dbSwapped) {
-            // MAAS must not run while its files are put back.
-            if r.servicesRestarted && !r.stoppedServices.isEmpty {
-                do { try await services.stop(r.stoppedServices); r.servicesRestarted = false } catch {
-                    errors.append("cannot stop \(r.stoppedServices.joined(separator: " ")) to put the files back: \(error)")
-                }
-            }
-            if errors.isEmpty {
-                for i in r.swaps.indices.reversed() where r.swaps[i].asideDone {
-                    do {
-                        var s = r.swaps[i]
-                        try s.undo { x in r.swaps[i] = x; let rr = r; try? j.update { $0 = rr } }
-                        r.swaps[i] = s
-                        actions.append("put the previous \(s.live) back")
-                    } catch {
-                        errors.append("cannot put \(r.swaps[i].live) back (\(error)); the previous files are in \(r.swaps[i].aside)")
-                    }
-                }
-            }
-        }
-        // The databases, while MAAS is stopped.
-        if r.database == "untouched" {
-            actions.append("the database was not changed by that \(r.command)")
-        } else if errors.isEmpty {
-            do {
-                let target = try PostgresTarget.resolveForRestore(config, fallbackDatabase: r.databases?.first?.name)
-                let db = DatabaseUndo.run(state: r.database, names: r.databases ?? [], keep: r.filesFinal, target: target, command: r.command,
-                                          log: { actions.append($0) })
-                if db.failed { errors.append(db.note) } else {
-                    actions.append(db.note)
-                    if !r.filesFinal && !(r.databases ?? []).isEmpty { r.database = "untouched" }
-                }
-            } catch { errors.append("cannot reach the database to undo it: \(error)") }
-        }
-        if !r.servicesRestarted && !r.stoppedServices.isEmpty {
-            let s = await startUnits(r.stoppedServices, services: services, timeout: config.startTimeout)
-            actions += s.actions; errors += s.errors
-            r.stoppedServices = r.stoppedServices.filter { !s.gone.contains($0) }
-            if s.errors.isEmpty { r.servicesRestarted = true }
-        }
+        // The same undo engine as the failing run's own (RestoreUndo), on the journal's state.
+        var undo = RestoreUndo(record: j.record, services: services, startTimeout: config.startTimeout,
+                               target: { [r = j.record] in try PostgresTarget.resolveForRestore(config, fallbackDatabase: r.databases?.first?.name) },
+                               save: { r in try? j.update { $0 = r } }, log: { _ in })
+        let outcome = await undo.run()
+        let r = undo.record
+        var actions = outcome.details + outcome.actions, errors = outcome.errors
+        if let i = actions.firstIndex(of: "the database was not changed") { actions[i] = "the database was not changed by that \(r.command)" }
         if let dir = r.privateDir, (dir as NSString).lastPathComponent.hasPrefix("msb-") {
             var st = stat()
             if lstat(dir, &st) == 0 {
@@ -152,24 +117,8 @@ public enum Recovery {
                 }
             }
         }
-        let rr = r
-        try? j.update { $0 = rr }
+        try? j.update { $0 = r }
         if errors.isEmpty { j.close(); actions.append("removed the journal") }
         return .init(journal: j.path, command: r.command, runID: r.runID, actions: actions, errors: errors, done: errors.isEmpty)
-    }
-
-    /// Starts the units of `stopped` (in reverse) that still exist and waits for each; a unit that
-    /// no longer exists or that its own Condition* keeps inactive is said, not an error.
-    static package func startUnits(_ stopped: [String], services: any ServiceManager, timeout: Int) async -> (actions: [String], errors: [String], gone: [String]) {
-        do {
-            let o = try await services.startAndWait(Array(stopped.reversed()), timeout: Double(timeout))
-            var actions: [String] = []
-            if !o.active.isEmpty { actions.append("started \(stopped.filter { o.active.contains($0) }.joined(separator: " "))") }
-            actions += o.notes
-            let errors = o.failed.isEmpty ? [] : ["cannot start \(o.failed.map(\.display).joined(separator: "; "))" + (o.startError.map { ": \($0)" } ?? "")]
-            return (actions, errors, o.gone)
-        } catch {
-            return ([], ["cannot start \(stopped.joined(separator: " ")): \(error)"], [])
-        }
     }
 }

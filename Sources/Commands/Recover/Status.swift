@@ -90,8 +90,8 @@ public enum StatusCheck {
             leftovers.append(.init(journal: j.path, command: r.command, runID: r.runID, pid: r.pid, startedAt: r.startedAt, phase: r.phase,
                                    servicesStillStopped: r.servicesRestarted ? [] : r.stoppedServices, snapshots: [],
                                    files: (r.filesFinal ? [] : r.swaps.filter(\.asideDone).map(\.aside)) + [r.privateDir].compactMap { $0 },
-                                   database: r.database == "untouched" ? nil
-                                       : "\(r.database)" + ((r.databases ?? []).isEmpty ? "" : " (\((r.databases ?? []).map { "\($0.name) -> \($0.restoring), kept as \($0.previous)" }.joined(separator: "; ")))")))
+                                   database: r.database == .untouched ? nil
+                                       : r.database.rawValue + ((r.databases ?? []).isEmpty ? "" : " (\((r.databases ?? []).map { "\($0.name) -> \($0.restoring), kept as \($0.previous)" }.joined(separator: "; ")))")))
         }
         let last = entries.first
         var result = last == nil ? "none" : "ok"

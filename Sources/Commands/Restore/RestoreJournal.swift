@@ -25,9 +25,7 @@ public struct RestoreRecord: JournalEntry {
     public var phase: String
     public var stoppedServices: [String] = []
     public var servicesRestarted = false
-    /// "untouched", "loading" (new databases being created and loaded), "loaded", "checked",
-    /// "swapping" (the rename transaction), "swapped", "restored" (final).
-    public var database = "untouched"
+    public var database = DatabaseState.untouched
     /// The names of each database's new copy, kept previous one and failed copy (nil: a journal of an older version).
     public var databases: [DatabaseNames]?
     public var swaps: [TreeSwap] = []

@@ -83,8 +83,9 @@ public struct RestorePipeline: Sendable {
         let passfile = try target.writePassfile(in: tmp.path)
         let db = try PostgresAdapter(target: target).preflight(passfile: passfile, maasDatabaseMayBeMissing: true)
         var regions = try RegionChecks.check(config: config, target: target, passfile: passfile,
-                                             force: options.forceOtherRegions, command: options.command)
+                                             force: options.forceOtherRegions, command: options.command, manifest: manifest)
         if let dbUpgrade { regions.warnings.append(dbUpgrade) }
+        for x in regions.peers { log("other region: \(x)") }
         let bin = target.binDir ?? "/usr/lib/postgresql/\(db.serverVersionNum / 10000)/bin"
         let psql = bin + "/psql"
         guard FileManager.default.isExecutableFile(atPath: psql) else {
@@ -107,7 +108,7 @@ public struct RestorePipeline: Sendable {
             database: target.display, databases: manifest.database.databases,
             paths: swaps.map { .init(path: $0.path, live: $0.live, mode: $0.mode.rawValue, aside: $0.aside,
                                      carriedOver: $0.keep + $0.leftInPlace.filter { $0 != TreeSwap.snapshotFolder && $0 != "lost+found" }, bytes: $0.restoreBytes) },
-            servicesToStop: active, dbUpgrade: dbUpgrade, otherRegions: regions.otherRegions, warnings: regions.warnings,
+            servicesToStop: active, dbUpgrade: dbUpgrade, otherRegions: regions.otherRegions, peers: regions.peers, warnings: regions.warnings,
             databaseRestore: dbPlan)
         return Prepared(source: source, path: path, manifest: manifest, verify: report, plan: plan, swaps: swaps, target: target, psql: psql,
                         database: dbPlan)

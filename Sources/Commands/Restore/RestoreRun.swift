@@ -30,8 +30,7 @@ final package class RestoreRun {
     package var swaps: [TreeSwap]
     package var stopped: [String] = []
     package var servicesDown = false
-    /// untouched, loading, loaded, checked, swapping, swapped, restored (see RestoreRecord.database)
-    package var database = "untouched"
+    package var database = DatabaseState.untouched
     package var dbNames: [DatabaseNames] = []
     package var step = "prepare"
     package var privateDir: PrivateDir?
@@ -108,7 +107,7 @@ final package class RestoreRun {
         let psqlDir = try DatabaseSwap.psqlFolder(for: psqlUser, in: dir)
         defer { psqlDir.remove() }
         let psqlPassfile = try DatabaseSwap.passfile(target, in: psqlDir, for: psqlUser, names: dbNames)
-        database = "loading"
+        database = .loading
         try record()
         log("loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser)")
         let loadPlan = DumpLoader.Plan(
@@ -128,7 +127,7 @@ final package class RestoreRun {
             warnings.append("\(outcome.refused.count) role statement(s) of dump.sql were refused for lack of privilege, so the roles were left as they are (first: \(first))")
         }
         expectedPsqlErrors = outcome.expected.count
-        database = "loaded"
+        database = .loaded
         try record()
         try FaultPoint.hit("restore-db-load")
         let check = try DatabaseCheck.compare(manifest: manifest, target: target, passfile: passfile, names: names)
@@ -138,14 +137,14 @@ final package class RestoreRun {
         }
         self.check = check
         warnings += check.warnings
-        database = "checked"
+        database = .checked
         try record()
         try FaultPoint.hit("restore-db-check")
         try Interruption.check()
-        database = "swapping"
+        database = .swapping
         try record()
         dbNames = try DatabaseSwap.swapIn(dbNames, target: target, passfile: passfile, log: { self.log($0) })
-        database = "swapped"
+        database = .swapped
         try record()
         try FaultPoint.hit("restore-database")
         log("database restored: \(check.tables) tables, \(check.rows) rows, schema head \(DatabaseCheck.describe(check.schemaHead))"
@@ -205,7 +204,7 @@ final package class RestoreRun {
         }
         filesFinal = true
         step = "done"
-        database = "restored"
+        database = .restored
         try record()
         journal.close()
 

@@ -55,6 +55,8 @@ public struct RestorePlan: Sendable, Codable {
     public var dbUpgrade: String? = nil
     /// Other regions connected at the time (only with --force-other-regions).
     public var otherRegions: [String] = []
+    /// The other regions recorded at backup time (and those connected now), each with what it needs.
+    public var peers: [String] = []
     /// What this restore does not cover, or what was overridden (also in the result's warnings).
     public var warnings: [String] = []
     /// The new databases, the names the current ones will be kept under, the role's privileges, free space.

@@ -352,12 +352,12 @@ extension DatabaseSwap {
 /// the names are swapped back (the restored copy to `<name>_failed_restore_<time>`, then dropped),
 /// unless the restore's files stay (`keep`: rollback's package step), when the database stays too.
 package enum DatabaseUndo {
-    static package func run(state: String, names: [DatabaseNames], keep: Bool, target: PostgresTarget, command: String,
+    static package func run(state: DatabaseState, names: [DatabaseNames], keep: Bool, target: PostgresTarget, command: String,
                     log: ((String) -> Void)?) -> (note: String, failed: Bool) {
-        if state == "untouched" { return ("the database was not changed", false) }
+        if state == .untouched { return ("the database was not changed", false) }
         if names.isEmpty {
             // A journal of an older version, which loaded over the live database.
-            return state == "restored" ? ("the database holds the backup's data", false)
+            return state == .restored ? ("the database holds the backup's data", false)
                 : ("the database may be incomplete (that \(command) stopped while loading it): run \(command) again", false)
         }
         let tmp: PrivateDir
@@ -367,8 +367,8 @@ package enum DatabaseUndo {
             passfile = try target.writePassfile(in: tmp.path, databases: names.flatMap(\.all))
         } catch { return ("could not undo the database (\(error)); run `maas-snapshot-backup recover`", true) }
         defer { tmp.remove() }
-        var swapped = state == "swapped" || state == "restored"
-        if state == "swapping" {
+        var swapped = state == .swapped || state == .restored
+        if state == .swapping {
             do { swapped = try DatabaseSwap.swapped(names, target: target, passfile: passfile) } catch {
                 return ("cannot tell whether the databases were swapped (\(error)); run `maas-snapshot-backup recover`", true)
             }

@@ -87,8 +87,9 @@ public struct UnitStartOutcome: Sendable, Codable, Equatable {
 
 extension ServiceManager {
     /// Starts those of `units` that still exist (in the order given), then waits, unit by unit,
-    /// until each is active, failed, or skipped by its condition, or `timeout` seconds of wall-clock
-    /// time have passed.
+    /// until each is active (seen so on two polls in a row, so that a daemon that dies at once is
+    /// not taken for running), failed, or skipped by its condition, or `timeout` seconds of
+    /// wall-clock time have passed.
     public func startAndWait(_ units: [String], timeout: Double, poll: Double = 0.5) async throws -> UnitStartOutcome {
         var out = UnitStartOutcome()
         guard !units.isEmpty else { return out }
@@ -99,18 +100,25 @@ extension ServiceManager {
         do { try await start(toStart) } catch { out.startError = "\(error)" }
         let deadline = Date().addingTimeInterval(timeout)
         var pending = toStart
+        var seenActive: Set<String> = []
         while true {
             let now = try await states(pending)
             var still: [UnitState] = []
             for s in now {
-                if s.isActive { out.active.append(s.unit) }
+                if s.isActive && seenActive.contains(s.unit) { out.active.append(s.unit) }
+                else if s.isActive { seenActive.insert(s.unit); still.append(s) }
                 else if s.skippedByCondition { out.skippedByCondition.append(s.unit) }
                 else if s.isFailed || !s.exists { out.failed.append(s) }
                 else { still.append(s) }
             }
             pending = still.map(\.unit)
             if pending.isEmpty { break }
-            if Date() >= deadline { out.failed += still; break }
+            if Date() >= deadline {
+                // Active on the last poll only: active (it was not seen to fail).
+                out.active += still.filter(\.isActive).map(\.unit)
+                out.failed += still.filter { !$0.isActive }
+                break
+            }
             try await Task.sleep(nanoseconds: UInt64(poll * 1e9))
         }
         let order = Dictionary(units.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
