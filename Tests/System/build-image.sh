@@ -13,7 +13,8 @@ cache=${MSB_VM_CACHE:-/var/cache/maas-snapshot-backup-vm}
 # Guest packages: init + udev, the storage stacks under test, PostgreSQL, a kernel with
 # device-mapper, the runtime libraries of maas-snapshot-backup (libpq5 ... libssl3) and what it
 # recommends (dpkg-repack: the saved .debs of packages installed from a file: repository); dbus:
-# the system bus `systemctl freeze` needs (every MAAS server has it; quiesce freeze).
+# the system bus `systemctl freeze` needs (every MAAS server has it; quiesce freeze); sudo: the
+# stand-in rackd restarts maas-dhcpd through MAAS's own sudoers rule, as the real one does.
 packages=(
   systemd-sysv udev kmod initramfs-tools linux-image-cloud-amd64
   util-linux mount fdisk procps psmisc e2fsprogs xfsprogs btrfs-progs
@@ -23,6 +24,7 @@ packages=(
   tar gzip jq coreutils findutils diffutils
   dpkg-repack
   dbus
+  sudo
 )
 
 key=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)

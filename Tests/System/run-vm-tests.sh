@@ -5,10 +5,10 @@
 #   Tests/System/run-vm-tests.sh [--binary PATH | --deb PATH] [--timeout SECONDS] [scenario...]
 #
 # Builds or reuses the guest image (build-image.sh, cached outside the repo), packs the scenario
-# scripts, lib.sh, the binary or .deb and the MAAS schema fixtures onto a read-only disk, boots
+# scripts, lib.sh, the binary or .deb and the MAAS schema and packaging fixtures onto a read-only disk, boots
 # once, runs the scenarios in order (each on its own data disk and volume group), reads the results
 # back from an output disk, prints one line per scenario and finally "N passed, N failed".
-# Scenarios declare what they need in header lines: "# msb-needs: binary|deb schema" and
+# Scenarios declare what they need in header lines: "# msb-needs: binary|deb schema packaging" and
 # "# msb-timeout: SECONDS"; one whose needs are not met is skipped with the reason.
 # Host packages: qemu-system-x86 mmdebstrap e2fsprogs (and root).
 set -euo pipefail
@@ -19,6 +19,8 @@ repo=$(cd "$here/../.." && pwd)
 runs=${MSB_VM_RUNS:-/var/tmp/maas-snapshot-backup-vm-runs}
 vm_lock=${MSB_VM_LOCK:-/var/tmp/maas-snapshot-backup-vm-run.lock}
 fixtures=${MSB_FIXTURES:-$repo/../shared/fixtures/maas-schema}
+# MAAS's own debian/ folders (3.4.10, 3.5.13, 3.6.5), for the stand-in MAAS packages.
+packaging=${MSB_PACKAGING_FIXTURES:-$(dirname "$fixtures")/maas-packaging}
 binary= deb= extra_timeout=0
 names=()
 
@@ -56,6 +58,7 @@ for name in "${names[@]}"; do
       binary) [[ -n $binary || -n $deb ]] || reason="needs --binary or --deb" ;;
       deb) [[ -n $deb ]] || reason="needs --deb" ;;
       schema) [[ -f $fixtures/maas-3.4.0.sql ]] || reason="MAAS schema fixtures absent ($fixtures)" ;;
+      packaging) [[ -f $packaging/3.4.10/debian/control ]] || reason="MAAS packaging fixtures absent ($packaging)" ;;
     esac
   done
   if [[ -n $reason ]]; then skipped+=("$name"); skip_reason[$name]=$reason; else run+=("$name"); fi
@@ -81,7 +84,7 @@ mkdir -p "$work/in/scenarios" "$work/results"
 
 # Input disk: a plain tar (no filesystem needed in the guest).
 cp "$here/lib.sh" "$here/runner.sh" "$here/../Fixtures/stand-in-maasd.sh" "$work/in/"
-cp -r "$here/fake-maas" "$work/in/"
+cp -r "$here/fake-maas" "$here/maas-packaging" "$work/in/"
 timeout_total=300
 # Limits are safety nets, not assertions: under TCG on a loaded 2-core host a guest can run 10x slower.
 timeout_scale=${MSB_VM_TIMEOUT_SCALE:-3}
@@ -106,6 +109,17 @@ if [[ -n ${MSB_VM_DEADLINE:-} ]]; then
   fi
 fi
 if [[ -d $fixtures ]]; then mkdir -p "$work/in/fixtures"; cp "$fixtures"/*.sql "$work/in/fixtures/" 2>/dev/null || true; fi
+if [[ -d $packaging ]]; then
+  mkdir -p "$work/in/fixtures/maas-packaging"; cp -r "$packaging"/. "$work/in/fixtures/maas-packaging/"
+  # The stand-in MAAS packages, built here (the guest only builds msb-standin-maas-deps).
+  wants=0
+  for name in "${run[@]}"; do [[ " $(header "$name" needs) " == *" packaging "* ]] && wants=1; done
+  if ((wants)); then
+    versions=$(cd "$packaging" && ls -d */ | tr -d /)
+    MSB_STANDIN_MAASD=$here/../Fixtures/stand-in-maasd.sh bash "$here/maas-packaging/build-standin-maas.sh" \
+      "$work/in/standin-debs" "$packaging" "$fixtures" $versions >/dev/null
+  fi
+fi
 [[ -n $binary ]] && { mkdir -p "$work/in/bin"; cp "$binary" "$work/in/bin/maas-snapshot-backup"; }
 # Swift's crash backtracer, for a symbolicated trace should the binary crash in the guest.
 bt=$(dirname "$(readlink -f "$(command -v swift 2>/dev/null || echo /nonexistent)")")/../libexec/swift/linux/swift-backtrace-static

@@ -25,12 +25,17 @@ while read -r index name limit; do
   mkdir -p "$d"
   echo "== $name (limit ${limit}s)" >/dev/console
   start=$(date +%s.%N)
+  # The log goes to the console too (the host's console.log): progress is visible while it runs.
+  : >"$d/log"
+  ( tail -n +1 -F "$d/log" 2>/dev/null | sed -u "s/^/[$name] /" ) >/dev/console &
+  tail_pid=$!
   (
     export MSB_SCENARIO=$name MSB_RESULTS=$d MSB_VG=msb$index
     export MSB_DATA_DISK=/dev/disk/by-id/virtio-msb-data$index
     cd /tmp && exec timeout -k 15 "$limit" bash "$in/scenarios/$name.sh"
   ) >"$d/log" 2>&1 </dev/null
   rc=$?
+  sleep 1; pkill -P "$tail_pid" 2>/dev/null; kill "$tail_pid" 2>/dev/null
   end=$(date +%s.%N)
   echo "$rc" >"$d/rc"
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f\n", b - a }' >"$d/elapsed"
