@@ -165,6 +165,7 @@ final class BootImageTests {
             database: {host: \(cluster.socket), user: postgres, name: maasdb, os_user: root}
             lock_file: \(fresh)/lock
             state_dir: \(fresh)/state
+            signing_key: \(env.dir)/signing-key
             services: [maas-regiond, maas-rackd, maas-dhcpd]
 
             """.write(toFile: cfg, atomically: false, encoding: .utf8)

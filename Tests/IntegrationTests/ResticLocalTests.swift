@@ -171,12 +171,16 @@ struct ResticLocalTests {
         var killed = false
         for _ in 0..<200 where !killed {
             try await Task.sleep(for: .milliseconds(50))
-            if !ResticFixture.locks(repoPath).isEmpty, let pid = ResticFixture.children(named: "restic").first {
-                // Secrets and the repository reach restic through its environment, never argv.
+            // This test's restic only (other suites run restic beside it): the one on this repository.
+            let environOf = { (pid: Int32) in (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+            if !ResticFixture.locks(repoPath).isEmpty,
+               let pid = ResticFixture.children(named: "restic").first(where: { environOf($0).contains("RESTIC_REPOSITORY=\(repoPath)\u{0}") }) {
+                // Secrets and the repository reach restic through its environment, never argv; the
+                // password file through our checked descriptor (/proc/<pid>/fd/N), never its name.
                 let argv = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
-                let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                let environ = environOf(pid)
                 #expect(argv.contains("--stdin-filename") && !argv.contains(repoPath) && !argv.contains(ResticFixture.password))
-                #expect(environ.contains("RESTIC_PASSWORD_FILE=\(fx.passwordFile)") && environ.contains("RESTIC_REPOSITORY=\(repoPath)"))
+                #expect(environ.contains("RESTIC_PASSWORD_FILE=/proc/") && !environ.contains(fx.passwordFile) && environ.contains("RESTIC_REPOSITORY=\(repoPath)"))
                 #expect(!environ.contains(ResticFixture.password))
                 killed = kill(pid, SIGKILL) == 0
             }

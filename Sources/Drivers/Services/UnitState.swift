@@ -97,8 +97,9 @@ extension ServiceManager {
         out.gone = before.filter { !$0.exists }.map(\.unit)
         let toStart = before.filter(\.exists).map(\.unit)
         guard !toStart.isEmpty else { return out }
-        do { try await start(toStart) } catch { out.startError = "\(error)" }
+        // Wall-clock from the start request: a `systemctl start` that blocks counts against it.
         let deadline = Date().addingTimeInterval(timeout)
+        do { try await start(toStart) } catch { out.startError = "\(error)" }
         var pending = toStart
         var seenActive: Set<String> = []
         while true {
