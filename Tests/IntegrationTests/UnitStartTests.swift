@@ -69,8 +69,8 @@ struct UnitStartTests {
         let clock = Date()
         let o = try await u.manager.startAndWait(all, timeout: 3, poll: 0.5)
         let took = Date().timeIntervalSince(clock)
-        #expect(!o.ok)
-        #expect(o.failed.map(\.unit) == ["maas-regiond", "maas-rackd"])
+        #expect(!o.ok, "\(o)")
+        #expect(o.failed.map(\.unit) == ["maas-regiond", "maas-rackd"], "\(o)")
         #expect(o.failed.first { $0.unit == "maas-regiond" }?.activeState == "activating")
         #expect(o.failed.first { $0.unit == "maas-rackd" }?.activeState == "failed")
         #expect(took >= 3, "gave up after \(took) s, before the 3 s deadline")
@@ -127,6 +127,13 @@ struct UnitStartTests {
         #expect(s[0].skippedByCondition && s[0].exists)
         #expect(!s[1].exists)
         #expect(throws: BackupError.self) { try UnitState.parse(out, units: ["a"]) }
+        // MAAS's maas-dhcpd (BindsTo= without After=) is left to maas-rackd; maas-agent (After= too) is not.
+        let shown = "Id=maas-dhcpd.service\nLoadState=loaded\nActiveState=inactive\nBindsTo=maas-rackd.service\nAfter=network-online.target time-sync.target\n\n"
+            + "Id=maas-agent.service\nLoadState=loaded\nActiveState=inactive\nBindsTo=maas-rackd.service\nAfter=maas-rackd.service network-online.target\n\n"
+            + "Id=maas-rackd.service\nLoadState=loaded\nActiveState=inactive\nBindsTo=\nAfter=network-online.target\n"
+        let units = try UnitState.parse(shown, units: ["maas-dhcpd", "maas-agent", "maas-rackd"])
+        #expect(UnitState.owners(units) == ["maas-dhcpd": "maas-rackd"])
+        #expect(UnitState.owners(Array(units.prefix(2))).isEmpty, "maas-rackd is not among the units started")
     }
 }
 
@@ -144,6 +151,64 @@ struct RestoreUnitsTests {
         try "subnet 10.0.0.0 netmask 255.255.255.0 {}\n".write(toFile: env.maas + "/dhcpd.conf", atomically: true, encoding: .utf8)
         let r = try TestEnv.sh([env.dir + "/bin/systemctl", "start", "maas-dhcpd"], env: env.environment)
         guard r.status == 0, try env.isActive("maas-dhcpd") else { throw TestFailure("maas-dhcpd did not start: \(r.stderr)") }
+    }
+
+    /// maas-dhcpd as MAAS ships it: BindsTo=maas-rackd.service with no After=, and
+    /// ConditionPathExists=dhcpd.conf; maas-rackd's ExecStartPre deletes dhcpd.conf, and rackd
+    /// writes it again and starts maas-dhcpd itself a while after its start (once the region serves).
+    /// The stand-in dhcpd reads its configuration a moment after its start, so started beside rackd
+    /// it loses the race to rackd's ExecStartPre and fails, as pkg-50 saw in the VM.
+    func addRackOwnedDhcpd(_ env: TestEnv) throws {
+        let conf = env.maas + "/dhcpd.conf"
+        func write(_ name: String, _ text: String) throws {
+            try text.write(toFile: svc(env) + "/" + name, atomically: true, encoding: .utf8)
+            if name.hasSuffix(".sh") || name.hasSuffix(".prestart") { chmod(svc(env) + "/" + name, 0o755) }
+        }
+        try write("maas-dhcpd.sh", "#!/bin/bash\nsleep 1\n[ -e '\(conf)' ] || { echo 'dhcpd: no \(conf)'; exit 1; }\nexec sleep 600\n")
+        try write("maas-dhcpd.condition", conf)
+        try write("maas-dhcpd.bindsto", "maas-rackd")
+        try write("maas-rackd.prestart", "#!/bin/bash\nrm -f '\(conf)'\n")
+        let rackd = try String(contentsOfFile: svc(env) + "/maas-rackd.sh", encoding: .utf8)
+        if !rackd.contains("dhcpd.conf") {
+            let line = "(sleep 3; echo 'subnet 10.0.0.0 netmask 255.255.255.0 {}' > '\(conf)'; FAKE_SYSTEMCTL_DIR='\(svc(env))' '\(env.dir)/bin/systemctl' start maas-dhcpd) &\n"
+            try write("maas-rackd.sh", rackd.replacingOccurrences(of: "#!/usr/bin/env bash\n", with: "#!/usr/bin/env bash\n" + line))
+        }
+        try "subnet 10.0.0.0 netmask 255.255.255.0 {}\n".write(toFile: conf, atomically: true, encoding: .utf8)
+        let r = try TestEnv.sh([env.dir + "/bin/systemctl", "start", "maas-dhcpd"], env: env.environment)
+        usleep(1_500_000)
+        guard r.status == 0, try env.isActive("maas-dhcpd") else { throw TestFailure("maas-dhcpd did not start: \(r.stderr)") }
+    }
+
+    func waitActive(_ env: TestEnv, _ unit: String, seconds: Int) throws -> Bool {
+        for _ in 0..<(seconds * 5) { if try env.isActive(unit) { return true }; usleep(200_000) }
+        return false
+    }
+
+    @Test("maas-dhcpd, bound to maas-rackd but not ordered after it, is left to rackd by a stop backup and by a restore: neither undoes itself, and rackd brings dhcpd back")
+    func dhcpdLeftToRackd() throws {
+        let env = try TestEnv(name: "dhcpd-owner")
+        defer { env.down() }
+        let cfg = try String(contentsOfFile: env.config, encoding: .utf8)
+        try (cfg + "start_timeout: 30\nquiesce: stop\n").write(toFile: env.config, atomically: true, encoding: .utf8)
+        try addRackOwnedDhcpd(env)
+        let b = try env.tool(["--reason", "dhcpd"])
+        try #require(b.status == 0, "backup failed: \(b.stderr)")
+        let archive = env.backups + "/" + (try #require(env.archives().last))
+        #expect(b.stderr.contains("maas-dhcpd is left to maas-rackd"), "\(b.stderr)")
+        #expect(try waitActive(env, "maas-dhcpd", seconds: 30), "rackd did not bring maas-dhcpd back after the backup")
+
+        let r = try env.tool(["restore", archive, "--yes", "--json"])
+        #expect(r.status == 0, "restore failed: \(r.stdout) \(r.stderr)")
+        let j = RT.json(r)
+        let left = j["services_left_to_owner"] as? [[String: Any]] ?? []
+        #expect(left.count == 1 && left.first?["unit"] as? String == "maas-dhcpd" && left.first?["owner"] as? String == "maas-rackd", "\(r.stdout)")
+        #expect((j["services_started"] as? [String])?.sorted() == ["maas-rackd", "maas-regiond"], "\(r.stdout)")
+        #expect(try waitActive(env, "maas-dhcpd", seconds: 30), "rackd did not bring maas-dhcpd back after the restore")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: env.dir + "/state/restores")) ?? []).isEmpty)
+        // The tool never started maas-dhcpd beside maas-rackd: each start of maas-dhcpd was rackd's own.
+        let calls = (try? String(contentsOfFile: svc(env) + "/calls.log", encoding: .utf8)) ?? ""
+        let together = calls.split(separator: "\n").filter { $0.contains(" start ") && $0.contains("maas-dhcpd") && $0.contains("maas-rackd") }
+        #expect(together.isEmpty, "\(together)")
     }
 
     @Test("restore accepts maas-dhcpd left inactive by its condition and waits for a slow region; recover skips a unit that no longer exists")

@@ -51,4 +51,29 @@ struct RollbackPackagePlanTests {
         let step = RollbackPipeline.commands(dpkg: "/usr/bin/dpkg", changes: [], remove: [])
         #expect(step.removeCommand.isEmpty && step.command.isEmpty)
     }
+
+    @Test("a failed dpkg -i is reported by its causes, not by the last package of dpkg's summary")
+    func dpkgErrorsNamed() {
+        let stderr = """
+            dpkg: warning: downgrading maas-region-controller from 1:3.6.5-0ubuntu1 to 1:3.5.13-0ubuntu1
+            Setting up maas-region-controller (1:3.5.13-0ubuntu1) ...
+            dbupgrade: migration 0300_x failed
+            dpkg: error processing package maas-region-controller (--install):
+             installed maas-region-controller package post-installation script subprocess returned error exit status 1
+            dpkg: dependency problems prevent configuration of maas:
+             maas depends on maas-region-controller (= 1:3.5.13-0ubuntu1); however:
+              Package maas-region-controller is not configured yet.
+
+            dpkg: error processing package maas (--install):
+             dependency problems - leaving unconfigured
+            Errors were encountered while processing:
+             maas-region-controller
+             maas
+            """
+        let s = DpkgErrors.summary(stderr)
+        #expect(s == "maas-region-controller: installed maas-region-controller package post-installation script subprocess returned error exit status 1; "
+                + "maas: maas depends on maas-region-controller (= 1:3.5.13-0ubuntu1); however: Package maas-region-controller is not configured yet.; "
+                + "maas: dependency problems - leaving unconfigured", "\(s ?? "nil")")
+        #expect(DpkgErrors.summary("dpkg: error: requested operation requires superuser privilege\n") == nil)
+    }
 }

@@ -103,6 +103,9 @@ func printRestore(_ r: RestoreResult, verb: String) {
     if !r.servicesInactiveByCondition.isEmpty {
         print("  services:  \(r.servicesInactiveByCondition.joined(separator: " ")) inactive: a Condition* of the unit does not hold yet (MAAS starts it once it has written its configuration)")
     }
+    for l in r.servicesLeftToOwner {
+        print("  services:  \(l.unit) left to \(l.owner), which starts it once it has written its configuration (\(l.activeState) now)")
+    }
     if !r.servicesGone.isEmpty { print("  services:  \(r.servicesGone.joined(separator: " ")) no longer exist (their package is not installed): not started") }
     for line in r.images?.lines ?? [] { print("  images:    \(line)") }
     for w in r.warnings { print("  warning:   \(w)") }

@@ -38,6 +38,13 @@ extension RunState {
         for path in planned.map(\.volume.livePath).uniqued() {
             try await timer.time("sync \(path)") { if let e = FileSystem.sync(path) { log("warning: \(e)") } }
         }
+        if !freezing {
+            // Read now, not in the window; unreadable: every unit is started, as before.
+            leftToOwner = (try? await services.leftToOwners(units)) ?? [:]
+            for (u, o) in leftToOwner.sorted(by: { $0.key < $1.key }) {
+                log("\(u) is left to \(o) after the stop: bound to it but not ordered after it, it would race its start; \(o) starts it once it has written its configuration")
+            }
+        }
         if !units.isEmpty, let exe = pipeline.options.guardExecutable {
             guardian = try await DeadManGuard.arm(executable: exe, services: units, thaw: freezing,
                                                   timeoutSeconds: config.windowTimeout, runID: runID)

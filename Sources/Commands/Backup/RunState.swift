@@ -29,6 +29,9 @@ package struct RunState {
     package var snapshots: [TakenSnapshot] = []
     package var stopped: [String] = []
     package var frozen: [String] = []
+    /// Stopped units not started again here but left to the unit they are bound to (maas-dhcpd
+    /// to maas-rackd: `UnitState.owner(among:)`), read before the window.
+    package var leftToOwner: [String: String] = [:]
     /// Stopped or frozen, and not yet started or thawed.
     package var servicesDown = false
     package var guardian: DeadManGuard?
@@ -81,7 +84,8 @@ package struct RunState {
     mutating package func resumeServices() async throws {
         guard servicesDown else { return }
         if !frozen.isEmpty { try await services.thaw(frozen) }
-        if !stopped.isEmpty { try await services.start(Array(stopped.reversed())) }
+        let toStart = stopped.reversed().filter { leftToOwner[$0] == nil }
+        if !toStart.isEmpty { try await services.start(toStart) }
         servicesDown = false
         try? journal.update { $0.servicesRestarted = true }
         await guardian?.disarm()

@@ -235,6 +235,7 @@ final package class RestoreRun {
                              servicesGone: units.gone, rackRegisterCommand: rack, packages: packages,
                              warnings: p.plan.warnings + warnings, durationMs: clock.elapsedMs.ms2)
         result.images = images
+        result.servicesLeftToOwner = units.leftToOwner
         return result
     }
 

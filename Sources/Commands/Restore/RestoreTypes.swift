@@ -87,6 +87,10 @@ public struct RestoreResult: Sendable, Codable {
     public var servicesInactiveByCondition: [String] = []
     /// Stopped units that no longer exist (their package is gone): not started.
     public var servicesGone: [String] = []
+    /// Stopped units not started here but left to the unit they are bound to (maas-dhcpd and
+    /// maas-dhcpd6 to maas-rackd, which starts them once it has written their configuration),
+    /// with their state when the restore ended.
+    public var servicesLeftToOwner: [LeftUnit] = []
     /// When the restored rack secret differs from the one the host had: the command that registers
     /// the rack controllers again. The only place a secret is shown.
     public var rackRegisterCommand: String?

@@ -209,7 +209,7 @@ public enum RollbackPipeline {
             log?("removing \(p.remove.joined(separator: " ")) (installed now, not in the backup; conffiles kept)")
             let r = try await Command.run(p.removeCommand[0], Array(p.removeCommand.dropFirst()), environment: env)
             guard r.succeeded else {
-                throw BackupError.failed("\(p.removeCommand.prefix(3).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.removeCommand.joined(separator: " ")), then \(p.command.joined(separator: " "))")
+                throw BackupError.failed("\(p.removeCommand.prefix(3).joined(separator: " ")) failed: \(DpkgErrors.summary(r.stderr) ?? r.lastErrorLine); run by hand: \(p.removeCommand.joined(separator: " ")), then \(p.command.joined(separator: " "))")
             }
         }
         if !p.command.isEmpty {
@@ -218,7 +218,7 @@ public enum RollbackPipeline {
             let staged = p.changes.map { staging + "/" + ($0.deb as NSString).lastPathComponent }
             let r = try await Command.run(p.command[0], Array(options) + staged, environment: env)
             guard r.succeeded else {
-                throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")
+                throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(DpkgErrors.summary(r.stderr) ?? r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")
             }
         }
         let now = await InstalledPackages.installed(root: config.root)
