@@ -12,6 +12,8 @@ struct RestoreIntegrationTests {
     static let steps = ["restore-verify", "restore-stop", "restore-db-create", "restore-db-load", "restore-db-check", "restore-database",
                         "restore-aside", "restore-extract", "restore-keep", "restore-start"]
     /// Steps before the swap: the live database was never touched.
+    /// The steps before MAAS is stopped: the dump is loaded and checked while it runs (issue 25).
+    static let beforeStop: Set<String> = ["restore-verify", "restore-db-create", "restore-db-load", "restore-db-check"]
     static let beforeSwap: Set<String> = ["restore-verify", "restore-stop", "restore-db-create", "restore-db-load", "restore-db-check"]
 
     var shared: SharedEnv { get throws { try SharedEnv.get() } }
@@ -167,7 +169,8 @@ struct RestoreIntegrationTests {
         #expect(r.stderr.contains("injected failure after step '\(step)'"), "\(r.stderr)")
         if step != "restore-verify" {
             #expect(r.stderr.contains("restore failed at step"), "\(r.stderr)")
-            #expect(r.stderr.contains("services started again"), "\(r.stderr)")
+            let said = RestoreIntegrationTests.beforeStop.contains(step) ? "MAAS was not stopped" : "services started again"
+            #expect(r.stderr.contains(said), "\(step): \(r.stderr)")
         }
         if step != "restore-verify" {
             let dbSays = RestoreIntegrationTests.beforeSwap.contains(step) ? "the database was not changed" : "the previous database was put back"
@@ -306,7 +309,8 @@ struct RestoreIntegrationTests {
         waitpid(pid, &status, 0)
         // Killed after it started the services again (restore-start), before checking them and
         // marking the files final: MAAS runs, and recover must stop it to put the files back.
-        let startedAgain = step == "restore-start"
+        // Killed while the dump loads or is checked: MAAS was never stopped.
+        let startedAgain = step == "restore-start" || RestoreIntegrationTests.beforeStop.contains(step)
         #expect(try servicesActive(env) == startedAgain,
                 startedAgain ? "the services were started before the kill" : "services should still be stopped after the kill")
 
@@ -324,7 +328,9 @@ struct RestoreIntegrationTests {
         let rec = try RT.tool(env, ["recover", "--json"])
         #expect(rec.status == 0, "\(rec.stdout) \(rec.stderr)")
         #expect(RT.json(rec)["status"] as? String == "ok")
-        let diff = RT.diff(before, RT.fingerprint(root: env.root))
+        // The stand-in region's own files (counter, heartbeat) may appear or go while MAAS runs
+        // during the load: MAAS's writes before the stop are part of the state recover puts back.
+        let diff = RT.diff(before, RT.fingerprint(root: env.root)).filter { d in !RT.volatile.contains { d.hasPrefix($0 + ":") } }
         #expect(diff.isEmpty, "recover did not put the files back after a kill at \(step): \(diff)")
         #expect(try servicesActive(env))
         #expect(try eventCount(env) == events, "recover did not put the previous database back after a kill at \(step)")

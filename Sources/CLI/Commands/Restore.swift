@@ -110,7 +110,7 @@ func printRestore(_ r: RestoreResult, verb: String) {
     for line in r.images?.lines ?? [] { print("  images:    \(line)") }
     for w in r.warnings { print("  warning:   \(w)") }
     for x in r.plan.peers { print("  region:    \(x)") }
-    print(String(format: "  duration:  %.1f s", r.durationMs / 1000))
+    print(String(format: "  duration:  %.1f s (MAAS down %.1f s)", r.durationMs / 1000, r.downtimeMs / 1000))
     if let cmd = r.rackRegisterCommand {
         print("")
         print("The restored region secret differs from the one this host had: register each rack controller again with")
@@ -137,14 +137,15 @@ enum Confirmation {
 
     static func describe(_ p: RestorePlan, what: String) -> String {
         var lines = ["This \(what) will:"]
-        lines.append("  - stop \(p.servicesToStop.isEmpty ? "(no MAAS service is active)" : p.servicesToStop.joined(separator: " "))")
         lines.append("  - replace the databases \(p.databases.joined(separator: ", ")) on \(p.database) with the backup's (\(Human.time(p.createdAt)) UTC, \(p.reason))")
         if let d = p.databaseRestore {
             for n in d.databases {
-                lines.append("    loaded into \(n.restoring) and checked first; " + (n.existed ? "the current \(n.name) is kept as \(n.previous)" : "\(n.name) does not exist yet"))
+                lines.append("    loaded into \(n.restoring) and checked while MAAS still runs; " + (n.existed ? "the current \(n.name) is kept as \(n.previous)" : "\(n.name) does not exist yet"))
             }
             lines.append("    as role \(d.role), psql as \(d.psqlRunsAs); free space: \(d.freeSpace)")
         }
+        lines.append("  - then stop \(p.servicesToStop.isEmpty ? "(no MAAS service is active)" : p.servicesToStop.joined(separator: " ")) and swap the databases in;"
+                     + " whatever MAAS writes until then is lost, as a restore means")
         for x in p.paths {
             lines.append("  - replace \(x.live) with the backup's copy" + (x.mode == "create" ? "" : "; the current one is kept in \(x.aside)")
                          + (x.carriedOver.isEmpty ? "" : " (\(x.carriedOver.joined(separator: ", ")) carried over)"))

@@ -148,8 +148,10 @@ public struct RestorePipeline: Sendable {
         let run = try await begin(try await prepare(archive: archive))
         defer { run.end() }
         do {
+            // MAAS runs while the dump loads and is checked; it is down from the stop to the start.
+            try await run.loadDatabase()
             try await run.stopServices()
-            try await run.restoreDatabase()
+            try await run.swapDatabase()
             try await run.restoreFiles()
             return try await run.startAndCheck(clock: clock)
         } catch {

@@ -38,6 +38,7 @@ extension RestoreRun {
         notes += outcome.actions
         notes += outcome.errors.map { $0.hasPrefix("CRITICAL") ? $0 : "CRITICAL: " + $0 }
         if !servicesDown && !stopped.isEmpty { notes.append("services started again") }
+        if downSince == nil { notes.append("MAAS was not stopped") }
         if outcome.done { journal.close() } else {
             notes.append("`maas-snapshot-backup recover` retries what is left (journal \(journal.path))")
         }

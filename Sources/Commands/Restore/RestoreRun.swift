@@ -35,6 +35,9 @@ final package class RestoreRun {
     package var step = "prepare"
     package var privateDir: PrivateDir?
     package var filesFinal = false
+    /// From the stop to the end of the start (the downtime MAAS feels), and its length once it ended.
+    package var downSince: Stopwatch?
+    package var downtimeMs: Double = 0
 
     /// Held from `begin` to `end`.
     private let lock: RunLock
@@ -90,15 +93,16 @@ final package class RestoreRun {
         try journal.update { $0.stoppedServices = toStop; $0.phase = "stop services" }
         stopped = toStop
         servicesDown = true
+        downSince = Stopwatch()
         log("stopping \(toStop.isEmpty ? "nothing (no MAAS service is active)" : toStop.joined(separator: " "))")
         try await services.stop(toStop)
         try FaultPoint.hit("restore-stop")
         try Interruption.check()
     }
 
-    /// The database: loaded into new databases, checked, then swapped in by name. The live
-    /// databases are not touched until the swap; they are kept under <name>_pre_restore_<time>.
-    package func restoreDatabase() async throws {
+    /// The database, while MAAS still runs: loaded into new databases and checked. The live
+    /// databases are not touched until `swapDatabase` (issue 25: MAAS is down only for the swap).
+    package func loadDatabase() async throws {
         let manifest = p.manifest
         step = "database"
         dbNames = p.database.databases
@@ -151,6 +155,14 @@ final package class RestoreRun {
         try record()
         try FaultPoint.hit("restore-db-check")
         try Interruption.check()
+    }
+
+    /// With MAAS stopped: the checked copies swapped in by name; the live databases are kept under
+    /// <name>_pre_restore_<time>.
+    package func swapDatabase() async throws {
+        guard let check else { throw BackupError.failed("the database was not loaded and checked before the swap") }
+        let target = p.target, passfile = passfile
+        step = "database"
         database = .swapping
         try record()
         dbNames = try DatabaseSwap.swapIn(dbNames, target: target, passfile: passfile, log: { self.log($0) })
@@ -236,6 +248,7 @@ final package class RestoreRun {
                              warnings: p.plan.warnings + warnings, durationMs: clock.elapsedMs.ms2)
         result.images = images
         result.servicesLeftToOwner = units.leftToOwner
+        result.downtimeMs = downtimeMs
         return result
     }
 
@@ -247,6 +260,7 @@ final package class RestoreRun {
         guard servicesDown else { return UnitStartOutcome() }
         let outcome = try await services.startAndWait(Array(stopped.reversed()), timeout: Double(config.startTimeout))
         servicesDown = false
+        downtimeMs = downSince?.elapsedMs.ms2 ?? 0
         stopped = stopped.filter { !outcome.gone.contains($0) }
         let left = stopped
         try? journal.update { $0.servicesRestarted = true; $0.stoppedServices = left }

@@ -180,8 +180,10 @@ public enum RollbackPipeline {
         let run = try await restore.begin(prepared)
         defer { run.end() }
         do {
+            // MAAS runs while the dump loads and is checked; it is down from the stop to the start.
+            try await run.loadDatabase()
             try await run.stopServices()
-            try await run.restoreDatabase()
+            try await run.swapDatabase()
             try await run.restoreFiles()
             try run.keepRestoredState(step: "packages")
             do {
