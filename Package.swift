@@ -124,7 +124,7 @@ let package = Package(
         // What the test targets share: the seeded generator and the built tool's path.
         .target(name: "TestSupport", path: "Tests/Shared", swiftSettings: swift6),
         .testTarget(name: "StreamsTests", dependencies: ["Streams", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive", "TestSupport", .product(name: "Yams", package: "Yams")], swiftSettings: swift6),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["MaasBackupCore", "LibPQ", "LibArchive", "TestSupport"],

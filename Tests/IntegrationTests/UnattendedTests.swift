@@ -56,6 +56,9 @@ final class UnattendedTests {
         let success = try #require(m["last_success_timestamp_seconds"])
         let bytes = try #require(m["archive_bytes"])
         #expect(success > 1_700_000_000 && bytes > 0 && m["last_failure_timestamp_seconds"] == 0, "\(m)")
+        // Per kind: these were not pre-upgrade backups. Durations in seconds.
+        #expect(m["last_scheduled_success_timestamp_seconds"] == success && m["last_pre_upgrade_success_timestamp_seconds"] == 0, "\(m)")
+        #expect((m["duration_seconds"] ?? 0) > 0 && (m["duration_seconds"] ?? 0) < 600 && m["downtime_seconds"] != nil, "\(m)")
         let attrs = try FileManager.default.attributesOfItem(atPath: textfile)
         #expect((attrs[.posixPermissions] as? Int) == 0o644)
 

@@ -51,7 +51,9 @@ struct CopyStateTests {
         #expect(text.contains("maas_snapshot_backup_last_copy_success 1\n"))
         #expect(text.contains("maas_snapshot_backup_last_copy_success_timestamp_seconds 1800000000\n"))
         #expect(text.contains("maas_snapshot_backup_last_copy_bytes 42\n"))
-        #expect(text.contains("maas_snapshot_backup_last_copy_duration_milliseconds 1234.5\n"))
+        #expect(text.contains("maas_snapshot_backup_last_copy_duration_seconds 1.2345\n"), "durations in seconds, Prometheus's base unit")
+        #expect(text.contains("maas_snapshot_backup_build_info{version=\"\(ToolInfo.version)\"} 1\n"))
+        #expect(!text.contains("milliseconds"))
 
         // A failure: success 0, the last success's time and bytes carried over, each gauge once.
         #expect(CopyMetrics.update(stateDir: state, path: path, success: false, durationMs: 10, bytes: nil, now: t.addingTimeInterval(60)) == nil)
@@ -92,10 +94,22 @@ struct CopyStateTests {
         #expect(e?.code == .config)
         #expect(e?.message.contains("no remote: section") == true)
     }
+
+    @Test("a partial backup (archive written, copy failed) is not a success for an alert; the kind's own last-success time is set")
+    func partialRunIsNotASuccess() {
+        let r = BackupResult(status: "partial", sizeBytes: 10, snapshotMethod: "btrfs", servicesStopped: [], downtimeMs: 12,
+                             window: [], durationMs: 3400, reason: "pre-upgrade maas-common 1:3.4 -> 1:3.5", dryRun: false, failedSteps: ["copy"])
+        var v: [String: Double] = [:]
+        Metrics.apply(.success(r), to: &v, now: 100)
+        #expect(v["last_run_success"] == 0 && v["last_run_exit_code"] == 3, "\(v)")
+        #expect(v["last_pre_upgrade_success_timestamp_seconds"] == 100 && v["last_scheduled_success_timestamp_seconds"] == nil, "\(v)")
+        #expect(v["duration_seconds"] == 3.4 && v["downtime_seconds"] == 0.012, "\(v)")
+    }
 }
 
 enum ResticFixtureless {
     static func error(_ body: () async throws -> Void) async -> BackupError? {
         do { try await body(); return nil } catch let e as BackupError { return e } catch { return nil }
     }
+
 }

@@ -26,18 +26,20 @@ package enum Metrics {
         v["last_run_timestamp_seconds"] = Double(now)
         switch outcome {
         case .success(let r):
-            v["last_run_success"] = 1
+            // A partial run (the archive written, the off-host copy failed) is not a success for an alert.
+            v["last_run_success"] = r.failedSteps.isEmpty ? 1 : 0
             v["last_run_exit_code"] = r.failedSteps.isEmpty ? 0 : Double(ExitCode.partial.rawValue)
-            v["last_run_duration_milliseconds"] = r.durationMs
+            v["last_run_duration_seconds"] = r.durationMs / 1000
             v["last_success_timestamp_seconds"] = Double(now)
-            v["downtime_milliseconds"] = r.downtimeMs
+            v[r.reason.hasPrefix("pre-upgrade") ? "last_pre_upgrade_success_timestamp_seconds" : "last_scheduled_success_timestamp_seconds"] = Double(now)
+            v["downtime_seconds"] = r.downtimeMs / 1000
             v["archive_bytes"] = Double(r.sizeBytes)
-            v["duration_milliseconds"] = r.durationMs
+            v["duration_seconds"] = r.durationMs / 1000
             v["pruned_archives"] = Double(r.pruned?.removed.count ?? 0)
         case .failure(let code, let ms):
             v["last_run_success"] = 0
             v["last_run_exit_code"] = Double(code)
-            v["last_run_duration_milliseconds"] = ms
+            v["last_run_duration_seconds"] = ms / 1000
             v["last_failure_timestamp_seconds"] = Double(now)
         }
     }

@@ -73,7 +73,7 @@ public enum CopyMetrics {
         ("last_copy_timestamp_seconds", "Time the last off-host copy (restic) ended."),
         ("last_copy_success", "1 when the last off-host copy succeeded, 0 when it failed."),
         ("last_copy_success_timestamp_seconds", "Time of the last successful off-host copy (0: none yet)."),
-        ("last_copy_duration_milliseconds", "Duration of the last off-host copy."),
+        ("last_copy_duration_seconds", "Duration of the last off-host copy."),
         ("last_copy_bytes", "Bytes (uncompressed tar) the last successful off-host copy sent to restic."),
     ]
 
@@ -85,7 +85,7 @@ public enum CopyMetrics {
             let t = Double(Int(now.timeIntervalSince1970))
             values["last_copy_timestamp_seconds"] = t
             values["last_copy_success"] = success ? 1 : 0
-            values["last_copy_duration_milliseconds"] = durationMs
+            values["last_copy_duration_seconds"] = durationMs / 1000
             if success {
                 values["last_copy_success_timestamp_seconds"] = t
                 if let bytes { values["last_copy_bytes"] = Double(bytes) }

@@ -14,14 +14,16 @@ public enum MetricsFile {
     /// The backup's gauges, in the order written, with their help text.
     static package let backupHelp: [(String, String)] = [
         ("last_run_timestamp_seconds", "Time the last backup run ended."),
-        ("last_run_success", "1 when the last backup run succeeded, 0 when it failed."),
+        ("last_run_success", "1 when the last backup run succeeded in full, 0 when it failed or was partial (exit 3: archive written, off-host copy failed)."),
         ("last_run_exit_code", "Exit code of the last backup run (0 ok, 3 partial, see the man page)."),
-        ("last_run_duration_milliseconds", "Duration of the last backup run."),
-        ("last_success_timestamp_seconds", "Time of the last successful backup (0: none yet)."),
+        ("last_run_duration_seconds", "Duration of the last backup run."),
+        ("last_success_timestamp_seconds", "Time of the last successful backup of any kind (0: none yet)."),
+        ("last_scheduled_success_timestamp_seconds", "Time of the last successful backup that was not a pre-upgrade one (timer or by hand; 0: none yet)."),
+        ("last_pre_upgrade_success_timestamp_seconds", "Time of the last successful pre-upgrade backup (apt or dpkg hook; 0: none yet)."),
         ("last_failure_timestamp_seconds", "Time of the last failed backup run (0: none yet)."),
-        ("downtime_milliseconds", "MAAS downtime of the last successful backup."),
+        ("downtime_seconds", "MAAS downtime of the last successful backup."),
         ("archive_bytes", "Size of the last successful backup archive."),
-        ("duration_milliseconds", "Duration of the last successful backup."),
+        ("duration_seconds", "Duration of the last successful backup."),
         ("pruned_archives", "Backups the retention removed after the last successful backup."),
     ]
 
@@ -38,7 +40,8 @@ public enum MetricsFile {
     }
 
     static package func render(_ values: [String: Double]) -> String {
-        var text = ""
+        var text = "# HELP \(prefix)build_info The tool's version (always 1).\n# TYPE \(prefix)build_info gauge\n"
+            + "\(prefix)build_info{version=\"\(ToolInfo.version)\"} 1\n"
         for (name, h) in help {
             let value = values[name] ?? 0
             let shown = value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
