@@ -275,6 +275,10 @@ extension FreezeTests {
         #expect(rec.stdout.contains("thawed maas-regiond maas-rackd"), "\(rec.stdout)")
         #expect(try thawed())
         #expect(env.leftovers().isEmpty, "\(env.leftovers())")
+        // MAAS runs again; the last backup run failed, which status still reports (exit 2) until a backup succeeds.
+        let after = try env.tool(["status"])
+        #expect(after.status == 2 && after.stdout.contains("failed (exit 1)"), "\(after.status): \(after.stdout)")
+        #expect(try env.tool(["--quiesce", "freeze"], env: freezable([:])).status == 0)
         #expect(try env.tool(["status"]).status == 0)
     }
 }

@@ -358,5 +358,10 @@ struct RestoreIntegrationTests {
         _ = archive
         let human = try RT.tool(env, ["status"])
         #expect(human.stdout.contains("Last backup:") && human.stdout.contains("Hooks:"))
+        // A config that does not load: everything else is still shown, and status exits 78.
+        let broken = env.dir + "/broken-config.yaml"
+        try "services: [\n".write(toFile: broken, atomically: true, encoding: .utf8)
+        let b = try env.tool(["status"], config: broken)
+        #expect(b.status == 78 && b.stdout.contains("not valid YAML") && b.stdout.contains("Hooks:"), "\(b.status): \(b.stdout) \(b.stderr)")
     }
 }

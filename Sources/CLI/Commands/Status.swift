@@ -27,9 +27,12 @@ struct Status: AsyncParsableCommand {
                     Output.err("maas-snapshot-backup: error: MAAS services left stopped or frozen by a dead run: \(down.joined(separator: " ")); run `maas-snapshot-backup recover`")
                 }
             }
+            // Exit codes (README "Unattended runs"): 1 MAAS left down by a dead run, 2 the last backup
+            // run failed or was partial, 78 the config does not load; the output is printed first.
+            let exit: Int32 = !down.isEmpty ? 1 : r.lastRunFailed ? 2 : problem != nil ? 78 : 0
             if global.json {
                 Output.json(r)
-                if !down.isEmpty { throw ArgumentParser.ExitCode(1) }
+                if exit != 0 { throw ArgumentParser.ExitCode(exit) }
                 return
             }
             if let b = r.lastBackup {
@@ -38,6 +41,12 @@ struct Status: AsyncParsableCommand {
                 print("Last backup:   none in \(r.destination)")
             }
             print("Last result:   \(r.lastResult)")
+            if let l = r.lastRun {
+                print("Last run:      \(l.at), \(l.result)\(l.result == "ok" ? "" : " (exit \(l.exitCode))")")
+            }
+            if r.lastScheduledSuccessAt != nil || r.lastPreUpgradeSuccessAt != nil {
+                print("Last success:  scheduled \(r.lastScheduledSuccessAt ?? "never"), pre-upgrade \(r.lastPreUpgradeSuccessAt ?? "never")")
+            }
             if let v = r.lastVerified { print("Last verified: \(Human.time(v.createdAt)) UTC (\(v.name))") }
             print("Backups:       \(r.backups) in \(r.destination), \(Human.bytes(r.totalBytes))")
             for p in r.partialArchives { print("Partial:       \(p)") }
@@ -65,7 +74,7 @@ struct Status: AsyncParsableCommand {
             }
             print("Config:        \(r.config.path): \(r.config.ok ? "ok" : r.config.problems.joined(separator: "; "))")
             print("Hooks:         apt \(r.aptHookInstalled ? "installed" : "not installed"), dpkg \(r.dpkgHookInstalled ? "installed" : "not installed")")
-            if !down.isEmpty { throw ArgumentParser.ExitCode(1) }
+            if exit != 0 { throw ArgumentParser.ExitCode(exit) }
         }
     }
 }

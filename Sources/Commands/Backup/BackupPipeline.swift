@@ -286,14 +286,15 @@ public struct BackupPipeline: Sendable {
         defer { options.progressDone?() }
         do {
             var r = try await runLocked(clock: clock)
-            if !r.dryRun, let path = config.metricsTextfile, let w = Metrics.write(stateDir: config.stateDir, path: path, outcome: .success(r)) {
+            // The record in state_dir always (status reads it), the textfile when configured.
+            if !r.dryRun, let w = Metrics.write(stateDir: config.stateDir, path: config.metricsTextfile, outcome: .success(r)) {
                 r.failedSteps.append(w)
             }
             return r
         } catch {
-            if !options.dryRun, let path = config.metricsTextfile {
+            if !options.dryRun, (try? TrustedFolder.check(config.stateDir, key: "state_dir")) != nil {
                 let code = (error as? BackupError)?.code ?? .failed
-                Metrics.write(stateDir: config.stateDir, path: path, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2))
+                Metrics.write(stateDir: config.stateDir, path: config.metricsTextfile, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2))
             }
             throw error
         }

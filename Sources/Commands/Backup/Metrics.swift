@@ -46,7 +46,7 @@ package enum Metrics {
 
     /// Records the run's gauges and rewrites the textfile; returns a warning when it cannot.
     @discardableResult
-    static package func write(stateDir: String, path: String, outcome: Outcome, now: Date = Date()) -> String? {
+    static package func write(stateDir: String, path: String?, outcome: Outcome, now: Date = Date()) -> String? {
         MetricsFile.update(stateDir: stateDir, path: path) { apply(outcome, to: &$0, now: Int(now.timeIntervalSince1970)) }
     }
 }

@@ -214,8 +214,7 @@ public struct CopyPipeline: Sendable {
 
     func record(_ state: CopyState, success: Bool, report: CopyReport) {
         do { try state.save(stateDir: config.stateDir) } catch { log?("warning: cannot write \(CopyState.path(stateDir: config.stateDir)): \(error)") }
-        if let path = config.metricsTextfile,
-           let w = CopyMetrics.update(stateDir: config.stateDir, path: path, success: success, durationMs: report.durationMs,
+        if let w = CopyMetrics.update(stateDir: config.stateDir, path: config.metricsTextfile, success: success, durationMs: report.durationMs,
                                       bytes: report.copied.isEmpty ? nil : report.copied.reduce(0) { $0 + $1.uncompressedBytes }) {
             log?("warning: \(w)")
         }

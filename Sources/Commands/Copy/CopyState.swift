@@ -79,7 +79,7 @@ public enum CopyMetrics {
 
     /// Records the copy's gauges and rewrites the textfile; returns a warning when it cannot.
     @discardableResult
-    public static func update(stateDir: String, path: String, success: Bool, durationMs: Double, bytes: Int64?,
+    public static func update(stateDir: String, path: String?, success: Bool, durationMs: Double, bytes: Int64?,
                               now: Date = Date()) -> String? {
         MetricsFile.update(stateDir: stateDir, path: path) { values in
             let t = Double(Int(now.timeIntervalSince1970))

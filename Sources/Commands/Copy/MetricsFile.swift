@@ -50,11 +50,11 @@ public enum MetricsFile {
         return text
     }
 
-    /// Applies `change` to the recorded values, saves them, and writes the textfile from them
+    /// Applies `change` to the recorded values, saves them (always: `status` reads them), and writes the textfile (when `path` is set) from them
     /// (0644: node_exporter reads it; AtomicFile: a name planted in the folder is never followed).
     /// Returns a warning when it cannot.
     @discardableResult
-    static package func update(stateDir: String, path: String, _ change: (inout [String: Double]) -> Void) -> String? {
+    static package func update(stateDir: String, path: String?, _ change: (inout [String: Double]) -> Void) -> String? {
         var values = load(stateDir: stateDir)
         change(&values)
         do {
@@ -65,6 +65,7 @@ public enum MetricsFile {
         } catch {
             return "cannot record the metrics in \(statePath(stateDir: stateDir)): \(error)"
         }
+        guard let path else { return nil }
         do { try AtomicFile.write(Array(render(values).utf8), to: path, mode: 0o644) } catch {
             return "cannot write the metrics textfile \(path): \(error)"
         }

@@ -53,6 +53,19 @@ public struct StatusReport: Sendable, Codable {
     public var lastCopy: CopyState.Attempt? = nil
     public var lastCopySuccessAt: String? = nil
     public var copyPending: [String] = []
+    /// The last backup run of any kind as the tool recorded it (state_dir/metrics.json; nil: none
+    /// recorded yet), and the last success of each kind.
+    public struct LastRun: Sendable, Codable {
+        public var at: String
+        /// ok, partial (exit 3: archive written, copy failed) or failed.
+        public var result: String
+        public var exitCode: Int
+    }
+    public var lastRun: LastRun? = nil
+    public var lastScheduledSuccessAt: String? = nil
+    public var lastPreUpgradeSuccessAt: String? = nil
+    /// The last backup run failed or was partial: `status` exits 2.
+    public var lastRunFailed: Bool { lastRun.map { $0.result != "ok" } ?? false }
 }
 
 public enum StatusCheck {
@@ -105,6 +118,17 @@ public enum StatusCheck {
             leftovers: leftovers, config: .init(path: configPath, ok: problems.isEmpty, problems: problems),
             aptHookInstalled: FileManager.default.fileExists(atPath: config.live(aptHookFile)),
             dpkgHookInstalled: FileManager.default.fileExists(atPath: config.live(dpkgHookFile)))
+        let m = MetricsFile.load(stateDir: config.stateDir)
+        let iso = { (t: Double?) -> String? in
+            guard let t, t > 0 else { return nil }
+            return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: t))
+        }
+        if let at = iso(m["last_run_timestamp_seconds"]) {
+            let code = Int(m["last_run_exit_code"] ?? 0)
+            report.lastRun = .init(at: at, result: m["last_run_success"] == 1 ? "ok" : (code == Int(ExitCode.partial.rawValue) ? "partial" : "failed"), exitCode: code)
+        }
+        report.lastScheduledSuccessAt = iso(m["last_scheduled_success_timestamp_seconds"])
+        report.lastPreUpgradeSuccessAt = iso(m["last_pre_upgrade_success_timestamp_seconds"])
         if let remote = config.remote {
             let copy = CopyState.load(stateDir: config.stateDir)
             report.remoteRepository = ResticErrorReporter.maskURLPassword(remote.repository)
