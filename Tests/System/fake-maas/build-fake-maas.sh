@@ -56,6 +56,9 @@ UNIT
 common() {
   cat <<'COMMON'
 pg() { runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
+# As MAAS's own dbupgrade: the database's owner, maas, creates and changes its objects (a real
+# region's maasdb holds nothing of postgres's; restore loads it as its owner).
+pgm() { runuser -u maas -- psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 schema_version() { pg -d maasdb -c "select version from msb_fake_schema" 2>/dev/null || true; }
 COMMON
 }
@@ -76,11 +79,11 @@ if [ "\$1" = configure ]; then
   fi
   if [ -z "\$(pg -c "select 1 from pg_database where datname = 'maasdb'")" ]; then
     pg -c "DO \\\$\\\$ BEGIN CREATE ROLE maas LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \\\$\\\$"
-    pg -c "CREATE DATABASE maasdb"
+    pg -c "CREATE DATABASE maasdb OWNER maas"
     if [ -f /usr/share/maas-fake/maas-3.4.0.sql ]; then
-      pg -d maasdb -f /usr/share/maas-fake/maas-3.4.0.sql >/dev/null
+      pgm -d maasdb -f /usr/share/maas-fake/maas-3.4.0.sql >/dev/null
     fi
-    pg -d maasdb -c "CREATE TABLE msb_counter (service text PRIMARY KEY, n bigint NOT NULL); ALTER TABLE msb_counter OWNER TO maas" \
+    pgm -d maasdb -c "CREATE TABLE msb_counter (service text PRIMARY KEY, n bigint NOT NULL); ALTER TABLE msb_counter OWNER TO maas" \
                  -c "CREATE TABLE msb_fake_schema (version text NOT NULL); INSERT INTO msb_fake_schema VALUES ('3.4.0')"
   fi
   systemctl daemon-reload
@@ -101,7 +104,7 @@ if [ "\$1" = configure ]; then
   systemctl stop maas-regiond.service || true
   if [ "\$(schema_version)" = 3.4.0 ]; then
     # What "maas-region dbupgrade" does from 3.4 to 3.5, in miniature.
-    pg -d maasdb -c "BEGIN" \\
+    pgm -d maasdb -c "BEGIN" \\
        -c "CREATE SCHEMA IF NOT EXISTS temporal" \\
        -c "CREATE TABLE temporal.executions (shard_id integer, namespace_id bytea, workflow_id text, PRIMARY KEY (shard_id, workflow_id))" \\
        -c "DO \\\$\\\$ BEGIN IF to_regclass('public.django_migrations') IS NOT NULL THEN INSERT INTO django_migrations (app, name, applied) VALUES ('maasserver', '0305_msb_fake_3_5', now()); END IF; END \\\$\\\$" \\
@@ -124,7 +127,7 @@ if [ "\$1" = configure ]; then
   systemctl daemon-reload
   systemctl stop maas-regiond.service || true
   # A migration that dies half way: some changes are committed, then it fails.
-  pg -d maasdb -c "UPDATE msb_fake_schema SET version = '3.6.0-partial'" \\
+  pgm -d maasdb -c "UPDATE msb_fake_schema SET version = '3.6.0-partial'" \\
                -c "ALTER TABLE msb_counter ADD COLUMN msb_broken integer"
   echo "maas-region-controller: database migration 0400_msb_fake_3_6 failed" >&2
   exit 1

@@ -185,6 +185,9 @@ EOF
 sql=/usr/share/maas/msb-standin/maas-$schema.sql
 db=maasdb
 pg() { runuser -u postgres -- psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
+# As MAAS's own dbupgrade (Django as the database's owner, maas): what it creates is maas's, as on
+# a real region (peer authentication of the maas system user on the local socket).
+pgm() { runuser -u maas -- psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
 head_of_db() {
   [ -n "$(pg -c "select 1 from pg_database where datname = '$db'")" ] || { echo none; return; }
   pg -d "$db" -c "select coalesce((select name from django_migrations where app = 'maasserver' order by id desc limit 1), 'empty')" 2>/dev/null || echo empty
@@ -223,7 +226,7 @@ case ${1:-} in
       half=$(( $(echo "$new" | wc -l) / 2 + 1 ))
       { echo "BEGIN;"; echo "CREATE SCHEMA IF NOT EXISTS temporal;"
         echo "$new" | head -n "$half" | sed "s/.*/INSERT INTO django_migrations (app, name, applied) VALUES ('maasserver', '&', now());/"
-        echo "COMMIT;"; } | pg -d "$db" >/dev/null
+        echo "COMMIT;"; } | pgm -d "$db" >/dev/null
       echo "dbupgrade: migration $(echo "$new" | sed -n "$((half + 1))p") failed: django.db.utils.ProgrammingError (stand-in, /run/msb-standin/dbupgrade-fail)" >&2
       exit 1
     fi
@@ -241,7 +244,7 @@ case ${1:-} in
       echo "ALTER TABLE msb_keep.msb_counter SET SCHEMA public;"
       echo "DROP SCHEMA msb_keep;"
       [ "$extra" = - ] || echo "INSERT INTO public.django_migrations (app, name, applied) VALUES ('maasserver', '$extra', now());"
-    } | pg -1 -d "$db" >/dev/null
+    } | pgm -1 -d "$db" >/dev/null
     echo "dbupgrade: database $db now at $(head_of_db)" ;;
   *) exit 0 ;;
 esac
