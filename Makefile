@@ -81,4 +81,9 @@ bench-backup:
 	Benchmarks/backup/run.sh $(BENCH_SCALES)
 	Benchmarks/backup/images.sh
 .PHONY: bench-backup
+# bench-restore: restore downtime and wall time against the documented manual restore, at two
+# database sizes (Benchmarks/restore/run.sh; root; ROWS="20000 200000" by default).
+bench-restore:
+	Benchmarks/restore/run.sh $(BENCH_RESTORE_ROWS)
+.PHONY: bench-restore
 # --- end bench-backup
