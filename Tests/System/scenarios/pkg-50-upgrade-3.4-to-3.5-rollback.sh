@@ -89,8 +89,15 @@ msb_assert_eq 0 "$rollback_rc" "rollback exit code"
 msb_assert_eq same "$pk" "MAAS packages after the rollback against before (diff above)"
 [[ $(msb_pkg_status maas-agent) != *" installed" ]] || msb_fail "maas-agent still installed after the rollback: $(msb_pkg_status maas-agent)"
 for u in maas-apiserver maas-temporal maas-temporal-worker maas-agent; do
-  bad=$(cat "$MSB_RESULTS/rollback.stderr" "$MSB_RESULTS/rollback.json" | grep -iE "$u(\.service)?[^a-z-].*(fail|not active|critical|inactive|error)" || true)
-  [[ -z $bad ]] || msb_fail "the rollback reports $u: $bad"
+  # Per line of the log, per field of the result (the JSON is one line: a grep over it would
+  # tie the unit to another unit's state).
+  bad=$(grep -iE "$u(\.service)?[^a-z-].*(fail|not active|critical|inactive|error)" "$MSB_RESULTS/rollback.stderr" || true)
+  bad+=$(jq -r --arg u "$u" '.restore | [(.services_started // [])[], (.services_inactive_by_condition // [])[],
+           ((.services_left_to_owner // [])[] | .unit)] | map(select(. == $u)) | .[]' "$MSB_RESULTS/rollback.json")
+  [[ -z $bad ]] || msb_fail "the rollback started or reports $u: $bad"
+  if [[ $u != maas-temporal* ]]; then
+    jq -e --arg u "$u" '.restore.services_gone | index($u)' "$MSB_RESULTS/rollback.json" >/dev/null || msb_fail "$u is not listed as gone"
+  fi
   [[ $(systemctl show -p LoadState --value "$u.service") == not-found ]] || msb_fail "$u.service still known to systemd"
 done
 msb_standin_settled
