@@ -27,7 +27,7 @@ struct Status: AsyncParsableCommand {
                     Output.err("maas-snapshot-backup: error: MAAS services left stopped or frozen by a dead run: \(down.joined(separator: " ")); run `maas-snapshot-backup recover`")
                 }
             }
-            // Exit codes (README "Unattended runs"): 1 MAAS left down by a dead run, 2 the last backup
+            // Exit codes (README, after the table of exit codes): 1 MAAS left down by a dead run, 2 the last backup
             // run failed or was partial, 78 the config does not load; the output is printed first.
             let exit: Int32 = !down.isEmpty ? 1 : r.lastRunFailed ? 2 : problem != nil ? 78 : 0
             if global.json {

@@ -91,8 +91,8 @@ public struct RestoreResult: Sendable, Codable {
     /// maas-dhcpd6 to maas-rackd, which starts them once it has written their configuration),
     /// with their state when the restore ended.
     public var servicesLeftToOwner: [LeftUnit] = []
-    /// From the stop of MAAS to the end of its start (the load, the check and the extraction of
-    /// the database happen before the stop).
+    /// From the stop of MAAS to the end of its start (the dump is loaded and checked before the
+    /// stop; the database swap, the files and the start are inside it).
     public var downtimeMs: Double = 0
     /// When the restored rack secret differs from the one the host had: the command that registers
     /// the rack controllers again. The only place a secret is shown.
