@@ -52,6 +52,34 @@ struct RollbackPackagePlanTests {
         #expect(step.removeCommand.isEmpty && step.command.isEmpty)
     }
 
+    /// The Pre-Depends of `pkg` in MAAS's debian/control for `version` (${binary:Version} as "=").
+    static func preDepends(_ pkg: String, _ version: String) -> [String] {
+        guard let text = try? String(contentsOfFile: "\(packaging)/\(version)/debian/control", encoding: .utf8) else { return [] }
+        let stanza = text.components(separatedBy: "\n\n").first { $0.contains("Package: \(pkg)\n") } ?? ""
+        var field = "", on = false
+        for line in stanza.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("Pre-Depends:") { on = true; field += line.dropFirst(12) + " "; continue }
+            if on && line.hasPrefix(" ") { field += line + " " } else { on = false }
+        }
+        return PackageReinstall.names(field).filter { !$0.hasPrefix("$") }
+    }
+
+    @Test("3.6 → 3.5: maas-common, which maas-agent Pre-Depends on at its own version, goes back first in a dpkg run of its own")
+    func preDependedFirst() throws {
+        guard let old = Self.packages("3.5.13") else { print("note: ../shared/fixtures/maas-packaging is absent; skipped"); return }
+        #expect(Self.preDepends("maas-agent", "3.5.13").contains("maas-common"), "the fixture's maas-agent Pre-Depends on maas-common")
+        let changes = old.map { p in
+            var c = reinstall(p, "1:3.5.13-0ubuntu1")
+            c.preDepends = Self.preDepends(p, "3.5.13")
+            return c
+        }
+        let step = RollbackPipeline.commands(dpkg: "/usr/bin/dpkg", changes: changes, remove: [])
+        #expect(step.firstCommand.prefix(2) == ["/usr/bin/dpkg", "--force-depends"], "\(step.firstCommand)")
+        #expect(step.firstCommand.filter { $0.hasSuffix(".deb") }.map { ($0 as NSString).lastPathComponent.components(separatedBy: "_")[0] } == ["maas-common"], "\(step.firstCommand)")
+        #expect(!step.command.contains { $0.contains("/maas-common_") } && step.command.contains { $0.contains("/maas-agent_") }, "\(step.command)")
+        #expect(PackageReinstall.names("maas-common (= 1:3.5.13-0ubuntu1), adduser | passwd:any") == ["maas-common", "adduser", "passwd"])
+    }
+
     @Test("a failed dpkg -i is reported by its causes, not by the last package of dpkg's summary")
     func dpkgErrorsNamed() {
         let stderr = """

@@ -37,7 +37,8 @@ struct Rollback: AsyncParsableCommand {
                     print("  - packages: the installed MAAS packages already have the backup's versions")
                 } else {
                     for c in p.packages { print("  - reinstall \(c.package) \(c.backupVersion) (installed: \(c.installedVersion ?? "none")) from \(c.deb)") }
-                    print("    with: \(p.command.joined(separator: " "))")
+                    if !p.firstCommand.isEmpty { print("    first (another package Pre-Depends on them): \(p.firstCommand.joined(separator: " "))") }
+                    if !p.command.isEmpty { print("    with: \(p.command.joined(separator: " "))") }
                 }
                 if !p.notInBackup.isEmpty {
                     print("  - remove first (installed now, not in the backup; conffiles kept): \(p.notInBackup.joined(separator: " "))")

@@ -17,10 +17,19 @@ public struct PackageReinstall: Sendable, Codable {
     public var deb: String
     /// Its SHA-256, as the backup recorded it and as checked on the private copy dpkg installs.
     public var sha256: String
+    /// The packages its `Pre-Depends:` names (read from the checked copy), versions dropped.
+    public var preDepends: [String] = []
 
-    package init(package: String, backupVersion: String, installedVersion: String?, deb: String, sha256: String) {
+    package init(package: String, backupVersion: String, installedVersion: String?, deb: String, sha256: String, preDepends: [String] = []) {
         self.package = package; self.backupVersion = backupVersion; self.installedVersion = installedVersion
-        self.deb = deb; self.sha256 = sha256
+        self.deb = deb; self.sha256 = sha256; self.preDepends = preDepends
+    }
+
+    /// Package names of a `Pre-Depends:` or `Depends:` value ("a (= 1), b | c" → a, b, c).
+    static package func names(_ field: String) -> [String] {
+        field.split(whereSeparator: { $0 == "," || $0 == "|" }).compactMap {
+            $0.trimmingCharacters(in: .whitespaces).split(separator: " ").first.map { String($0.split(separator: ":").first ?? $0) }
+        }
     }
 }
 
@@ -34,6 +43,9 @@ public struct RollbackPlan: Sendable, Codable {
     public var notInBackup: [String]
     /// The command that removes them, run before `command`; empty when there are none.
     public var removeCommand: [String] = []
+    /// The backup's packages that another of them Pre-Depends on (maas-common, which maas-agent
+    /// 3.5+ Pre-Depends on at its own version), put back first, alone; empty when there are none.
+    public var firstCommand: [String] = []
 }
 
 /// The package step of a rollback: what is removed, what is reinstalled, and the two dpkg commands.
@@ -42,6 +54,8 @@ public struct PackageStep: Sendable {
     /// MAAS packages installed now but absent from the backup's list.
     public var remove: [String]
     public var removeCommand: [String]
+    /// dpkg -i of the packages another one Pre-Depends on (before `command`; may be empty).
+    public var firstCommand: [String] = []
     public var command: [String]
 }
 
@@ -120,7 +134,11 @@ public enum RollbackPipeline {
                 throw BackupError.data("\(deb) does not match the SHA-256 the backup recorded for \(pkg) \(version)",
                                        hint: "the saved package was changed or damaged; reinstall MAAS \(version) by hand, then use `maas-snapshot-backup restore`")
             }
-            changes.append(PackageReinstall(package: pkg, backupVersion: version, installedVersion: installed[pkg], deb: deb, sha256: want))
+            var change = PackageReinstall(package: pkg, backupVersion: version, installedVersion: installed[pkg], deb: deb, sha256: want)
+            if let dpkgDeb = Command.find("dpkg-deb"), let r = try? await Command.run(dpkgDeb, ["--field", copy, "Pre-Depends"]), r.succeeded {
+                change.preDepends = PackageReinstall.names(r.stdout)
+            }
+            changes.append(change)
         }
         if !missing.isEmpty {
             throw BackupError.unavailable("the backup has no saved .deb for \(missing.joined(separator: ", ")): the packages cannot be put back without the network",
@@ -149,10 +167,21 @@ public enum RollbackPipeline {
     /// of the MAAS packages the backup did not have, with --force-depends because their dependents
     /// (maas-rack-controller 3.6 depends on maas-agent) are replaced by the backup's versions in the
     /// second run, `dpkg -i` of the saved .debs (shown with their saved paths; run with the checked copies).
+    ///
+    /// The saved .debs another saved .deb Pre-Depends on go back first, in a dpkg run of their own
+    /// (with --force-depends: the installed packages that depend on their current version are
+    /// replaced in the next run). In one run dpkg unpacks in the order given and refuses a package
+    /// whose Pre-Depends is not configured yet: maas-agent 3.5.13 `Pre-Depends: maas-common (=
+    /// 1:3.5.13-0ubuntu1)` while maas-common is still 3.6.5 (rollback from 3.6 to 3.5, pkg-60).
     static package func commands(dpkg: String, changes: [PackageReinstall], remove: [String]) -> PackageStep {
         let removeCommand = remove.isEmpty ? [] : [dpkg, "--force-depends", "--remove"] + remove
-        let command = changes.isEmpty ? [] : [dpkg, "--force-confdef", "--force-confold", "-i"] + changes.map(\.deb)
-        return PackageStep(changes: changes, remove: remove, removeCommand: removeCommand, command: command)
+        let names = Set(changes.map(\.package))
+        let preDepended = Set(changes.flatMap { c in c.preDepends.filter { $0 != c.package && names.contains($0) } })
+        let first = changes.filter { preDepended.contains($0.package) }
+        let rest = changes.filter { !preDepended.contains($0.package) }
+        let firstCommand = first.isEmpty ? [] : [dpkg, "--force-depends", "--force-confdef", "--force-confold", "-i"] + first.map(\.deb)
+        let command = rest.isEmpty ? [] : [dpkg, "--force-confdef", "--force-confold", "-i"] + rest.map(\.deb)
+        return PackageStep(changes: changes, remove: remove, removeCommand: removeCommand, firstCommand: firstCommand, command: command)
     }
 
     public static func run(archive: String?, config: Config, dryRun: Bool, options base: RestoreOptions,
@@ -172,8 +201,9 @@ public enum RollbackPipeline {
         let clock = Stopwatch()
         let prepared = try await restore.prepare(archive: path)
         let packages = try await packagePlan(manifest: prepared.manifest, config: config, archive: path, staging: staging.path)
-        let plan = RollbackPlan(restore: prepared.plan, packages: packages.changes, command: packages.command, notInBackup: packages.remove,
+        var plan = RollbackPlan(restore: prepared.plan, packages: packages.changes, command: packages.command, notInBackup: packages.remove,
                                 removeCommand: packages.removeCommand)
+        plan.firstCommand = packages.firstCommand
         if dryRun { return RollbackResult(status: "dry-run", dryRun: true, plan: plan, restore: nil) }
 
         // Restore's steps in turn, with the packages put back between the files and the start.
@@ -190,7 +220,7 @@ public enum RollbackPipeline {
                 run.packages = try await reinstall(packages, config: config, staging: staging.path, log: base.log)
                 // dpkg's maintainer scripts reload systemd; again here so that the units of removed
                 // packages read as gone (not started, not retried by recover).
-                if !packages.command.isEmpty || !packages.removeCommand.isEmpty { try await restore.services.daemonReload() }
+                if !packages.command.isEmpty || !packages.firstCommand.isEmpty || !packages.removeCommand.isEmpty { try await restore.services.daemonReload() }
             } catch {
                 throw PackageStepError(message: "\(error)")
             }
@@ -214,13 +244,15 @@ public enum RollbackPipeline {
                 throw BackupError.failed("\(p.removeCommand.prefix(3).joined(separator: " ")) failed: \(DpkgErrors.summary(r.stderr) ?? r.lastErrorLine); run by hand: \(p.removeCommand.joined(separator: " ")), then \(p.command.joined(separator: " "))")
             }
         }
-        if !p.command.isEmpty {
-            log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))")
-            let options = p.command.dropFirst().prefix(while: { $0.hasPrefix("-") })
-            let staged = p.changes.map { staging + "/" + ($0.deb as NSString).lastPathComponent }
-            let r = try await Command.run(p.command[0], Array(options) + staged, environment: env)
+        if !p.changes.isEmpty { log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))") }
+        let byHand = [p.firstCommand, p.command].filter { !$0.isEmpty }.map { $0.joined(separator: " ") }.joined(separator: ", then ")
+        for command in [p.firstCommand, p.command] where !command.isEmpty {
+            // The saved paths shown become the checked copies in `staging`.
+            let options = command.dropFirst().prefix(while: { $0.hasPrefix("-") })
+            let staged = command.dropFirst(1 + options.count).map { staging + "/" + ($0 as NSString).lastPathComponent }
+            let r = try await Command.run(command[0], Array(options) + staged, environment: env)
             guard r.succeeded else {
-                throw BackupError.failed("\(p.command.prefix(2).joined(separator: " ")) failed: \(DpkgErrors.summary(r.stderr) ?? r.lastErrorLine); run by hand: \(p.command.joined(separator: " "))")
+                throw BackupError.failed("\(command.prefix(2).joined(separator: " ")) failed: \(DpkgErrors.summary(r.stderr) ?? r.lastErrorLine); run by hand: \(byHand)")
             }
         }
         let now = await InstalledPackages.installed(root: config.root)
