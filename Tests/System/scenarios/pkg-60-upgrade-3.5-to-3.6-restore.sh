@@ -4,7 +4,6 @@
 # then the pre-upgrade backup brought back: `restore` refuses it over MAAS 3.6 (exit 69, nothing
 # changed) and names `rollback`, which brings back 3.5.13 (packages, units with maas-agent and
 # maas-dhcpd, database at 3.5's schema head, files). PostgreSQL and /var/lib/maas on thin LVs.
-# msb-known-failing: rollback 3.6.5 -> 3.5.13: dpkg -i of the saved maas .deb fails, not yet analysed (issue 22)
 # msb-needs: binary schema packaging
 # msb-timeout: 1200
 source "$MSB_LIB"
