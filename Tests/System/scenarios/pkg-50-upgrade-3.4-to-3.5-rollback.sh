@@ -6,7 +6,6 @@
 # gone with 3.5, neither started nor reported critical), the database at the 3.4 schema head, the
 # files as before, and `recover` with nothing left to do. PostgreSQL and /var/lib/maas on Btrfs;
 # first a `stop` and a `freeze` backup for the pause regiond feels on Btrfs.
-# msb-known-failing: rollback starts maas-dhcpd beside maas-rackd, whose ExecStartPre removes dhcpd.conf: maas-dhcpd fails before rackd restarts it (issue 22)
 # msb-needs: binary schema packaging
 # msb-timeout: 1200
 source "$MSB_LIB"
