@@ -286,9 +286,10 @@ public struct BackupPipeline: Sendable {
         defer { options.progressDone?() }
         do {
             var r = try await runLocked(clock: clock)
-            // The record in state_dir always (status reads it), the textfile when configured.
+            // The record in state_dir always (status reads it), the textfile when configured. Only
+            // a textfile the operator asked for makes the run partial; status's record alone is a warning.
             if !r.dryRun, let w = Metrics.write(stateDir: config.stateDir, path: config.metricsTextfile, outcome: .success(r)) {
-                r.failedSteps.append(w)
+                if config.metricsTextfile != nil { r.failedSteps.append(w) } else { r.warnings.append(w) }
             }
             return r
         } catch {
