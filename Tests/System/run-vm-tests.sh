@@ -4,12 +4,14 @@
 #
 #   Tests/System/run-vm-tests.sh [--binary PATH | --deb PATH] [--timeout SECONDS] [scenario...]
 #
-# Builds or reuses the guest image (build-image.sh, cached outside the repo), packs the scenario
-# scripts, lib.sh, the binary or .deb and the MAAS schema and packaging fixtures onto a read-only disk, boots
-# once, runs the scenarios in order (each on its own data disk and volume group), reads the results
-# back from an output disk, prints one line per scenario and finally "N passed, N failed".
-# Scenarios declare what they need in header lines: "# msb-needs: binary|deb schema packaging" and
-# "# msb-timeout: SECONDS"; one whose needs are not met is skipped with the reason.
+# Builds or reuses the guest image (build-image.sh, cached outside the repo), spreads the scenarios
+# over MSB_VM_PARALLEL VMs (default 2) booted at once, packs for each VM its scenario scripts,
+# lib.sh, the binary or .deb and the MAAS schema and packaging fixtures onto a read-only disk, runs
+# the scenarios in order (each on its own data disk and volume group), reads the results back from
+# an output disk, prints one line per scenario and finally "N passed, N failed".
+# Scenarios declare what they need in header lines: "# msb-needs: binary|deb schema packaging",
+# "# msb-timeout: SECONDS" (a safety net) and "# msb-cost: SECONDS" (what one took under TCG, to
+# spread the work); one whose needs are not met is skipped with the reason.
 # Host packages: qemu-system-x86 mmdebstrap e2fsprogs (and root).
 set -euo pipefail
 
@@ -82,112 +84,169 @@ fi
 
 image=$("$here/build-image.sh")
 
-# One VM at a time on this machine (CPU is scarce).
+# One run of this script at a time on this machine (CPU is scarce); the run itself boots up to
+# MSB_VM_PARALLEL VMs at once.
 mkdir -p "$runs"
 exec 8>"$vm_lock"
-if ! flock -n 8; then echo "run-vm-tests.sh: waiting for another test VM to finish ($vm_lock)"; flock 8; fi
+if ! flock -n 8; then echo "run-vm-tests.sh: waiting for another test VM run to finish ($vm_lock)"; flock 8; fi
 find "$runs" -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
 work=$runs/$(date -u +%Y%m%dT%H%M%SZ)-$$
-mkdir -p "$work/in/scenarios" "$work/results"
+common=$work/common
+mkdir -p "$common"
 
-# Input disk: a plain tar (no filesystem needed in the guest).
-cp "$here/lib.sh" "$here/runner.sh" "$here/../Fixtures/stand-in-maasd.sh" "$work/in/"
-cp -r "$here/fake-maas" "$here/maas-packaging" "$work/in/"
-timeout_total=300
-# Limits are safety nets, not assertions: under TCG on a loaded 2-core host a guest can run 10x slower.
-timeout_scale=${MSB_VM_TIMEOUT_SCALE:-3}
-: >"$work/in/scenarios.list"
-i=0
-for name in "${run[@]}"; do
-  cp "$here/scenarios/$name.sh" "$work/in/scenarios/"
-  t=$(header "$name" timeout); t=$(( ${t:-600} * timeout_scale ))
-  timeout_total=$((timeout_total + t + 30))
-  echo "$i $name $t" >>"$work/in/scenarios.list"
-  i=$((i + 1))
-done
-timeout_total=$((timeout_total + extra_timeout))
-# MSB_VM_DEADLINE (seconds since the epoch) caps the whole VM run: CI has a time budget. The
-# scenarios' own limits stay; a VM stopped by the cap leaves no results and fails the run.
-if [[ -n ${MSB_VM_DEADLINE:-} ]]; then
-  left=$((MSB_VM_DEADLINE - $(date +%s)))
-  ((left > 300)) || { echo "run-vm-tests.sh: only ${left} s left before MSB_VM_DEADLINE: not starting the VM" >&2; exit 1; }
-  if ((left < timeout_total)); then
-    echo "run-vm-tests.sh: the VM run is capped at ${left} s (MSB_VM_DEADLINE)"
-    timeout_total=$left
-  fi
-fi
-if [[ -d $fixtures ]]; then mkdir -p "$work/in/fixtures"; cp "$fixtures"/*.sql "$work/in/fixtures/" 2>/dev/null || true; fi
+# What every VM gets on its input disk (a plain tar: no filesystem needed in the guest).
+cp "$here/lib.sh" "$here/runner.sh" "$here/../Fixtures/stand-in-maasd.sh" "$common/"
+cp -r "$here/fake-maas" "$here/maas-packaging" "$common/"
+if [[ -d $fixtures ]]; then mkdir -p "$common/fixtures"; cp "$fixtures"/*.sql "$common/fixtures/" 2>/dev/null || true; fi
 if [[ -d $packaging ]]; then
-  mkdir -p "$work/in/fixtures/maas-packaging"; cp -r "$packaging"/. "$work/in/fixtures/maas-packaging/"
+  mkdir -p "$common/fixtures/maas-packaging"; cp -r "$packaging"/. "$common/fixtures/maas-packaging/"
   # The stand-in MAAS packages, built here (the guest only builds msb-standin-maas-deps).
   wants=0
   for name in "${run[@]}"; do [[ " $(header "$name" needs) " == *" packaging "* ]] && wants=1; done
   if ((wants)); then
     versions=$(cd "$packaging" && ls -d */ | tr -d /)
     MSB_STANDIN_MAASD=$here/../Fixtures/stand-in-maasd.sh bash "$here/maas-packaging/build-standin-maas.sh" \
-      "$work/in/standin-debs" "$packaging" "$fixtures" $versions >/dev/null
+      "$common/standin-debs" "$packaging" "$fixtures" $versions >/dev/null
   fi
 fi
-[[ -n $binary ]] && { mkdir -p "$work/in/bin"; cp "$binary" "$work/in/bin/maas-snapshot-backup"; }
+[[ -n $binary ]] && { mkdir -p "$common/bin"; cp "$binary" "$common/bin/maas-snapshot-backup"; }
 # Swift's crash backtracer, for a symbolicated trace should the binary crash in the guest.
 bt=$(dirname "$(readlink -f "$(command -v swift 2>/dev/null || echo /nonexistent)")")/../libexec/swift/linux/swift-backtrace-static
-[[ -x $bt && ( -n $binary || -n $deb ) ]] && { mkdir -p "$work/in/bin"; cp "$bt" "$work/in/bin/"; }
-[[ -n $deb ]] && { mkdir -p "$work/in/deb"; cp "$deb" "$work/in/deb/"; }
-tar -cf "$work/input.tar" -C "$work/in" .
-truncate -s 256M "$work/output.img"
+[[ -x $bt && ( -n $binary || -n $deb ) ]] && { mkdir -p "$common/bin"; cp "$bt" "$common/bin/"; }
+[[ -n $deb ]] && { mkdir -p "$common/deb"; cp "$deb" "$common/deb/"; }
 
-drives=(
-  -drive if=none,id=root,file="$image/root.img",format=raw,snapshot=on
-  -device virtio-blk-pci,drive=root
-  -drive if=none,id=input,file="$work/input.tar",format=raw,readonly=on
-  -device virtio-blk-pci,drive=input,serial=msb-input
-  -drive if=none,id=output,file="$work/output.img",format=raw
-  -device virtio-blk-pci,drive=output,serial=msb-output
-)
-for ((j = 0; j < i; j++)); do
-  truncate -s 8G "$work/data$j.img"
-  drives+=(-drive "if=none,id=data$j,file=$work/data$j.img,format=raw,cache=unsafe"
-           -device "virtio-blk-pci,drive=data$j,serial=msb-data$j")
-done
+# The scenarios are spread over MSB_VM_PARALLEL VMs of MSB_VM_SMP CPUs each (default 2 VMs of
+# one CPU on this 2-core host: measured under TCG, two one-CPU VMs each run as fast as one two-CPU
+# VM alone, while two two-CPU VMs or three one-CPU VMs each run at half speed): longest first, each
+# to the VM with the least work so far, by the "# msb-cost: SECONDS" header (what the scenario took
+# under TCG on a 2-core host). Inside a VM the scenarios keep their order by name.
+parallel=${MSB_VM_PARALLEL:-2}
+[[ $parallel =~ ^[1-9][0-9]*$ ]] || { echo "run-vm-tests.sh: MSB_VM_PARALLEL must be a positive number, not '$parallel'" >&2; exit 64; }
+((parallel > ${#run[@]})) && parallel=${#run[@]}
+declare -A vm_of=()
+loads=()
+for ((g = 0; g < parallel; g++)); do loads[g]=0; done
+while read -r cost name; do
+  best=0
+  for ((g = 1; g < parallel; g++)); do ((loads[g] < loads[best])) && best=$g; done
+  vm_of[$name]=$best; loads[best]=$((loads[best] + cost))
+done < <(for name in "${run[@]}"; do c=$(header "$name" cost); echo "${c:-300} $name"; done | sort -k1,1nr -k2,2)
 
-echo "run-vm-tests.sh: booting the VM for ${#run[@]} scenario(s) (image $(cat "$image/key"), limit ${timeout_total} s)"
-start=$SECONDS
-set +e
-timeout -k 10 "$timeout_total" qemu-system-x86_64 \
-  -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
-  -nodefaults -display none -no-reboot -serial file:"$work/console.log" \
-  -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
-  -append "root=/dev/vda rw console=ttyS0 quiet panic=-1 systemd.firstboot=off" \
-  "${drives[@]}"
-qrc=$?
-set -e
-elapsed=$((SECONDS - start))
-rm -f "$work"/data*.img
-
-if ! tar -xf "$work/output.img" -C "$work/results" 2>/dev/null || [[ ! -f $work/results/out/exit-code ]]; then
-  echo "run-vm-tests.sh: the VM left no results (qemu exit $qrc after ${elapsed} s); console tail:" >&2
-  tail -n 40 "$work/console.log" >&2 || true
-  print_skips
-  for name in "${run[@]}"; do printf 'FAIL  %-28s no result from the VM\n' "$name"; done
-  echo "0 passed, ${#run[@]} failed"
-  exit 1
+# Limits are safety nets, not assertions: under TCG on a loaded 2-core host a guest can run 10x slower.
+timeout_scale=${MSB_VM_TIMEOUT_SCALE:-3}
+left=
+# MSB_VM_DEADLINE (seconds since the epoch) caps every VM: CI has a time budget. The scenarios'
+# own limits stay; what a VM stopped by the cap finished is still reported from its console.
+if [[ -n ${MSB_VM_DEADLINE:-} ]]; then
+  left=$((MSB_VM_DEADLINE - $(date +%s)))
+  ((left > 300)) || { echo "run-vm-tests.sh: only ${left} s left before MSB_VM_DEADLINE: not starting the VM" >&2; exit 1; }
 fi
-out=$work/results/out
-for name in "${run[@]}"; do
-  d=$out/scenarios/$name
-  rc=$(cat "$d/rc" 2>/dev/null || echo none)
-  secs=$(cat "$d/elapsed" 2>/dev/null || echo "?")
-  summary=$(cat "$d/summary" 2>/dev/null | tr "\n" " " || true)
-  case $rc in
-    0) passed=$((passed + 1)); printf 'PASS  %-28s %6s s  %s\n' "$name" "$secs" "$summary" ;;
-    77) skipped+=("$name"); skip_reason[$name]="in the VM: $(tail -n1 "$d/log" 2>/dev/null)" ;;
-    *) failed=$((failed + 1)); printf 'FAIL  %-28s %6s s  exit %s  %s\n' "$name" "$secs" "$rc" "$summary"
-       sed 's/^/      | /' <(tail -n 25 "$d/log" 2>/dev/null) ;;
+
+vm_names=() vm_limit=() vm_pid=()
+for ((g = 0; g < parallel; g++)); do
+  v=$work/vm$g
+  mkdir -p "$v/in/scenarios" "$v/results"
+  cp -al "$common"/. "$v/in/"
+  : >"$v/in/scenarios.list"
+  limit=300 i=0 names_g=
+  for name in "${run[@]}"; do
+    [[ ${vm_of[$name]} == "$g" ]] || continue
+    cp "$here/scenarios/$name.sh" "$v/in/scenarios/"
+    t=$(header "$name" timeout); t=$(( ${t:-600} * timeout_scale ))
+    limit=$((limit + t + 30))
+    echo "$i $name $t" >>"$v/in/scenarios.list"
+    names_g+="$name "
+    i=$((i + 1))
+  done
+  limit=$((limit + extra_timeout))
+  if [[ -n $left ]] && ((left < limit)); then limit=$left; fi
+  vm_names[g]=$names_g vm_limit[g]=$limit
+  tar -cf "$v/input.tar" -C "$v/in" .
+  truncate -s 256M "$v/output.img"
+  drives=(
+    -drive if=none,id=root,file="$image/root.img",format=raw,snapshot=on
+    -device virtio-blk-pci,drive=root
+    -drive if=none,id=input,file="$v/input.tar",format=raw,readonly=on
+    -device virtio-blk-pci,drive=input,serial=msb-input
+    -drive if=none,id=output,file="$v/output.img",format=raw
+    -device virtio-blk-pci,drive=output,serial=msb-output
+  )
+  for ((j = 0; j < i; j++)); do
+    truncate -s 8G "$v/data$j.img"
+    drives+=(-drive "if=none,id=data$j,file=$v/data$j.img,format=raw,cache=unsafe"
+             -device "virtio-blk-pci,drive=data$j,serial=msb-data$j")
+  done
+  echo "run-vm-tests.sh: VM $g: ${names_g% } (about ${loads[g]} s of work, limit ${limit} s; console $v/console.log)"
+  timeout -k 10 "$limit" qemu-system-x86_64 \
+    -accel tcg,thread=multi -cpu "${MSB_VM_CPU:-max}" -smp "${MSB_VM_SMP:-1}" -m 2048 \
+    -nodefaults -display none -no-reboot -serial file:"$v/console.log" \
+    -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+    -append "root=/dev/vda rw console=ttyS0 quiet panic=-1 systemd.firstboot=off" \
+    "${drives[@]}" &
+  vm_pid[g]=$!
+done
+rm -rf "$common"
+echo "run-vm-tests.sh: ${#run[@]} scenario(s) in $parallel VM(s) (image $(cat "$image/key"))"
+
+# Every VM is waited for; their results are read when all are done.
+start=$SECONDS
+declare -A vm_rc=() vm_secs=()
+pending=$parallel
+trap 'for p in "${vm_pid[@]}"; do kill "$p" 2>/dev/null; done' EXIT
+while ((pending > 0)); do
+  waiting=()
+  for ((g = 0; g < parallel; g++)); do [[ -n ${vm_rc[$g]:-} ]] || waiting+=("${vm_pid[g]}"); done
+  unset done_pid
+  wait -n -p done_pid "${waiting[@]}" 2>/dev/null && rc=0 || rc=$?
+  [[ -n ${done_pid:-} ]] || break
+  for ((g = 0; g < parallel; g++)); do
+    if [[ ${vm_pid[g]} == "$done_pid" ]]; then
+      vm_rc[$g]=$rc vm_secs[$g]=$((SECONDS - start)); pending=$((pending - 1))
+      echo "run-vm-tests.sh: VM $g stopped after ${vm_secs[$g]} s (qemu exit $rc)"
+    fi
+  done
+done
+trap - EXIT
+
+report() { # NAME RC SECS SUMMARY LOG
+  case $2 in
+    0) passed=$((passed + 1)); printf 'PASS  %-28s %6s s  %s\n' "$1" "$3" "$4" ;;
+    77) skipped+=("$1"); skip_reason[$1]="in the VM: $(tail -n1 "$5" 2>/dev/null)" ;;
+    *) failed=$((failed + 1)); printf 'FAIL  %-28s %6s s  exit %s  %s\n' "$1" "$3" "$2" "$4"
+       if [[ -f $5 ]]; then sed 's/^/      | /' <(tail -n 25 "$5"); fi ;;
   esac
+}
+for ((g = 0; g < parallel; g++)); do
+  v=$work/vm$g
+  rm -f "$v"/data*.img
+  out=$v/results/out
+  if ! tar -xf "$v/output.img" -C "$v/results" 2>/dev/null || [[ ! -f $out/exit-code ]]; then
+    # No results disk (the VM was stopped by its limit or died): what its console says finished
+    # still counts, the rest fails.
+    echo "run-vm-tests.sh: VM $g left no results (qemu exit ${vm_rc[$g]:-?} after ${vm_secs[$g]:-?} s); console tail:" >&2
+    tail -n 40 "$v/console.log" >&2 || true
+    for name in ${vm_names[g]}; do
+      rc=$(sed -n "s/^== $name exit \([0-9]*\)\r\?$/\1/p" "$v/console.log" 2>/dev/null | tail -n1)
+      if [[ -n $rc ]]; then
+        { grep -a "^\[$name\] " "$v/console.log" || true; } | sed "s/^\[$name\] //" >"$v/$name.log"
+        report "$name" "$rc" "?" "(from the console)" "$v/$name.log"
+      else
+        failed=$((failed + 1)); printf 'FAIL  %-28s no result from the VM (not finished when it stopped)\n' "$name"
+      fi
+    done
+    continue
+  fi
+  for name in ${vm_names[g]}; do
+    d=$out/scenarios/$name
+    rc=$(cat "$d/rc" 2>/dev/null || echo none)
+    secs=$(cat "$d/elapsed" 2>/dev/null || echo "?")
+    summary=$(cat "$d/summary" 2>/dev/null | tr "\n" " " || true)
+    report "$name" "$rc" "$secs" "$summary" "$d/log"
+  done
+  [[ -f $out/journal.txt ]] && echo "run-vm-tests.sh: guest journal of VM $g's failed run: $out/journal.txt"
+  echo "run-vm-tests.sh: VM $g ran ${vm_secs[$g]} s (system $(cat "$out/system-state" 2>/dev/null)); results in $out"
 done
 print_skips
-[[ -f $out/journal.txt ]] && echo "run-vm-tests.sh: guest journal of the failed run: $out/journal.txt"
-echo "run-vm-tests.sh: VM ran ${elapsed} s (system $(cat "$out/system-state" 2>/dev/null)); results in $out"
 ((${#skipped[@]})) && echo "${#skipped[@]} skipped"
 echo "$passed passed, $failed failed"
 ((failed == 0))

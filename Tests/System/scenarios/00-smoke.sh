@@ -4,6 +4,7 @@
 # database counter equal to the file counter.
 # msb-needs:
 # msb-timeout: 600
+# msb-cost: 102
 source "$MSB_LIB"
 
 msb_pg_up

@@ -3,6 +3,7 @@
 # root filesystem (copied in the window). Backup with --snapshot btrfs.
 # msb-needs: binary schema
 # msb-timeout: 900
+# msb-cost: 189
 source "$MSB_LIB"
 msb_mkfs_mount "$MSB_DATA_DISK" btrfs /mnt/pool
 btrfs -q subvolume create /mnt/pool/@pg

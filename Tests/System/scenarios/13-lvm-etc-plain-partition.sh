@@ -4,6 +4,7 @@
 # --snapshot auto must pick LVM for /var/lib/maas and a copy for /etc/maas.
 # msb-needs: binary schema
 # msb-timeout: 900
+# msb-cost: 195
 source "$MSB_LIB"
 msb_partition 512M rest
 msb_mkfs "${MSB_PARTS[0]}" ext4

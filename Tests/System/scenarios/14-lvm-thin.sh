@@ -3,6 +3,7 @@
 # window. Thin snapshots take no size and must be made activatable (--setactivationskip n).
 # msb-needs: binary schema
 # msb-timeout: 900
+# msb-cost: 188
 source "$MSB_LIB"
 msb_make_vg
 msb_make_thinpool pool 2G

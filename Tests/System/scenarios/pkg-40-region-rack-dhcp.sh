@@ -8,6 +8,7 @@
 # rewrote its config, and the restore never undoes itself because maas-dhcpd waits on its condition.
 # msb-needs: binary schema packaging
 # msb-timeout: 900
+# msb-cost: 513
 source "$MSB_LIB"
 source "$MSB_IN/fake-maas/pkg-lib.sh"
 source "$MSB_IN/maas-packaging/standin-lib.sh"
