@@ -9,12 +9,13 @@ import Glibc
 /// Btrfs /var/lib/maas (a mount point) with a plain /etc/maas, and daemons that keep writing.
 @Suite("restore", .serialized, .enabled(if: TestEnv.skipReason == nil, "\(TestEnv.skipReason ?? "")"), .sharedEnv("restore"))
 struct RestoreIntegrationTests {
-    static let steps = ["restore-verify", "restore-stop", "restore-db-create", "restore-db-load", "restore-db-check", "restore-database",
-                        "restore-aside", "restore-extract", "restore-keep", "restore-start"]
+    static let steps = ["restore-verify", "restore-db-create", "restore-db-load", "restore-db-check", "restore-extract", "restore-stop",
+                        "restore-database", "restore-aside", "restore-files", "restore-keep", "restore-start"]
+    /// The steps before MAAS is stopped: the dump is loaded and checked, and the files extracted
+    /// into staging folders, while it runs (issue 25).
+    static let beforeStop: Set<String> = ["restore-verify", "restore-db-create", "restore-db-load", "restore-db-check", "restore-extract"]
     /// Steps before the swap: the live database was never touched.
-    /// The steps before MAAS is stopped: the dump is loaded and checked while it runs (issue 25).
-    static let beforeStop: Set<String> = ["restore-verify", "restore-db-create", "restore-db-load", "restore-db-check"]
-    static let beforeSwap: Set<String> = ["restore-verify", "restore-stop", "restore-db-create", "restore-db-load", "restore-db-check"]
+    static let beforeSwap: Set<String> = beforeStop.union(["restore-stop"])
 
     var shared: SharedEnv { get throws { try SharedEnv.get() } }
 
@@ -93,6 +94,7 @@ struct RestoreIntegrationTests {
         // The previous files are kept aside, on the same filesystems, never deleted.
         let aside = RT.asideFolders(root: env.root)
         #expect(aside.count == 2, "\(aside)")
+        #expect(RT.stagingFolders(root: env.root).isEmpty, "a staging folder is left: \(RT.stagingFolders(root: env.root))")
         let etcAside = try #require(aside.first { $0.contains("/etc/maas.pre-restore-") })
         #expect(FileManager.default.fileExists(atPath: etcAside + "/local-roundtrip.conf"))
         let libAside = try #require(aside.first { $0.contains("/.maas-snapshot-backup/pre-restore-") })
@@ -188,6 +190,7 @@ struct RestoreIntegrationTests {
         #expect(FileManager.default.fileExists(atPath: env.root + "/etc/maas/local-\(step).conf"))
         #expect(try servicesActive(env), "\(step): services are not running")
         #expect(RT.asideFolders(root: env.root).isEmpty, "\(step): \(RT.asideFolders(root: env.root))")
+        #expect(RT.stagingFolders(root: env.root).isEmpty, "\(step): \(RT.stagingFolders(root: env.root))")
         #expect(FileManager.default.fileExists(atPath: snapshotFolder) == hadSnapshotFolder)
         #expect(journals(env).isEmpty, "\(step): journal left: \(journals(env))")
         try? FileManager.default.removeItem(atPath: env.root + "/etc/maas/local-\(step).conf")
@@ -290,8 +293,7 @@ struct RestoreIntegrationTests {
     }
 
     @Test("a restore killed at each step is shown by status and undone by recover",
-          arguments: ["restore-stop", "restore-db-create", "restore-db-load", "restore-db-check", "restore-database", "restore-aside",
-                      "restore-extract", "restore-keep", "restore-start"])
+          arguments: steps.filter { $0 != "restore-verify" })
     func killedRestoreIsRecovered(step: String) throws {
         let env = try shared.env
         let archive = try shared.baselineArchive()
@@ -338,6 +340,7 @@ struct RestoreIntegrationTests {
         #expect(copies.isEmpty, "\(step): \(copies)")
         #expect(journals(env).isEmpty)
         #expect(RT.asideFolders(root: env.root).isEmpty)
+        #expect(RT.stagingFolders(root: env.root).isEmpty, "\(step): \(RT.stagingFolders(root: env.root))")
         if let privateDir { #expect(!FileManager.default.fileExists(atPath: privateDir), "recover left \(privateDir)") }
         let again = try RT.tool(env, ["recover"])
         #expect(again.status == 0 && again.stdout.contains("Nothing to recover"))

@@ -208,6 +208,23 @@ enum RT {
         return found.sorted()
     }
 
+    /// Staging folders a restore extracted into (`<path>.restoring-<time>`, and
+    /// `.maas-snapshot-backup/restoring-<time>` inside a mount point): none is left after a restore
+    /// or its undo.
+    static func stagingFolders(root: String) -> [String] {
+        var found: [String] = []
+        for parent in [root + "/etc", root + "/var/lib"] {
+            for n in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where n.contains(".restoring-") {
+                found.append(parent + "/" + n)
+            }
+        }
+        let inner = root + "/var/lib/maas/.maas-snapshot-backup"
+        for n in (try? FileManager.default.contentsOfDirectory(atPath: inner)) ?? [] where n.hasPrefix("restoring-") {
+            found.append(inner + "/" + n)
+        }
+        return found.sorted()
+    }
+
     /// Removes aside folders (between tests).
     static func removeAsideFolders(root: String) {
         for p in asideFolders(root: root) { try? FileManager.default.removeItem(atPath: p) }

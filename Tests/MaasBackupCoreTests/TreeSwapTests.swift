@@ -114,15 +114,47 @@ struct TreeSwapTests {
         defer { cleanup() }
         var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
         s.restoreBytes = 0
-        try s.checkSpace()
+        try TreeSwap.checkSpace([s])
         s.restoreBytes = 1 << 60
-        let e = #expect(throws: BackupError.self) { try s.checkSpace() }
+        let e = #expect(throws: BackupError.self) { try TreeSwap.checkSpace([s]) }
         #expect(e?.code == .unavailable && (e?.description.contains("free") ?? false))
+    }
+
+    @Test("free space: the staged copies of two folders on one filesystem are counted together")
+    func checkSpaceAddsUpOneFilesystem() throws {
+        defer { cleanup() }
+        try fm.createDirectory(atPath: root + "/etc/maas", withIntermediateDirectories: true)
+        var lib = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        var etc = try TreeSwap.plan(path: "/etc/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        let free = try #require(FileSystem.freeBytes(root))
+        // Each alone fits (with the margin); both together do not.
+        lib.restoreBytes = free / 10 * 6
+        etc.restoreBytes = free / 10 * 6
+        try TreeSwap.checkSpace([lib])
+        try TreeSwap.checkSpace([etc])
+        let e = #expect(throws: BackupError.self) { try TreeSwap.checkSpace([lib, etc]) }
+        #expect(e?.code == .unavailable, "\(String(describing: e))")
+        #expect(e?.message.contains(lib.live) == true && e?.message.contains(etc.live) == true, "\(String(describing: e))")
+        #expect(e?.message.contains("nothing was changed") == true)
     }
 
     // MARK: - Do and undo (rename)
 
-    @Test("rename: aside, extraction, excluded folders carried over; undo puts the previous tree back exactly")
+    /// What the extraction does: the archive's copy, without boot-resources, into the staging folder.
+    func stage(_ s: inout TreeSwap, _ files: [String: String], records: inout [TreeSwap]) throws {
+        var recs: [TreeSwap] = []
+        let staging = try s.beginStaging { recs.append($0) }
+        records += recs
+        #expect(recs.last?.stageStarted == true, "recorded before the extraction")
+        #expect(staging == s.staging && !fm.fileExists(atPath: staging))
+        try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
+        for (rel, text) in files {
+            try fm.createDirectory(atPath: ((staging + "/" + rel) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: URL(fileURLWithPath: staging + "/" + rel))
+        }
+    }
+
+    @Test("rename: staged beside the live folder, aside, staged tree renamed in, excluded folders carried over; undo puts the previous tree back exactly")
     func renameAndUndo() throws {
         defer { cleanup() }
         try write("a", "old a")
@@ -131,13 +163,15 @@ struct TreeSwapTests {
         let before = tree(live)
         var records: [TreeSwap] = []
         var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        #expect(s.staging == live + ".restoring-" + Self.stamp, "beside the live folder: the same filesystem")
+        try stage(&s, ["a": "new a", "new-file": "new"], records: &records)
+        #expect(tree(live) == before, "staging changes nothing live")
         try s.moveAside { records.append($0) }
-        #expect(records.first?.asideDone == true, "recorded before the move")
+        #expect(records.last?.asideDone == true, "recorded before the move")
         #expect(!fm.fileExists(atPath: live) && tree(s.aside) == before)
-
-        // What extraction would do: the archive's copy, without boot-resources.
-        try write("a", "new a")
-        try write("new-file", "new")
+        try s.moveStagedIn(record: { records.append($0) }, log: { Issue.record("no warning expected: \($0)") })
+        #expect(records.last?.stagedIn == true)
+        #expect(!fm.fileExists(atPath: s.staging ?? ""))
         var logs: [String] = []
         try s.carryKept(record: { records.append($0) }, log: { logs.append($0) })
         #expect(s.carried == ["boot-resources"] && logs.isEmpty)
@@ -196,12 +230,66 @@ struct TreeSwapTests {
     @Test("create: undo removes what was restored where nothing was")
     func createAndUndo() throws {
         defer { cleanup() }
+        var records: [TreeSwap] = []
         var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        try stage(&s, ["a": "restored"], records: &records)
         try s.moveAside { _ in }
+        try s.moveStagedIn(record: { _ in }, log: { _ in })
         try s.carryKept(record: { _ in }, log: { _ in })
-        try write("a", "restored")
+        #expect(tree(live) == ["a": "restored"])
         try s.undo { _ in }
         #expect(!fm.fileExists(atPath: live))
+    }
+
+    @Test("a failure before the stop (staged, nothing moved): undo removes the staging folder only")
+    func undoStagedOnly() throws {
+        defer { cleanup() }
+        try write("a", "live a")
+        var records: [TreeSwap] = []
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        try stage(&s, ["a": "archive a", "deep/er/b": "b"], records: &records)
+        let staging = try #require(s.staging)
+        var crashed = s
+        try s.undo { records.append($0) }
+        #expect(!fm.fileExists(atPath: staging))
+        #expect(tree(live) == ["a": "live a"])
+        #expect(records.last?.stageStarted == false)
+        try crashed.undo { _ in }     // recover reading the journal after the kill: nothing left to do
+        #expect(tree(live) == ["a": "live a"])
+    }
+
+    @Test("killed after recording the staged tree's rename, before it (or after it): undo puts the previous tree back either way")
+    func undoAroundStagedRename() throws {
+        defer { cleanup() }
+        for renamed in [false, true] {
+            try? fm.removeItem(atPath: live)
+            try write("a", "live a")
+            var records: [TreeSwap] = []
+            var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp + (renamed ? "b" : "a"))
+            try stage(&s, ["a": "archive a"], records: &records)
+            try s.moveAside { _ in }
+            if renamed {
+                try s.moveStagedIn(record: { _ in }, log: { _ in })
+            } else {
+                s.stagedIn = true   // recorded, then killed before rename(2)
+            }
+            try s.undo { _ in }
+            #expect(tree(live) == ["a": "live a"], "renamed: \(renamed)")
+            #expect(!fm.fileExists(atPath: s.staging ?? "") && !fm.fileExists(atPath: s.aside), "renamed: \(renamed)")
+        }
+    }
+
+    @Test("create: something at the path that the restore did not put there is left alone by undo")
+    func createUndoLeavesOthers() throws {
+        defer { cleanup() }
+        var records: [TreeSwap] = []
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        try stage(&s, ["a": "restored"], records: &records)
+        try s.moveAside { _ in }
+        try write("x", "not ours")    // before the staged tree was renamed in
+        try s.undo { _ in }
+        #expect(tree(live) == ["x": "not ours"])
+        #expect(!fm.fileExists(atPath: s.staging ?? ""))
     }
 
     @Test("the recorded state survives the journal (JSON) with every field")
@@ -213,5 +301,11 @@ struct TreeSwapTests {
         let back = try JSONDecoder().decode(TreeSwap.self, from: try JSONEncoder().encode(s))
         #expect(back.mode == s.mode && back.aside == s.aside && back.keep == s.keep && back.asideDone && back.live == s.live)
         #expect(back.originalMode == s.originalMode && back.originalMode != 0)
+        #expect(back.staging == s.staging && back.staging != nil)
+        // A journal written before staging existed (no staging fields) still reads.
+        var old = try #require(try JSONSerialization.jsonObject(with: try JSONEncoder().encode(s)) as? [String: Any])
+        for k in ["staging", "stageStarted", "stagedIn", "stagedMoved"] { old.removeValue(forKey: k) }
+        let older = try JSONDecoder().decode(TreeSwap.self, from: try JSONSerialization.data(withJSONObject: old))
+        #expect(older.staging == nil && older.asideDone)
     }
 }

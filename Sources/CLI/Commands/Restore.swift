@@ -12,15 +12,18 @@ struct Restore: AsyncParsableCommand {
         discussion: """
             Verifies the archive first and refuses a damaged one (exit 65) before changing anything; refuses a \
             backup of another MAAS major.minor than the installed one unless --force, and refuses while another \
-            region controller is connected to the database unless --force-other-regions. Then stops the MAAS \
-            services (PostgreSQL stays up), restores dump.sql with psql, moves the current folders aside to \
+            region controller is connected to the database unless --force-other-regions. While MAAS still \
+            runs, loads dump.sql into a new <name>_restoring_<time> as the database's owner and checks it, and \
+            extracts the archived files into staging folders beside the live ones (<path>.restoring-<UTC time>; \
+            mount points: <path>/.maas-snapshot-backup/restoring-<UTC time>). Then stops the MAAS services \
+            (PostgreSQL stays up) for renames only: the database swapped in by name (the previous one kept as \
+            <name>_pre_restore_<time>, never dropped by the tool), the current folders moved aside to \
             <path>.pre-restore-<UTC time> (mount points: <path>/.maas-snapshot-backup/pre-restore-<UTC time>; \
-            never deleted by the tool), extracts the archived files, carries excluded folders such as \
-            boot-resources over, moves the live MAAS 3.5+ image files (image-storage) into the restored tree \
-            (renamed, never copied or deleted), starts the services and checks them and the schema head. On any failure the \
+            never deleted by the tool) and the staged ones into their place, excluded folders such as \
+            boot-resources and the live MAAS 3.5+ image files (image-storage) carried over (renamed, never \
+            copied or deleted); then starts the services and checks them and the schema head. Everything MAAS \
+            wrote after the backup, until the stop, is gone. On any failure the staged copies are removed, the \
             previous folders and the previous database are put back and the services started. \
-            The database is loaded into a new <name>_restoring_<time>, checked, then swapped in by name; the \
-            previous one is kept as <name>_pre_restore_<time> (never dropped by the tool). \
             When the installed MAAS differs from the backup's by its patch version only, `maas-region dbupgrade` \
             runs before the services start.
             """)

@@ -102,7 +102,8 @@ public enum StatusCheck {
             let r = j.record
             leftovers.append(.init(journal: j.path, command: r.command, runID: r.runID, pid: r.pid, startedAt: r.startedAt, phase: r.phase,
                                    servicesStillStopped: r.servicesRestarted ? [] : r.stoppedServices, snapshots: [],
-                                   files: (r.filesFinal ? [] : r.swaps.filter(\.asideDone).map(\.aside)) + [r.privateDir].compactMap { $0 },
+                                   files: (r.filesFinal ? [] : r.swaps.filter(\.asideDone).map(\.aside) + r.swaps.filter { $0.stageStarted == true }.compactMap(\.staging))
+                                       + [r.privateDir].compactMap { $0 },
                                    database: r.database == .untouched ? nil
                                        : r.database.rawValue + ((r.databases ?? []).isEmpty ? "" : " (\((r.databases ?? []).map { "\($0.name) -> \($0.restoring), kept as \($0.previous)" }.joined(separator: "; ")))")))
         }

@@ -12,7 +12,8 @@ import Yams
 import Glibc
 #endif
 
-/// `restore ARCHIVE`: verify, version guard, lock and stop MAAS, database, files, start and check.
+/// `restore ARCHIVE`: verify, version guard, lock; load the database and extract the files while
+/// MAAS runs; stop MAAS, swap the database and the files in by renames, start and check.
 /// Any failure puts the previous files back and starts the services again, and says what state the
 /// database is in.
 public struct RestorePipeline: Sendable {
@@ -105,10 +106,9 @@ public struct RestorePipeline: Sendable {
                                                       passfile: passfile, archive: source.readPath)
         var swaps: [TreeSwap] = []
         for p in manifest.paths {
-            let s = try TreeSwap.plan(path: p.path, config: config, manifest: manifest, stamp: stamp)
-            try s.checkSpace()
-            swaps.append(s)
+            swaps.append(try TreeSwap.plan(path: p.path, config: config, manifest: manifest, stamp: stamp))
         }
+        try TreeSwap.checkSpace(swaps)
         let active = try await services.activeUnits(config.services)
         let plan = RestorePlan(
             archive: path, createdAt: manifest.createdAt, reason: manifest.reason, backupHost: manifest.host,
@@ -148,11 +148,13 @@ public struct RestorePipeline: Sendable {
         let run = try await begin(try await prepare(archive: archive))
         defer { run.end() }
         do {
-            // MAAS runs while the dump loads and is checked; it is down from the stop to the start.
+            // MAAS runs while the dump loads and the files are extracted beside the live ones; it
+            // is down from the stop to the start, for renames only.
             try await run.loadDatabase()
+            try await run.stageFiles()
             try await run.stopServices()
             try await run.swapDatabase()
-            try await run.restoreFiles()
+            try await run.swapFiles()
             return try await run.startAndCheck(clock: clock)
         } catch {
             throw await run.recoverAfterFailure(error)

@@ -174,8 +174,37 @@ final package class RestoreRun {
         try Interruption.check()
     }
 
-    /// The files: each live folder moved aside, the archive's extracted, what is kept carried over.
-    package func restoreFiles() async throws {
+    /// The files, while MAAS still runs: the archive's copy of each folder extracted into its
+    /// staging folder on the live folder's filesystem; nothing live is touched (issue 25).
+    package func stageFiles() async throws {
+        step = "files"
+        var destinations: [(member: String, destination: String)] = []
+        let root = config.root
+        for i in swaps.indices {
+            var swap = swaps[i]
+            defer { swaps[i] = swap }
+            let staging = try swap.beginStaging { s in self.swaps[i] = s; try self.record() }
+            destinations.append((swap.member, Self.relative(staging, to: root)))
+        }
+        let readPath = p.source.readPath, to = destinations
+        let count = try await Blocking.run {
+            try Extractor.extract(archive: readPath, root: root, into: to, checkInterrupted: { try Interruption.check() })
+        }
+        log("extracted \(count) files and folders into \(swaps.compactMap(\.staging).joined(separator: ", ")) while MAAS runs")
+        try FaultPoint.hit("restore-extract")
+        try Interruption.check()
+    }
+
+    /// A path below `root` as the extractor takes it (relative, no leading slash).
+    static func relative(_ path: String, to root: String) -> String {
+        let r = root.hasSuffix("/") ? String(root.dropLast()) : root
+        let rel = path.hasPrefix(r + "/") ? String(path.dropFirst(r.count)) : path
+        return String(rel.drop { $0 == "/" })
+    }
+
+    /// With MAAS stopped: each live folder moved aside, the staged one renamed into its place,
+    /// what is kept carried over. Renames only: the downtime does not grow with the files.
+    package func swapFiles() async throws {
         step = "files"
         oldSecret = RegionLayout.rackSecret(config)
         for i in swaps.indices {
@@ -185,13 +214,12 @@ final package class RestoreRun {
             if swap.mode != .create { log("moved the previous \(swap.live) aside to \(swap.aside)") }
         }
         try FaultPoint.hit("restore-aside")
-        let members = swaps.map(\.member)
-        let root = config.root, readPath = p.source.readPath
-        let count = try await Blocking.run {
-            try Extractor.extract(archive: readPath, root: root, members: members, checkInterrupted: { try Interruption.check() })
+        for i in swaps.indices {
+            var swap = swaps[i]
+            defer { swaps[i] = swap }
+            try swap.moveStagedIn(record: { s in self.swaps[i] = s; try self.record() }, log: { self.log($0) })
         }
-        log("extracted \(count) files and folders")
-        try FaultPoint.hit("restore-extract")
+        try FaultPoint.hit("restore-files")
         for i in swaps.indices {
             var swap = swaps[i]
             defer { swaps[i] = swap }

@@ -5,8 +5,8 @@ import MSBServices
 
 /// The one undo of a restore or rollback, driven by its journal's typed state (RestoreRecord): the
 /// failing run itself (RestoreRun.recoverAfterFailure) and `recover`, for a run that died, both use
-/// it. In turn: MAAS stopped if it runs while something is to be put back; the previous files put
-/// back (unless the restored files are final); the databases put back as the state says (new copies
+/// it. In turn: MAAS stopped if it runs while something is to be put back; a staged copy of the
+/// files (extracted while MAAS ran) removed; the previous files put back (unless the restored files are final); the databases put back as the state says (new copies
 /// dropped before the swap; names swapped back after it, unless the files are final); the stopped
 /// units that still exist started and waited for.
 package struct RestoreUndo {
@@ -50,6 +50,9 @@ package struct RestoreUndo {
                 out.errors.append("cannot stop \(record.stoppedServices.joined(separator: " ")) to put the previous state back: \(error)")
             }
         }
+        // A staged copy (extracted while MAAS ran, never live) goes whether MAAS runs or not.
+        let staged = !record.filesFinal && record.swaps.contains(where: { $0.stageStarted == true && !$0.asideDone })
+        if staged { dropStaging(&out) }
         if filesAside && out.errors.isEmpty { undoFiles(&out) }
         else if !record.filesFinal && !filesAside { out.actions.append("the files were not changed") }
         if record.database == .untouched {
@@ -66,6 +69,22 @@ package struct RestoreUndo {
             save(record)
         }
         return out
+    }
+
+    private mutating func dropStaging(_ out: inout Outcome) {
+        for i in record.swaps.indices where record.swaps[i].stageStarted == true && !record.swaps[i].asideDone {
+            var s = record.swaps[i]
+            do {
+                let before = record
+                try s.undo { x in var r = before; r.swaps[i] = x; self.save(r) }
+                record.swaps[i] = s
+                save(record)
+                out.actions.append("removed the restored copy staged in \(s.staging ?? s.live)")
+            } catch {
+                record.swaps[i] = s
+                out.errors.append("could not remove the restored copy staged in \(s.staging ?? s.live) (\(error)); the live \(s.live) was not changed")
+            }
+        }
     }
 
     private mutating func undoFiles(_ out: inout Outcome) {

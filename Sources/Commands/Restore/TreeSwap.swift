@@ -20,6 +20,12 @@ import Glibc
 ///   `<path>/.maas-snapshot-backup/pre-restore-<UTC time>/` (a folder backups leave out);
 /// - `create`: the folder does not exist; the archive's copy is created.
 ///
+/// The archive's copy is first extracted, while MAAS runs, into a staging folder on the live
+/// folder's filesystem (`<path>.restoring-<UTC time>` beside it; for `contents`,
+/// `<path>/.maas-snapshot-backup/restoring-<UTC time>/`); with MAAS stopped, the previous tree goes
+/// aside and the staged one takes its place by renames only, so the downtime does not grow with the
+/// files (issue 25).
+///
 /// Folders the backup left out (its `exclude`, e.g. boot-resources) and the snapshot folder are carried
 /// over from the previous tree into the restored one (or, for `contents`, stay where they are).
 /// Every step is recorded so that `undo` (and `recover`, after a crash) can put the previous tree back.
@@ -55,6 +61,15 @@ public struct TreeSwap: Sendable, Codable {
     public var imageStore: String?
     /// Names of the image files moved from the previous store into the restored one.
     public var carriedImages: [String]?
+    /// Where the archive's copy is extracted while MAAS runs (nil in a journal of an older version,
+    /// which extracted in place).
+    public var staging: String?
+    /// Set (and recorded) before the extraction into `staging` starts: from then on `undo` removes it.
+    public var stageStarted: Bool?
+    /// `rename`, `create`: the staged tree is being renamed to `live` (recorded before the rename).
+    public var stagedIn: Bool?
+    /// `contents`: the staged top-level names moved into `live`, in order (each recorded before).
+    public var stagedMoved: [String]?
 
     static package let snapshotFolder = BtrfsSnapshotDriver.snapshotFolder
 
@@ -74,6 +89,7 @@ public struct TreeSwap: Sendable, Codable {
             guard errno == ENOENT else { throw BackupError.unavailable("cannot read \(live): \(Errno.last.description)") }
             var s = TreeSwap(path: path, live: live, member: member, mode: .create, aside: "", keep: [], leftInPlace: [])
             s.restoreBytes = bytes
+            s.staging = unique(live + ".restoring-" + stamp)
             return s
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
@@ -104,6 +120,7 @@ public struct TreeSwap: Sendable, Codable {
         if isVolumeRoot || !inner.isEmpty {
             s.mode = .contents
             s.aside = unique(live + "/" + snapshotFolder + "/pre-restore-" + stamp)
+            s.staging = unique(live + "/" + snapshotFolder + "/restoring-" + stamp)
             topKeep.insert(snapshotFolder)
             let names = (try? FileManager.default.contentsOfDirectory(atPath: live)) ?? []
             // Kept entries at the top stay where they are; deeper ones travel with their parent and come back.
@@ -113,6 +130,7 @@ public struct TreeSwap: Sendable, Codable {
             s.keep = keepRel.filter { !s.leftInPlace.contains($0) }
         } else {
             s.aside = unique(live + ".pre-restore-" + stamp)
+            s.staging = unique(live + ".restoring-" + stamp)
             if FileManager.default.fileExists(atPath: live + "/" + snapshotFolder) { s.keep.append(snapshotFolder) }
         }
         return s
@@ -125,19 +143,101 @@ public struct TreeSwap: Sendable, Codable {
         return c
     }
 
-    /// Free space on the filesystem that will hold the restored tree (the previous one stays).
-    package func checkSpace() throws {
-        var probe = live
-        while !FileManager.default.fileExists(atPath: probe) { probe = (probe as NSString).deletingLastPathComponent }
-        guard let free = FileSystem.freeBytes(probe) else { return }
-        let need = restoreBytes + restoreBytes / 20 + (16 << 20)
-        if free < need {
-            throw BackupError.unavailable("not enough free space for \(live): \(Human.bytes(free)) free, about \(Human.bytes(need)) needed (the previous files are kept aside)",
-                                          hint: "free some space, or move old \(path).pre-restore-* folders away")
+    /// Free space for the staged copies: the archive's files of every swap whose live folder is on
+    /// one filesystem are counted together against that filesystem's free space (the previous
+    /// trees stay aside, so nothing is freed). Refuses in one line, before anything changes.
+    static package func checkSpace(_ swaps: [TreeSwap]) throws {
+        var byDevice: [UInt64: (probe: String, need: Int64, swaps: [TreeSwap])] = [:]
+        for s in swaps {
+            var probe = s.live
+            while !FileManager.default.fileExists(atPath: probe) { probe = (probe as NSString).deletingLastPathComponent }
+            var st = stat()
+            guard stat(probe, &st) == 0 else { continue }
+            var entry = byDevice[UInt64(st.st_dev)] ?? (probe, 0, [])
+            entry.need += s.restoreBytes + s.restoreBytes / 20 + (16 << 20)
+            entry.swaps.append(s)
+            byDevice[UInt64(st.st_dev)] = entry
+        }
+        for (_, e) in byDevice.sorted(by: { $0.value.probe < $1.value.probe }) {
+            guard let free = FileSystem.freeBytes(e.probe), free < e.need else { continue }
+            let lives = e.swaps.map(\.live).joined(separator: " and ")
+            throw BackupError.unavailable("not enough free space for the restored copy of \(lives): \(Human.bytes(free)) free, about \(Human.bytes(e.need)) needed (the previous files are kept aside); nothing was changed",
+                                          hint: "free some space, or move old \(e.swaps.map { $0.path + ".pre-restore-*" }.joined(separator: ", ")) folders away")
         }
     }
 
     // MARK: - Do
+
+    /// Before the extraction into `staging` (MAAS still runs): the snapshot folder made if a
+    /// `contents` swap needs it, then `stageStarted` recorded. Returns `staging`.
+    mutating package func beginStaging(record: (TreeSwap) throws -> Void) throws -> String {
+        guard let staging else { throw BackupError.failed("no staging folder was planned for \(live)") }
+        var st = stat()
+        guard lstat(staging, &st) != 0 else {
+            throw BackupError.failed("\(staging) already exists", hint: "it is not this run's: move it away, then restore again")
+        }
+        if mode == .contents { try makeSnapshotFolder(record: record) }
+        stageStarted = true
+        try record(self)
+        return staging
+    }
+
+    private mutating func makeSnapshotFolder(record: (TreeSwap) throws -> Void) throws {
+        let folder = live + "/" + Self.snapshotFolder
+        var st = stat()
+        guard lstat(folder, &st) != 0 else { return }
+        madeSnapshotFolder = true
+        try record(self)
+        guard mkdir(folder, 0o700) == 0 else {
+            throw BackupError.failed("cannot create \(folder): \(Errno.last.description)")
+        }
+    }
+
+    /// With MAAS stopped, after `moveAside`: the staged tree takes the live folder's place by renames.
+    /// `rename`, `create`: the staging folder becomes `live`; `contents`: its entries move into
+    /// `live`, which takes the staged folder's mode and owner (an entry the live folder kept in place,
+    /// such as lost+found, keeps its own; the archive's stays in the staging folder, with a warning).
+    mutating package func moveStagedIn(record: (TreeSwap) throws -> Void, log: (String) -> Void) throws {
+        guard let staging, stageStarted == true else { return }
+        switch mode {
+        case .create, .rename:
+            stagedIn = true
+            try record(self)
+            guard rename(staging, live) == 0 else {
+                throw BackupError.failed("cannot move the restored \(staging) to \(live): \(Errno.last.description)")
+            }
+        case .contents:
+            var root = stat(), st = stat()
+            guard lstat(staging, &root) == 0 else { throw BackupError.failed("the restored copy \(staging) is missing") }
+            var done = stagedMoved ?? [], clash: [String] = []
+            for n in try FileManager.default.contentsOfDirectory(atPath: staging).sorted() where !done.contains(n) {
+                if lstat(live + "/" + n, &st) == 0 { clash.append(n); continue }
+                done.append(n)
+                stagedMoved = done
+                try record(self)
+                guard rename(staging + "/" + n, live + "/" + n) == 0 else {
+                    throw BackupError.failed("cannot move the restored \(staging)/\(n) into \(live): \(Errno.last.description)")
+                }
+            }
+            _ = chown(live, root.st_uid, root.st_gid)
+            _ = chmod(live, root.st_mode & 0o7777)
+            if clash.isEmpty {
+                _ = rmdir(staging)
+            } else {
+                log("warning: \(clash.map { live + "/" + $0 }.joined(separator: ", ")) stayed as it was; the archive's copy is in \(staging)")
+            }
+        }
+    }
+
+    /// Removes what the extraction into `staging` left (before the swap, or after a failure).
+    mutating package func dropStaging(record: (TreeSwap) throws -> Void) throws {
+        guard let staging, stageStarted == true else { return }
+        var st = stat()
+        if lstat(staging, &st) == 0 { try TreeRemover.remove(staging) }
+        stageStarted = false
+        stagedMoved = nil
+        try record(self)
+    }
 
     /// Moves the previous tree aside. `record` saves the state; each move is recorded before it is
     /// made, and `undo` checks what really happened.
@@ -153,15 +253,7 @@ public struct TreeSwap: Sendable, Codable {
                 throw BackupError.failed("cannot move \(live) aside to \(aside): \(Errno.last.description)")
             }
         case .contents:
-            let folder = live + "/" + Self.snapshotFolder
-            var st = stat()
-            if lstat(folder, &st) != 0 {
-                madeSnapshotFolder = true
-                try record(self)
-                guard mkdir(folder, 0o700) == 0 else {
-                    throw BackupError.failed("cannot create \(folder): \(Errno.last.description)")
-                }
-            }
+            try makeSnapshotFolder(record: record)
             asideDone = true
             try record(self)
             guard mkdir(aside, 0o700) == 0 else {
@@ -207,9 +299,18 @@ public struct TreeSwap: Sendable, Codable {
     /// Puts the previous tree back: the restored files go, the aside copy returns. Safe to run again
     /// after a crash: it checks what is where before each step.
     mutating package func undo(record: (TreeSwap) throws -> Void) throws {
-        guard asideDone else { return }
+        // What is still in the staging folder was never live (a `contents` swap's entries already
+        // moved in are removed below with the rest of the restored tree).
+        try dropStaging(record: record)
         var st = stat()
         func exists(_ p: String) -> Bool { lstat(p, &st) == 0 }
+        guard asideDone else {
+            if madeSnapshotFolder && rmdir(live + "/" + Self.snapshotFolder) == 0 {
+                madeSnapshotFolder = false
+                try record(self)
+            }
+            return
+        }
         try undoImages(record: record)
         for rel in carried.reversed() {
             let src = live + "/" + rel, dst = aside + "/" + rel
@@ -225,7 +326,8 @@ public struct TreeSwap: Sendable, Codable {
         }
         switch mode {
         case .create:
-            if exists(live) { try TreeRemover.remove(live) }
+            // Only the restored tree (staged in, or, by an older version, extracted in place).
+            if exists(live) && (staging == nil || stagedIn == true) { try TreeRemover.remove(live) }
         case .rename:
             // Only when the previous tree really is aside is what stands at `live` the restored one.
             if exists(aside) {
@@ -259,6 +361,7 @@ public struct TreeSwap: Sendable, Codable {
         }
         asideDone = false
         allMoved = false
+        stagedIn = nil
         try record(self)
     }
 }

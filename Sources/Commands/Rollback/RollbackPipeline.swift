@@ -210,11 +210,13 @@ public enum RollbackPipeline {
         let run = try await restore.begin(prepared)
         defer { run.end() }
         do {
-            // MAAS runs while the dump loads and is checked; it is down from the stop to the start.
+            // MAAS runs while the dump loads and the files are extracted beside the live ones; it
+            // is down from the stop to the start.
             try await run.loadDatabase()
+            try await run.stageFiles()
             try await run.stopServices()
             try await run.swapDatabase()
-            try await run.restoreFiles()
+            try await run.swapFiles()
             try run.keepRestoredState(step: "packages")
             do {
                 run.packages = try await reinstall(packages, config: config, staging: staging.path, log: base.log)

@@ -433,8 +433,8 @@ public final class DiskWriter {
     deinit { archive_write_free(a) }
 
     /// archive_write_header for the reader's current entry, with its path moved under `prefix`
-    /// (hard link targets too).
-    public func writeHeader(from reader: TarReader, pathPrefix prefix: String) throws {
+    /// (hard link targets too), after `mapPath` (raw path bytes to raw path bytes) when given.
+    public func writeHeader(from reader: TarReader, pathPrefix prefix: String, mapPath: (([UInt8]) -> [UInt8])? = nil) throws {
         guard let e = reader.currentEntry, let clone = archive_entry_clone(e) else {
             throw ArchiveError(function: "archive_entry_clone", errno: ENOMEM, message: "no current entry")
         }
@@ -446,9 +446,10 @@ public final class DiskWriter {
         archive_entry_set_perm(clone, archive_entry_perm(clone) & ~mode_t(0o6000))
         archive_entry_xattr_clear(clone)
         // As bytes (archive_entry_copy_*, no conversion): a name that is not UTF-8 is extracted byte for byte.
-        withCBytes(Array((prefix + "/").utf8) + h.rawPath) { archive_entry_copy_pathname(clone, $0) }
+        let map = mapPath ?? { $0 }
+        withCBytes(Array((prefix + "/").utf8) + map(h.rawPath)) { archive_entry_copy_pathname(clone, $0) }
         if h.kind == .hardlink, let t = h.linkTarget {
-            withCBytes(Array((prefix + "/").utf8) + (h.linkTargetBytes ?? Array(t.utf8))) { archive_entry_copy_hardlink(clone, $0) }
+            withCBytes(Array((prefix + "/").utf8) + map(h.linkTargetBytes ?? Array(t.utf8))) { archive_entry_copy_hardlink(clone, $0) }
         }
         try check(a, "archive_write_header", archive_write_header(a, clone))
     }
