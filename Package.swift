@@ -76,7 +76,7 @@ let package = Package(
         // Commands: one folder (and target) each; they use drivers, and only the ones listed call each other.
         .target(name: "MSBExpire", dependencies: ["MSBKit", "MSBArchive"],
                 path: "Sources/Commands/Expire", swiftSettings: swift6),
-        .target(name: "MSBVerify", dependencies: ["MSBKit", "MSBArchive", "MSBDatabase"],
+        .target(name: "MSBVerify", dependencies: ["MSBKit", "MSBArchive", "MSBDatabase", "MSBCopy"],
                 path: "Sources/Commands/Verify", swiftSettings: swift6),
         // Off-host copies: copy, remote-init, list/verify/prune --remote, restore --from-remote.
         .target(name: "MSBCopy", dependencies: ["MSBKit", "MSBRemote", "MSBArchive", "MSBExpire",

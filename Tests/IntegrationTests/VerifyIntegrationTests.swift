@@ -212,6 +212,52 @@ struct VerifyIntegrationTests {
         #expect(!FileManager.default.fileExists(atPath: bad + ".verified"))
     }
 
+    @Test("verify latest --deep --scratch-dir: the newest archive, the throwaway cluster in the scratch folder, the outcome in status; bad scratch folders refused in one line")
+    func latestWithScratch() throws {
+        let shared = try SharedEnv.get()
+        let env = shared.env
+        _ = try shared.baselineArchive()
+        let scratch = "/tmp/msb-verify-scratch-\(getpid())"
+        try? FileManager.default.removeItem(atPath: scratch)
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let metrics = env.dir + "/state/metrics.json"
+        let saved = FileManager.default.contents(atPath: metrics)
+        defer {
+            if let saved { FileManager.default.createFile(atPath: metrics, contents: saved) } else { try? FileManager.default.removeItem(atPath: metrics) }
+        }
+
+        let r = try RT.tool(env, ["verify", "latest", "--deep", "--scratch-dir", scratch])
+        #expect(r.status == 0, "\(r.stderr)")
+        let newest = try #require(Catalog.entries(destination: env.backups).first)
+        #expect(r.stdout.contains("OK: \(newest.archive)"), "\(r.stdout)")
+        #expect(r.stderr.contains("deep verify: initdb in \(scratch)/msb-"), "the cluster was not made in the scratch folder: \(r.stderr)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []).isEmpty, "the throwaway cluster is left in \(scratch)")
+
+        // Recorded: status shows the verify and exits 0; a failed last verify makes it exit 2.
+        let st = try RT.tool(env, ["status", "--json"])
+        let last = RT.json(st)["last_verify"] as? [String: Any]
+        #expect(last?["result"] as? String == "ok" && last?["exit_code"] as? Int == 0, "\(st.stdout)")
+        #expect(RT.json(st)["last_verify_success_at"] as? String != nil)
+        let human = try RT.tool(env, ["status"])
+        #expect(human.stdout.contains("Last verify:") && human.stdout.contains(", ok"), "\(human.stdout)")
+        var values = try JSONDecoder().decode([String: Double].self, from: try #require(FileManager.default.contents(atPath: metrics)))
+        #expect(values["last_verify_deep"] == 1 && values["last_verify_success"] == 1)
+        values["last_verify_success"] = 0
+        values["last_verify_exit_code"] = 65
+        try JSONEncoder().encode(values).write(to: URL(fileURLWithPath: metrics))
+        let failed = try RT.tool(env, ["status"])
+        #expect(failed.status == 2 && failed.stdout.contains("Last verify:") && failed.stdout.contains("failed (exit 65"), "\(failed.status): \(failed.stdout)")
+
+        // A scratch folder that is not there, a relative one, or one without --deep: one line, nothing done.
+        let missing = try RT.tool(env, ["verify", "latest", "--deep", "--scratch-dir", scratch + "/no-such"])
+        #expect(missing.status == 69 && missing.stderr.split(separator: "\n").count == 1 && missing.stderr.contains("scratch"), "\(missing.stderr)")
+        let relative = try RT.tool(env, ["verify", "latest", "--deep", "--scratch-dir", "tmp"])
+        #expect(relative.status == 64, "\(relative.stderr)")
+        let notDeep = try RT.tool(env, ["verify", "latest", "--scratch-dir", scratch])
+        #expect(notDeep.status == 64, "\(notDeep.stderr)")
+    }
+
     @Test("a missing archive is a usage error")
     func missing() throws {
         let env = try SharedEnv.get().env

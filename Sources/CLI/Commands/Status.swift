@@ -28,8 +28,8 @@ struct Status: AsyncParsableCommand {
                 }
             }
             // Exit codes (README, after the table of exit codes): 1 MAAS left down by a dead run, 2 the last backup
-            // run failed or was partial, 78 the config does not load; the output is printed first.
-            let exit: Int32 = !down.isEmpty ? 1 : r.lastRunFailed ? 2 : problem != nil ? 78 : 0
+            // run failed or was partial, or the last verify failed, 78 the config does not load; the output is printed first.
+            let exit: Int32 = !down.isEmpty ? 1 : (r.lastRunFailed || r.lastVerifyFailed) ? 2 : problem != nil ? 78 : 0
             if global.json {
                 Output.json(r)
                 if exit != 0 { throw ArgumentParser.ExitCode(exit) }
@@ -48,6 +48,9 @@ struct Status: AsyncParsableCommand {
                 print("Last success:  scheduled \(r.lastScheduledSuccessAt ?? "never"), pre-upgrade \(r.lastPreUpgradeSuccessAt ?? "never")")
             }
             if let v = r.lastVerified { print("Last verified: \(Human.time(v.createdAt)) UTC (\(v.name))") }
+            if let v = r.lastVerify {
+                print("Last verify:   \(v.at), \(v.result)\(v.result == "ok" ? "" : " (exit \(v.exitCode); last success \(r.lastVerifySuccessAt ?? "never"))")")
+            }
             print("Backups:       \(r.backups) in \(r.destination), \(Human.bytes(r.totalBytes))")
             for p in r.partialArchives { print("Partial:       \(p)") }
             if r.leftovers.isEmpty {

@@ -11,13 +11,18 @@ struct Verify: AsyncParsableCommand {
             (sha256, size, type, mode, owner, mtime), that nothing else is in it, that no member is setuid, setgid or \
             carries extended attributes, that manifest.json is the last member but its signature manifest.sig, and \
             that this host's key or one of trusted_keys signed it (an unsigned archive only with --allow-unsigned). \
-            Changes nothing but the stamp <archive>.verified that `list` shows. Exit 65 on any mismatch.
+            Changes nothing but the stamp <archive>.verified that `list` shows, and the verify gauges that \
+            `status` and the metrics show. Exit 65 on any mismatch. `latest` is the newest archive in the \
+            destination (what the weekly maas-snapshot-backup-verify.timer checks, with --deep).
             """)
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The archive: a path, or a name in the destination.")
+    @Argument(help: "The archive: a path, a name in the destination, or latest (the newest there).")
     var archive: String?
+
+    @Option(name: .long, help: "With --deep: the folder the throwaway cluster goes in (default: the destination's parent folder, on its file system; not $TMPDIR, often a tmpfs).")
+    var scratchDir: String?
 
     @Flag(name: .long, help: "Check the restic repository of remote: instead (restic check --read-data-subset).")
     var remote = false
@@ -29,6 +34,8 @@ struct Verify: AsyncParsableCommand {
         if remote && archive != nil { throw ValidationError("give either an archive or --remote") }
         if !remote && archive == nil { throw ValidationError("missing the archive to verify (or --remote)") }
         if remote && deep { throw ValidationError("--deep applies to an archive, not to --remote") }
+        if scratchDir != nil && !deep { throw ValidationError("--scratch-dir applies to --deep only") }
+        if let scratchDir, !scratchDir.hasPrefix("/") { throw ValidationError("--scratch-dir must be an absolute path, not \(scratchDir)") }
     }
 
     @Flag(name: .long, help: "Accept an archive that is not signed (made before archives were signed): its members are still checked against its manifest, but not who wrote the manifest.")
@@ -47,10 +54,17 @@ struct Verify: AsyncParsableCommand {
                 print("OK: \(r.repository): restic check passed, \(r.readDataSubset) of the data read (\(r.copies) cop\(r.copies == 1 ? "y" : "ies"), \(Human.bytes(r.storedBytes)) stored, \(String(format: "%.1f", r.durationMs / 1000)) s)")
                 return
             }
-            guard let archive else { return }
+            guard var archive else { return }
+            if archive == "latest" {
+                guard let newest = Catalog.entries(destination: config.destination).first else {
+                    throw BackupError.unavailable("there is no backup in \(config.destination) to verify", hint: "take one first: maas-snapshot-backup")
+                }
+                archive = newest.archive
+            }
             var log: (@Sendable (String) -> Void)?
             if !global.json { log = { line in Output.err(line) } }
-            let r = try await VerifyPipeline.run(archive: archive, config: config, deep: deep, allowUnsigned: allowUnsigned, log: log)
+            let r = try await VerifyPipeline.run(archive: archive, config: config, deep: deep, allowUnsigned: allowUnsigned,
+                                                scratchDir: scratchDir, log: log)
             if global.json { Output.json(r) } else { Self.show(r) }
             if r.stamp == nil { Output.err("maas-snapshot-backup: warning: could not write \(r.archive).verified") }
         }

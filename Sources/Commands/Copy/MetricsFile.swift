@@ -27,8 +27,8 @@ public enum MetricsFile {
         ("pruned_archives", "Backups the retention removed after the last successful backup."),
     ]
 
-    /// Every gauge of the file: the backup's, then the copy's.
-    static package var help: [(String, String)] { backupHelp + CopyMetrics.help }
+    /// Every gauge of the file: the backup's, then the copy's, then verify's.
+    static package var help: [(String, String)] { backupHelp + CopyMetrics.help + VerifyMetrics.help }
 
     public static func statePath(stateDir: String) -> String { Config.join(stateDir, "metrics.json") }
 
@@ -70,5 +70,27 @@ public enum MetricsFile {
             return "cannot write the metrics textfile \(path): \(error)"
         }
         return nil
+    }
+}
+
+/// The gauges of `verify` (by hand, or the weekly maas-snapshot-backup-verify.timer), in the same
+/// record as the backup's: kept here with the record's other writers.
+public enum VerifyMetrics {
+    static package let help: [(String, String)] = [
+        ("last_verify_timestamp_seconds", "Time the last verify of a local archive ended (0: none yet)."),
+        ("last_verify_success", "1 when the last verify passed, 0 when it failed (a damaged archive: exit 65)."),
+        ("last_verify_exit_code", "Exit code of the last verify."),
+        ("last_verify_deep", "1 when the last verify was --deep (the dump loaded into a throwaway cluster)."),
+        ("last_verify_duration_seconds", "Duration of the last verify."),
+        ("last_verify_success_timestamp_seconds", "Time of the last verify that passed (0: none yet)."),
+    ]
+
+    static package func apply(code: ExitCode, deep: Bool, seconds: Double, now: Double, to v: inout [String: Double]) {
+        v["last_verify_timestamp_seconds"] = now.rounded()
+        v["last_verify_success"] = code == .success ? 1 : 0
+        v["last_verify_exit_code"] = Double(code.rawValue)
+        v["last_verify_deep"] = deep ? 1 : 0
+        v["last_verify_duration_seconds"] = (seconds * 1000).rounded() / 1000
+        if code == .success { v["last_verify_success_timestamp_seconds"] = now.rounded() }
     }
 }

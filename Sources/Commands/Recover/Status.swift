@@ -64,8 +64,12 @@ public struct StatusReport: Sendable, Codable {
     public var lastRun: LastRun? = nil
     public var lastScheduledSuccessAt: String? = nil
     public var lastPreUpgradeSuccessAt: String? = nil
-    /// The last backup run failed or was partial: `status` exits 2.
+    /// The last verify (by hand or the weekly timer; result ok or failed) and its last success.
+    public var lastVerify: LastRun? = nil
+    public var lastVerifySuccessAt: String? = nil
+    /// The last backup run failed or was partial, or the last verify failed: `status` exits 2.
     public var lastRunFailed: Bool { lastRun.map { $0.result != "ok" } ?? false }
+    public var lastVerifyFailed: Bool { lastVerify.map { $0.result != "ok" } ?? false }
 }
 
 public enum StatusCheck {
@@ -130,6 +134,11 @@ public enum StatusCheck {
         }
         report.lastScheduledSuccessAt = iso(m["last_scheduled_success_timestamp_seconds"])
         report.lastPreUpgradeSuccessAt = iso(m["last_pre_upgrade_success_timestamp_seconds"])
+        if let at = iso(m["last_verify_timestamp_seconds"]) {
+            let code = Int(m["last_verify_exit_code"] ?? 0)
+            report.lastVerify = .init(at: at, result: m["last_verify_success"] == 1 ? "ok" : "failed", exitCode: code)
+        }
+        report.lastVerifySuccessAt = iso(m["last_verify_success_timestamp_seconds"])
         if let remote = config.remote {
             let copy = CopyState.load(stateDir: config.stateDir)
             report.remoteRepository = ResticErrorReporter.maskURLPassword(remote.repository)

@@ -9,7 +9,29 @@ import Glibc
 
 package enum DeepVerify {
     /// `archive`: where to read it (ArchiveSource.readPath); `display`: its name in messages.
-    static package func run(archive: String, display: String, manifest: Manifest, config: Config, log: (@Sendable (String) -> Void)?) async throws -> DeepVerifyResult {
+    /// The folder the throwaway cluster goes in by default: beside the destination, on its file
+    /// system (not $TMPDIR, often a tmpfs: a large dump would fill RAM). The destination itself is
+    /// root's 0700 folder, which postgres cannot enter.
+    static package func defaultScratch(_ config: Config) -> String {
+        (config.destination as NSString).deletingLastPathComponent
+    }
+
+    /// Refuses, in one line and before initdb, a scratch folder that is missing or too small for
+    /// the cluster (about twice the dump, for the tables and their indexes, plus 64 MiB).
+    static package func checkScratch(_ dir: String, manifest: Manifest) throws {
+        var st = stat()
+        guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw BackupError.unavailable("the scratch folder \(dir) for verify --deep is not a folder", hint: "create it, or give --scratch-dir another one")
+        }
+        let need = manifest.dump.size * 2 + (64 << 20)
+        if let free = FileSystem.freeBytes(dir), free < need {
+            throw BackupError.unavailable("not enough free space in \(dir) for the throwaway cluster of verify --deep: \(Human.bytes(free)) free, about \(Human.bytes(need)) needed",
+                                          hint: "give --scratch-dir a folder with more room")
+        }
+    }
+
+    static package func run(archive: String, display: String, manifest: Manifest, config: Config, scratchDir: String? = nil,
+                            log: (@Sendable (String) -> Void)?) async throws -> DeepVerifyResult {
         let clock = Stopwatch()
         let major = manifest.database.serverVersion.prefix(while: { $0.isNumber })
         let bin = config.database.binDir ?? "/usr/lib/postgresql/\(major)/bin"
@@ -22,7 +44,9 @@ package enum DeepVerify {
         }
         let uid = pw.pointee.pw_uid, gid = pw.pointee.pw_gid
         try Privilege.requireRoot("verify --deep", why: "it runs a throwaway cluster as postgres")
-        let tmp = try PrivateDir.makeTemporary()
+        let scratch = scratchDir ?? defaultScratch(config)
+        try checkScratch(scratch, manifest: manifest)
+        let tmp = try PrivateDir.makeTemporary(in: scratch)
         defer { tmp.remove() }
         guard chown(tmp.path, uid, gid) == 0 else {
             throw BackupError.failed("cannot hand \(tmp.path) to postgres: \(Errno.last.description)")

@@ -2,14 +2,43 @@ import Foundation
 import MSBKit
 import MSBArchive
 import MSBDatabase
+import MSBCopy
 
-/// `verify ARCHIVE [--deep]`.
+/// `verify ARCHIVE [--deep]`. Each verify of an archive in the destination is recorded for `status`
+/// and the metrics (`last_verify_*`), whether it passed or not (a copy elsewhere is not this host's
+/// backup: its verify is not recorded).
 public enum VerifyPipeline {
-    public static func run(archive: String, config: Config, deep: Bool, allowUnsigned: Bool = false,
+    public static func run(archive: String, config: Config, deep: Bool, allowUnsigned: Bool = false, scratchDir: String? = nil,
                            log: (@Sendable (String) -> Void)? = nil) async throws -> VerifyReport {
         let source = try ArchiveVerifier.open(archive, config: config)
-        let path = source.path
         let clock = Stopwatch()
+        let inDestination = ((source.path as NSString).deletingLastPathComponent as NSString).standardizingPath
+            == (config.destination as NSString).standardizingPath
+        do {
+            let report = try await verify(source, config: config, deep: deep, allowUnsigned: allowUnsigned, scratchDir: scratchDir, clock: clock, log: log)
+            if inDestination { record(config: config, code: .success, deep: deep, seconds: clock.elapsedMs / 1000, log: log) }
+            return report
+        } catch {
+            let code = (error as? BackupError)?.code ?? .failed
+            if inDestination && code != .usage {
+                record(config: config, code: code, deep: deep, seconds: clock.elapsedMs / 1000, log: log)
+            }
+            throw error
+        }
+    }
+
+    /// The verify gauges in the tool's record and the metrics textfile (VerifyMetrics).
+    static func record(config: Config, code: ExitCode, deep: Bool, seconds: Double, log: (@Sendable (String) -> Void)?) {
+        let now = Date().timeIntervalSince1970
+        let warning = MetricsFile.update(stateDir: config.stateDir, path: config.metricsTextfile) { v in
+            VerifyMetrics.apply(code: code, deep: deep, seconds: seconds, now: now, to: &v)
+        }
+        if let warning { log?("warning: " + warning) }
+    }
+
+    private static func verify(_ source: ArchiveSource, config: Config, deep: Bool, allowUnsigned: Bool, scratchDir: String?,
+                               clock: Stopwatch, log: (@Sendable (String) -> Void)?) async throws -> VerifyReport {
+        let path = source.path
         var manifest: Manifest
         var report: VerifyReport
         do {
@@ -17,7 +46,7 @@ public enum VerifyPipeline {
             if report.signedBy == "unsigned" {
                 log?("warning: \(path) is not signed; --allow-unsigned skipped the check that this host or a trusted key wrote its manifest")
             }
-            if deep { report.deep = try await DeepVerify.run(archive: source.readPath, display: path, manifest: manifest, config: config, log: log) }
+            if deep { report.deep = try await DeepVerify.run(archive: source.readPath, display: path, manifest: manifest, config: config, scratchDir: scratchDir, log: log) }
         } catch let e as BackupError where e.code == .dataError {
             VerifiedStamp.remove(archive: path)
             throw e

@@ -17,8 +17,9 @@ public struct PrivateDir: Sendable {
         return PrivateDir(path: p)
     }
 
-    public static func makeTemporary() throws -> PrivateDir {
-        var template = Array((NSTemporaryDirectory() + "/msb-XXXXXX").utf8CString)
+    /// A new 0700 folder `msb-XXXXXX` in `parent` (default: $TMPDIR).
+    public static func makeTemporary(in parent: String? = nil) throws -> PrivateDir {
+        var template = Array(((parent ?? NSTemporaryDirectory()) + "/msb-XXXXXX").utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw BackupError.failed("cannot create a temporary folder: \(Errno.last.description)")
         }
