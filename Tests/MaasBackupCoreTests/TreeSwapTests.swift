@@ -2,6 +2,9 @@ import Foundation
 import Testing
 import LibArchive
 import MaasBackupCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How restore swaps a backed-up folder for the archive's copy (TreeSwap): the plan, and the
 /// rename-mode moves and their undo, on a temporary folder (the `contents` mode needs a mount point
@@ -277,6 +280,40 @@ struct TreeSwapTests {
             #expect(tree(live) == ["a": "live a"], "renamed: \(renamed)")
             #expect(!fm.fileExists(atPath: s.staging ?? "") && !fm.fileExists(atPath: s.aside), "renamed: \(renamed)")
         }
+    }
+
+    @Test("contents (a mount point): staged entries move in one by one, an empty lost+found of the archive gives way to the live one, undo puts everything back")
+    func contentsStagedIn() throws {
+        defer { cleanup() }
+        try write("a", "live a")
+        try fm.createDirectory(atPath: live + "/lost+found", withIntermediateDirectories: false)
+        try write("lost+found/#123", "fsck found this")
+        let before = tree(live)
+        // What plan() decides for a mount point, on a plain folder (the unit tests have no mount).
+        var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
+        s.mode = .contents
+        s.aside = live + "/" + TreeSwap.snapshotFolder + "/pre-restore-" + Self.stamp
+        s.staging = live + "/" + TreeSwap.snapshotFolder + "/restoring-" + Self.stamp
+        s.leftInPlace = ["lost+found"]
+        s.keep = []
+        var records: [TreeSwap] = []
+        try stage(&s, ["a": "archive a", "sub/b": "archive b"], records: &records)
+        #expect(records.first?.madeSnapshotFolder == true, "the snapshot folder is made (and recorded) before staging into it")
+        try fm.createDirectory(atPath: (s.staging ?? "") + "/lost+found", withIntermediateDirectories: false)
+        chmod(s.staging ?? "", 0o750)
+        try s.moveAside { records.append($0) }
+        var logs: [String] = []
+        try s.moveStagedIn(record: { records.append($0) }, log: { logs.append($0) })
+        #expect(logs.isEmpty, "\(logs)")
+        #expect(s.stagedMoved == ["a", "sub"])
+        #expect(tree(live).filter { !$0.key.hasPrefix(TreeSwap.snapshotFolder) } == ["a": "archive a", "sub/b": "archive b", "lost+found/#123": "fsck found this"])
+        #expect(!fm.fileExists(atPath: s.staging ?? ""), "the staging folder is gone once emptied")
+        var st = stat()
+        lstat(live, &st)
+        #expect(st.st_mode & 0o7777 == 0o750, "the live folder takes the staged folder's mode")
+        try s.undo { records.append($0) }
+        #expect(tree(live) == before)
+        #expect(!fm.fileExists(atPath: live + "/" + TreeSwap.snapshotFolder), "the snapshot folder made for the restore is removed by undo")
     }
 
     @Test("create: something at the path that the restore did not put there is left alone by undo")

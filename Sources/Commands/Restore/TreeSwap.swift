@@ -211,7 +211,12 @@ public struct TreeSwap: Sendable, Codable {
             guard lstat(staging, &root) == 0 else { throw BackupError.failed("the restored copy \(staging) is missing") }
             var done = stagedMoved ?? [], clash: [String] = []
             for n in try FileManager.default.contentsOfDirectory(atPath: staging).sorted() where !done.contains(n) {
-                if lstat(live + "/" + n, &st) == 0 { clash.append(n); continue }
+                if lstat(live + "/" + n, &st) == 0 {
+                    // An empty folder of the archive where the live one stayed (a file system's
+                    // lost+found) adds nothing: it goes; anything else is kept and said.
+                    if rmdir(staging + "/" + n) != 0 { clash.append(n) }
+                    continue
+                }
                 done.append(n)
                 stagedMoved = done
                 try record(self)
