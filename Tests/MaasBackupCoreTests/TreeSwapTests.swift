@@ -288,7 +288,7 @@ struct TreeSwapTests {
         try write("a", "live a")
         try fm.createDirectory(atPath: live + "/lost+found", withIntermediateDirectories: false)
         try write("lost+found/#123", "fsck found this")
-        let before = tree(live)
+        let before = tree(live)  // (before the non-UTF-8 file below)
         // What plan() decides for a mount point, on a plain folder (the unit tests have no mount).
         var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
         s.mode = .contents
@@ -297,7 +297,24 @@ struct TreeSwapTests {
         s.leftInPlace = ["lost+found"]
         s.keep = []
         var records: [TreeSwap] = []
+        // A name that is not UTF-8, live and in the archive: moved by its bytes both ways.
+        let latin1 = Array("caf".utf8) + [0xE9]
+        func writeRaw(_ dir: String, _ text: String) {
+            let fd = RawNames.withPath(dir, latin1) { open($0, O_WRONLY | O_CREAT | O_TRUNC, 0o644) }
+            _ = text.utf8CString.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count - 1) }
+            close(fd)
+        }
+        func readRaw(_ dir: String) -> String? {
+            let fd = RawNames.withPath(dir, latin1) { open($0, O_RDONLY) }
+            guard fd >= 0 else { return nil }
+            defer { close(fd) }
+            var buf = [UInt8](repeating: 0, count: 64)
+            let n = Glibc.read(fd, &buf, 64)
+            return String(decoding: buf.prefix(max(n, 0)), as: UTF8.self)
+        }
+        writeRaw(live, "live latin-1")
         try stage(&s, ["a": "archive a", "sub/b": "archive b"], records: &records)
+        writeRaw(s.staging ?? "", "archive latin-1")
         #expect(records.first?.madeSnapshotFolder == true, "the snapshot folder is made (and recorded) before staging into it")
         try fm.createDirectory(atPath: (s.staging ?? "") + "/lost+found", withIntermediateDirectories: false)
         chmod(s.staging ?? "", 0o750)
@@ -305,14 +322,19 @@ struct TreeSwapTests {
         var logs: [String] = []
         try s.moveStagedIn(record: { records.append($0) }, log: { logs.append($0) })
         #expect(logs.isEmpty, "\(logs)")
-        #expect(s.stagedMoved == ["a", "sub"])
-        #expect(tree(live).filter { !$0.key.hasPrefix(TreeSwap.snapshotFolder) } == ["a": "archive a", "sub/b": "archive b", "lost+found/#123": "fsck found this"])
+        #expect(s.stagedMoved?.count == 3 && s.stagedMoved?.contains("a") == true && s.stagedMoved?.contains("sub") == true, "\(s.stagedMoved ?? [])")
+        #expect(readRaw(live) == "archive latin-1", "the archive's file with a name that is not UTF-8 is in place")
+        #expect(readRaw(s.aside) == "live latin-1")
+        #expect(tree(live).filter { !$0.key.hasPrefix(TreeSwap.snapshotFolder) && !$0.key.hasPrefix("caf") } == ["a": "archive a", "sub/b": "archive b", "lost+found/#123": "fsck found this"])
         #expect(!fm.fileExists(atPath: s.staging ?? ""), "the staging folder is gone once emptied")
         var st = stat()
         lstat(live, &st)
         #expect(st.st_mode & 0o7777 == 0o750, "the live folder takes the staged folder's mode")
+        // The journal's copy (JSON) names the non-UTF-8 entry so that undo finds it.
+        s = try JSONDecoder().decode(TreeSwap.self, from: try JSONEncoder().encode(s))
         try s.undo { records.append($0) }
-        #expect(tree(live) == before)
+        #expect(readRaw(live) == "live latin-1", "undo put the live file with a name that is not UTF-8 back")
+        #expect(tree(live).filter { !$0.key.hasPrefix("caf") } == before.filter { !$0.key.hasPrefix("caf") })
         #expect(!fm.fileExists(atPath: live + "/" + TreeSwap.snapshotFolder), "the snapshot folder made for the restore is removed by undo")
     }
 

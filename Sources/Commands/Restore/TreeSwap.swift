@@ -207,21 +207,23 @@ public struct TreeSwap: Sendable, Codable {
                 throw BackupError.failed("cannot move the restored \(staging) to \(live): \(Errno.last.description)")
             }
         case .contents:
-            var root = stat(), st = stat()
+            var root = stat()
             guard lstat(staging, &root) == 0 else { throw BackupError.failed("the restored copy \(staging) is missing") }
+            // Names as bytes (RawNames): a name that is not UTF-8 moves like any other.
             var done = stagedMoved ?? [], clash: [String] = []
-            for n in try FileManager.default.contentsOfDirectory(atPath: staging).sorted() where !done.contains(n) {
-                if lstat(live + "/" + n, &st) == 0 {
+            for n in try RawNames.list(staging) where !done.contains(RawNames.key(n)) {
+                let key = RawNames.key(n)
+                if RawNames.exists(live, n) {
                     // An empty folder of the archive where the live one stayed (a file system's
                     // lost+found) adds nothing: it goes; anything else is kept and said.
-                    if rmdir(staging + "/" + n) != 0 { clash.append(n) }
+                    if !RawNames.removeEmptyFolder(staging, n) { clash.append(RawNames.display(n)) }
                     continue
                 }
-                done.append(n)
+                done.append(key)
                 stagedMoved = done
                 try record(self)
-                guard rename(staging + "/" + n, live + "/" + n) == 0 else {
-                    throw BackupError.failed("cannot move the restored \(staging)/\(n) into \(live): \(Errno.last.description)")
+                guard RawNames.move(n, from: staging, to: live) else {
+                    throw BackupError.failed("cannot move the restored \(staging)/\(RawNames.display(n)) into \(live): \(Errno.last.description)")
                 }
             }
             _ = chown(live, root.st_uid, root.st_gid)
@@ -264,12 +266,15 @@ public struct TreeSwap: Sendable, Codable {
             guard mkdir(aside, 0o700) == 0 else {
                 throw BackupError.failed("cannot create \(aside): \(Errno.last.description)")
             }
-            let names = try FileManager.default.contentsOfDirectory(atPath: live).sorted()
-            for n in names where !leftInPlace.contains(n) && n != Self.snapshotFolder {
-                moved.append(n)
+            // Names as bytes (RawNames): a name that is not UTF-8 moves like any other; the journal
+            // keeps each as RawNames.key.
+            for n in try RawNames.list(live) {
+                let key = RawNames.key(n)
+                guard !leftInPlace.contains(key) && key != Self.snapshotFolder else { continue }
+                moved.append(key)
                 try record(self)
-                guard rename(live + "/" + n, aside + "/" + n) == 0 else {
-                    throw BackupError.failed("cannot move \(live)/\(n) aside: \(Errno.last.description)")
+                guard RawNames.move(n, from: live, to: aside) else {
+                    throw BackupError.failed("cannot move \(live)/\(RawNames.display(n)) aside: \(Errno.last.description)")
                 }
             }
             allMoved = true
@@ -344,16 +349,18 @@ public struct TreeSwap: Sendable, Codable {
         case .contents:
             if allMoved {
                 // Everything here but what stayed in place came from the archive.
-                let names = try FileManager.default.contentsOfDirectory(atPath: live)
-                for n in names where !leftInPlace.contains(n) && n != Self.snapshotFolder {
-                    try TreeRemover.remove(live + "/" + n)
+                for n in try RawNames.list(live) {
+                    let key = RawNames.key(n)
+                    guard !leftInPlace.contains(key) && key != Self.snapshotFolder else { continue }
+                    try RawNames.removeTree(live, n)
                 }
             }
-            for n in moved.reversed() {
-                if exists(aside + "/" + n) {
-                    if exists(live + "/" + n) { try TreeRemover.remove(live + "/" + n) }
-                    guard rename(aside + "/" + n, live + "/" + n) == 0 else {
-                        throw BackupError.failed("cannot move \(aside)/\(n) back to \(live): \(Errno.last.description)")
+            for key in moved.reversed() {
+                let n = RawNames.bytes(key)
+                if RawNames.exists(aside, n) {
+                    if RawNames.exists(live, n) { try RawNames.removeTree(live, n) }
+                    guard RawNames.move(n, from: aside, to: live) else {
+                        throw BackupError.failed("cannot move \(aside)/\(RawNames.display(n)) back to \(live): \(Errno.last.description)")
                     }
                 }
                 moved.removeLast()

@@ -27,12 +27,18 @@ public enum TreeRemover {
 
     /// Removes `name` in the folder open as `dirFd`.
     public static func remove(at dirFd: Int32, name: String, display: String? = nil, pause: Pause? = nil) throws {
-        let shown = display ?? name
+        try remove(at: dirFd, nameBytes: Array(name.utf8), display: display ?? name, pause: pause)
+    }
+
+    /// Removes the entry named by these bytes (a name that need not be UTF-8) in the folder open as `dirFd`.
+    public static func remove(at dirFd: Int32, nameBytes: [UInt8], display: String, pause: Pause? = nil) throws {
+        let shown = display
+        let name = nameBytes.map { CChar(bitPattern: $0) } + [0]
         var top = stat()
         guard fstat(dirFd, &top) == 0 else { throw failure("stat", shown, Errno.last) }
         var walk = Walk(device: top.st_dev, pause: pause)
         defer { walk.closeAll() }
-        guard try walk.enter(parent: dirFd, name: Array(name.utf8CString), path: shown) else { return }
+        guard try walk.enter(parent: dirFd, name: name, path: shown) else { return }
         while let frame = walk.stack.last {
             guard let entry = readdir(frame.dir) else {
                 walk.stack.removeLast()
