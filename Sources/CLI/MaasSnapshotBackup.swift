@@ -98,11 +98,36 @@ enum Journal {
 enum Output {
     static let isTerminal = isatty(STDERR_FILENO) == 1
 
+    /// The version of the `--json` envelope: bumped when a field is renamed or removed, or changes meaning.
+    static let jsonSchemaVersion = 1
+
+    /// The command this process runs, as `--json` names it (the first argument that is a
+    /// subcommand's name; `backup` when there is none, as the default subcommand).
+    static let commandName: String = {
+        let names = MaasSnapshotBackup.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        return CommandLine.arguments.dropFirst().first { names.contains($0) } ?? "backup"
+    }()
+
+    /// One JSON object on stdout, in the envelope every command shares: `schema_version`,
+    /// `command` and `status` (ok unless the result says otherwise: partial, dry-run, error), then
+    /// the command's own fields.
     static func json<T: Encodable>(_ value: T) {
         let e = JSONEncoder()
         e.keyEncodingStrategy = .convertToSnakeCase
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        if let d = try? e.encode(value) { print(String(decoding: d, as: UTF8.self)) }
+        guard let d = try? e.encode(value) else { return }
+        guard var object = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
+            print(String(decoding: d, as: UTF8.self))
+            return
+        }
+        object["schema_version"] = jsonSchemaVersion
+        object["command"] = commandName
+        if object["status"] == nil { object["status"] = "ok" }
+        guard let out = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            print(String(decoding: d, as: UTF8.self))
+            return
+        }
+        print(String(decoding: out, as: UTF8.self))
     }
 
     static func err(_ s: String) {
