@@ -42,7 +42,7 @@ Requires=postgresql.service
 [Service]
 User=maas
 RuntimeDirectory=%N
-Environment=MSB_FAKE_INTERVAL=0.01
+Environment=MSB_FAKE_INTERVAL=0.05
 ExecStart=/usr/lib/maas-fake/maas-fake-daemon maas-regiond
 KillMode=mixed
 TimeoutStopSec=60

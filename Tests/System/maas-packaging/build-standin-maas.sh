@@ -120,7 +120,7 @@ prog_regiond() {
 rm -f /run/msb-standin/region-serving
 main=$$
 ( sleep "${MSB_REGION_SERVE_DELAY:-40}"; echo "$main" >/run/msb-standin/region-serving; log "region serves (pid $main)" ) &
-export MSB_FAKE_INTERVAL=${MSB_REGION_INTERVAL:-0.02}
+export MSB_FAKE_INTERVAL=${MSB_REGION_INTERVAL:-0.05}
 exec /usr/lib/msb-standin/maasd maas-regiond
 EOF
 }
