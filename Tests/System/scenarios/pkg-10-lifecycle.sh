@@ -59,6 +59,8 @@ done
 dpkg-deb --fsys-tarfile "$MSB_PKG_DEB" | tar -xO ./usr/share/man/man8/maas-snapshot-backup.8.gz | zcat | grep "Fl -after-boot" >/dev/null ||
   msb_fail "the package's man page is missing or does not document --after-boot"
 grep -q -- "--after-boot" /usr/share/bash-completion/completions/maas-snapshot-backup || msb_fail "bash completion lacks --after-boot"
+dpkg-deb --fsys-tarfile "$MSB_PKG_DEB" | tar -xO ./usr/share/man/man5/maas-snapshot-backup.yaml.5.gz | zcat | grep -F "retention.after_backup" >/dev/null ||
+  msb_fail "the package's maas-snapshot-backup.yaml(5) is missing or lacks retention.after_backup"
 
 # A fresh install of a MAAS package goes through both hooks and takes no backup.
 msb_apt install maas-cli
