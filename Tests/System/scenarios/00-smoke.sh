@@ -5,6 +5,7 @@
 # msb-needs:
 # msb-timeout: 600
 # msb-cost: 102
+# msb-ci: skip: the harness's own check (device-mapper, systemd, PostgreSQL in the guest): every other scenario needs the same
 source "$MSB_LIB"
 
 msb_pg_up

@@ -4,6 +4,7 @@
 # msb-needs: binary schema
 # msb-timeout: 900
 # msb-cost: 238
+# msb-ci: skip: a file-system variant of 10-lvm-ext4 (XFS: frozen by LVM, mounted nouuid)
 source "$MSB_LIB"
 msb_lvm_pg_and_maas xfs
 msb_maas_host

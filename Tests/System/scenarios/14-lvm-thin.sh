@@ -4,6 +4,7 @@
 # msb-needs: binary schema
 # msb-timeout: 900
 # msb-cost: 188
+# msb-ci: skip: a variant of 10-lvm-ext4 (thin snapshots)
 source "$MSB_LIB"
 msb_make_vg
 msb_make_thinpool pool 2G
