@@ -126,7 +126,8 @@ bt=$(dirname "$(readlink -f "$(command -v swift 2>/dev/null || echo /nonexistent
 # one CPU on this 2-core host: measured under TCG, two one-CPU VMs each run as fast as one two-CPU
 # VM alone, while two two-CPU VMs or three one-CPU VMs each run at half speed): longest first, each
 # to the VM with the least work so far, by the "# msb-cost: SECONDS" header (what the scenario took
-# under TCG on a 2-core host). Inside a VM the scenarios keep their order by name.
+# in one of two one-CPU VMs under TCG on a 2-core host, 2026-12-04). Inside a VM the scenarios keep
+# their order by name.
 parallel=${MSB_VM_PARALLEL:-2}
 [[ $parallel =~ ^[1-9][0-9]*$ ]] || { echo "run-vm-tests.sh: MSB_VM_PARALLEL must be a positive number, not '$parallel'" >&2; exit 64; }
 ((parallel > ${#run[@]})) && parallel=${#run[@]}

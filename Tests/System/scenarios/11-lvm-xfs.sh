@@ -3,7 +3,7 @@
 # filesystem (copied in the window). Backup with --snapshot lvm: a COW snapshot of the maas LV.
 # msb-needs: binary schema
 # msb-timeout: 900
-# msb-cost: 238
+# msb-cost: 225
 # msb-ci: skip: a file-system variant of 10-lvm-ext4 (XFS: frozen by LVM, mounted nouuid)
 source "$MSB_LIB"
 msb_lvm_pg_and_maas xfs

@@ -4,7 +4,7 @@
 # its mounts and files; then a backup works. Also SIGTERM in the window: the run itself cleans up.
 # msb-needs: binary schema
 # msb-timeout: 900
-# msb-cost: 298
+# msb-cost: 305
 source "$MSB_LIB"
 msb_lvm_pg_and_maas ext4
 msb_maas_host

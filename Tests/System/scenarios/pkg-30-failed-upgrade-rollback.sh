@@ -5,7 +5,7 @@
 # repository), and starts MAAS again.
 # msb-needs: binary
 # msb-timeout: 1500
-# msb-cost: 379
+# msb-cost: 450
 source "$MSB_LIB"
 source "$MSB_IN/fake-maas/pkg-lib.sh"
 

@@ -6,7 +6,7 @@
 # maas-dhcpd, database at 3.5's schema head, files). PostgreSQL and /var/lib/maas on thin LVs.
 # msb-needs: binary schema packaging
 # msb-timeout: 1200
-# msb-cost: 1140
+# msb-cost: 1900
 source "$MSB_LIB"
 source "$MSB_IN/fake-maas/pkg-lib.sh"
 source "$MSB_IN/maas-packaging/standin-lib.sh"
