@@ -4,7 +4,7 @@
 # database counter equal to the file counter.
 # msb-needs:
 # msb-timeout: 600
-# msb-cost: 145
+# msb-cost: 142
 # msb-ci: skip: the harness's own check (device-mapper, systemd, PostgreSQL in the guest): every other scenario needs the same
 source "$MSB_LIB"
 

@@ -3,7 +3,7 @@
 # filesystem (copied in the window). Backup with --snapshot lvm: a COW snapshot of the maas LV.
 # msb-needs: binary schema
 # msb-timeout: 900
-# msb-cost: 225
+# msb-cost: 226
 source "$MSB_LIB"
 msb_lvm_pg_and_maas ext4
 msb_maas_host

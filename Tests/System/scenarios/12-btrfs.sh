@@ -3,7 +3,7 @@
 # root filesystem (copied in the window). Backup with --snapshot btrfs.
 # msb-needs: binary schema
 # msb-timeout: 900
-# msb-cost: 170
+# msb-cost: 211
 # msb-ci: skip: Btrfs snapshots are also taken by pkg-50 (stop and freeze, real MAAS units) and by the host tests
 source "$MSB_LIB"
 msb_mkfs_mount "$MSB_DATA_DISK" btrfs /mnt/pool

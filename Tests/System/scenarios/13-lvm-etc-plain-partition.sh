@@ -4,7 +4,7 @@
 # --snapshot auto must pick LVM for /var/lib/maas and a copy for /etc/maas.
 # msb-needs: binary schema
 # msb-timeout: 900
-# msb-cost: 200
+# msb-cost: 195
 # msb-ci: skip: a layout variant of 10-lvm-ext4 (/etc/maas copied, /var/lib/maas by LVM, as 10 does)
 source "$MSB_LIB"
 msb_partition 512M rest

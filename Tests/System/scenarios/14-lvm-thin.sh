@@ -3,7 +3,7 @@
 # window. Thin snapshots take no size and must be made activatable (--setactivationskip n).
 # msb-needs: binary schema
 # msb-timeout: 900
-# msb-cost: 220
+# msb-cost: 212
 # msb-ci: skip: a variant of 10-lvm-ext4 (thin snapshots)
 source "$MSB_LIB"
 msb_make_vg

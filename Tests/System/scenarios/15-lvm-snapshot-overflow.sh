@@ -4,7 +4,7 @@
 # lvm.snapshot_size, with the services running again, no archive and nothing left behind.
 # msb-needs: binary schema
 # msb-timeout: 900
-# msb-cost: 135
+# msb-cost: 124
 source "$MSB_LIB"
 msb_make_vg
 msb_make_lv maas 1G; msb_mkfs "/dev/$MSB_VG/maas" ext4

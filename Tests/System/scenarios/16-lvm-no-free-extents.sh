@@ -3,7 +3,7 @@
 # refuse (exit 69) naming the volume group, before any service is stopped.
 # msb-needs: binary
 # msb-timeout: 600
-# msb-cost: 100
+# msb-cost: 96
 source "$MSB_LIB"
 msb_make_vg
 lvcreate -q -y -W y -n maas -l 100%FREE "$MSB_VG" >/dev/null

@@ -7,7 +7,7 @@
 # cleans up.
 # msb-needs: binary schema
 # msb-timeout: 1200
-# msb-cost: 635
+# msb-cost: 636
 source "$MSB_LIB"
 export MSB_FAKE_SYNC=1 MSB_QUIESCE=auto
 msb_lvm_pg_and_maas ext4

@@ -4,7 +4,7 @@
 # state gone, backups kept), install again. No MAAS upgrade here: no backup may be taken.
 # msb-needs: binary
 # msb-timeout: 1800
-# msb-cost: 205
+# msb-cost: 195
 source "$MSB_LIB"
 source "$MSB_IN/fake-maas/pkg-lib.sh"
 

@@ -6,7 +6,7 @@
 # (warn); removing MAAS takes one.
 # msb-needs: binary
 # msb-timeout: 1500
-# msb-cost: 405
+# msb-cost: 422
 source "$MSB_LIB"
 source "$MSB_IN/fake-maas/pkg-lib.sh"
 

@@ -5,7 +5,7 @@
 # repository), and starts MAAS again.
 # msb-needs: binary
 # msb-timeout: 1500
-# msb-cost: 450
+# msb-cost: 461
 source "$MSB_LIB"
 source "$MSB_IN/fake-maas/pkg-lib.sh"
 

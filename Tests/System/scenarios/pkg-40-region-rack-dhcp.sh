@@ -8,7 +8,7 @@
 # rewrote its config, and the restore never undoes itself because maas-dhcpd waits on its condition.
 # msb-needs: binary schema packaging
 # msb-timeout: 900
-# msb-cost: 575
+# msb-cost: 739
 source "$MSB_LIB"
 source "$MSB_IN/fake-maas/pkg-lib.sh"
 source "$MSB_IN/maas-packaging/standin-lib.sh"

@@ -8,7 +8,7 @@
 # first a `stop` and a `freeze` backup for the pause regiond feels on Btrfs.
 # msb-needs: binary schema packaging
 # msb-timeout: 1200
-# msb-cost: 1290
+# msb-cost: 1490
 source "$MSB_LIB"
 source "$MSB_IN/fake-maas/pkg-lib.sh"
 source "$MSB_IN/maas-packaging/standin-lib.sh"
