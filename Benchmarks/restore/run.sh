@@ -7,6 +7,8 @@
 # its whole run. Peak RSS of the tool from /usr/bin/time. Figures only; nothing is checked.
 #
 # Usage (root): Benchmarks/restore/run.sh [ROWS...]   (default 20000 200000: about 60 and 600 MiB of dump)
+#   BENCH_FILES_MIB: MiB of incompressible files added to /var/lib/maas (default 256), which the
+#     restore extracts while MAAS runs and the manual procedure with MAAS stopped
 #   MSB_BINARY: the tool (default .build/debug/maas-snapshot-backup, built when missing)
 #   BENCH_TMPDIR: where the environments go (default $TMPDIR or /tmp)
 set -euo pipefail
@@ -17,6 +19,8 @@ pgbin=/usr/lib/postgresql/15/bin
 [ "$(id -u)" = 0 ] || { echo "restore/run.sh: run as root (loop devices, mounts, PostgreSQL as postgres)" >&2; exit 77; }
 command -v jq >/dev/null && [ -x /usr/bin/time ] || { echo "restore/run.sh: needs jq and /usr/bin/time (apt-get install jq time)" >&2; exit 69; }
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(20000 200000)
+files_mib=${BENCH_FILES_MIB:-256}
+[[ $files_mib =~ ^[0-9]+$ ]] || { echo "restore/run.sh: BENCH_FILES_MIB must be a number of MiB, not '$files_mib'" >&2; exit 64; }
 for n in "${sizes[@]}"; do [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "restore/run.sh: ROWS must be a count, not '$n'" >&2; exit 64; }; done
 bin=${MSB_BINARY:-$repo/.build/debug/maas-snapshot-backup}
 [ -x "$bin" ] || (cd "$repo" && swift build --product maas-snapshot-backup >/dev/null)
@@ -27,10 +31,12 @@ env=
 trap '[ -z "$env" ] || bash "$testenv" down "$env" >/dev/null 2>&1 || true; rm -rf "$base"' EXIT
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-printf '%-8s %10s %14s %12s %14s %12s\n' rows dump_MiB restore_down_s restore_wall_s manual_down_s peak_RSS_MiB
+printf '%-8s %10s %10s %14s %12s %14s %12s\n' rows dump_MiB files_MiB restore_down_s restore_wall_s manual_down_s peak_RSS_MiB
 for rows in "${sizes[@]}"; do
   env="$base/env-$rows"
-  TESTENV_BTRFS_SIZE=$(( rows / 100 + 1024 ))M bash "$testenv" up "$env" --rows "$rows" >"$base/testenv.log" 2>&1 || { tail "$base/testenv.log" >&2; exit 1; }
+  # Room for the files four times over: live, the backup's snapshot, the staged copy, the one kept aside.
+  TESTENV_BTRFS_SIZE=$(( rows / 100 + 1024 + 4 * files_mib ))M bash "$testenv" up "$env" --rows "$rows" >"$base/testenv.log" 2>&1 || { tail "$base/testenv.log" >&2; exit 1; }
+  ((files_mib == 0)) || head -c "${files_mib}M" /dev/urandom >"$env/root/var/lib/maas/bench-files.bin"
   orig_path=$PATH
   run=(env PATH="$env/bin:$orig_path" FAKE_SYSTEMCTL_DIR="$env/svc")
   "${run[@]}" "$bin" --config "$env/config.yaml" --reason bench >"$base/backup.log" 2>&1 || { tail "$base/backup.log" >&2; exit 1; }
@@ -50,7 +56,7 @@ for rows in "${sizes[@]}"; do
   tar -xzpf "$archive" -C "$env/root" etc/maas var/lib/maas
   "${run[@]}" systemctl start maas-regiond maas-rackd
   t1=$(now)
-  printf '%-8s %10s %14s %12s %14s %12s\n' "$rows" "$dump_mib" "$down" "$wall" "$(secs "$t0" "$t1")" "$rss"
+  printf '%-8s %10s %10s %14s %12s %14s %12s\n' "$rows" "$dump_mib" "$files_mib" "$down" "$wall" "$(secs "$t0" "$t1")" "$rss"
   rm -rf "$base/manual"
   bash "$testenv" down "$env" >/dev/null 2>&1 || true
   env=
