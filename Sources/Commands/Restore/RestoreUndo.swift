@@ -73,33 +73,32 @@ package struct RestoreUndo {
 
     private mutating func dropStaging(_ out: inout Outcome) {
         for i in record.swaps.indices where record.swaps[i].stageStarted == true && !record.swaps[i].asideDone {
-            var s = record.swaps[i]
-            do {
-                let before = record
-                try s.undo { x in var r = before; r.swaps[i] = x; self.save(r) }
-                record.swaps[i] = s
-                save(record)
-                out.actions.append("removed the restored copy staged in \(s.staging ?? s.live)")
-            } catch {
-                record.swaps[i] = s
-                out.errors.append("could not remove the restored copy staged in \(s.staging ?? s.live) (\(error)); the live \(s.live) was not changed")
-            }
+            let s = record.swaps[i]
+            undoSwap(i, &out, done: "removed the restored copy staged in \(s.staging ?? s.live)",
+                     failed: { "could not remove the restored copy staged in \(s.staging ?? s.live) (\($0)); the live \(s.live) was not changed" })
         }
     }
 
     private mutating func undoFiles(_ out: inout Outcome) {
         for i in record.swaps.indices.reversed() where record.swaps[i].asideDone {
-            var s = record.swaps[i]
-            do {
-                let before = record
-                try s.undo { x in var r = before; r.swaps[i] = x; self.save(r) }
-                record.swaps[i] = s
-                save(record)
-                out.actions.append("put the previous \(s.live) back")
-            } catch {
-                record.swaps[i] = s
-                out.errors.append("CRITICAL: could not put \(s.live) back (\(error)); the previous files are in \(s.aside)")
-            }
+            let s = record.swaps[i]
+            undoSwap(i, &out, done: "put the previous \(s.live) back",
+                     failed: { "CRITICAL: could not put \(s.live) back (\($0)); the previous files are in \(s.aside)" })
+        }
+    }
+
+    /// TreeSwap.undo of swap `i`, each of its steps saved in the journal; says what happened.
+    private mutating func undoSwap(_ i: Int, _ out: inout Outcome, done: String, failed: (any Error) -> String) {
+        var s = record.swaps[i]
+        do {
+            let before = record
+            try s.undo { x in var r = before; r.swaps[i] = x; self.save(r) }
+            record.swaps[i] = s
+            save(record)
+            out.actions.append(done)
+        } catch {
+            record.swaps[i] = s
+            out.errors.append(failed(error))
         }
     }
 
