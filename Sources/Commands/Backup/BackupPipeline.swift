@@ -236,13 +236,7 @@ public struct BackupPipeline: Sendable {
     }
 
     /// Archive member name of a live path: relative to root, without a leading slash.
-    package func member(of live: String) -> String {
-        var r = config.root
-        if r.hasSuffix("/") { r.removeLast() }
-        var m = live.hasPrefix(r + "/") ? String(live.dropFirst(r.count)) : live
-        while m.hasPrefix("/") { m.removeFirst() }
-        return m
-    }
+    package func member(of live: String) -> String { config.member(of: live) }
 
     /// Members left out: the configured excludes (boot-resources by default), our own snapshot folders.
     /// `leftOut`: the members of the image files `images` leaves out.

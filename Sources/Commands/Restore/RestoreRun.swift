@@ -184,7 +184,7 @@ final package class RestoreRun {
             var swap = swaps[i]
             defer { swaps[i] = swap }
             let staging = try swap.beginStaging { s in self.swaps[i] = s; try self.record() }
-            destinations.append((swap.member, Self.relative(staging, to: root)))
+            destinations.append((swap.member, config.member(of: staging)))
         }
         let readPath = p.source.readPath, to = destinations
         let count = try await Blocking.run {
@@ -193,13 +193,6 @@ final package class RestoreRun {
         log("extracted \(count) files and folders into \(swaps.compactMap(\.staging).joined(separator: ", ")) while MAAS runs")
         try FaultPoint.hit("restore-extract")
         try Interruption.check()
-    }
-
-    /// A path below `root` as the extractor takes it (relative, no leading slash).
-    static func relative(_ path: String, to root: String) -> String {
-        let r = root.hasSuffix("/") ? String(root.dropLast()) : root
-        let rel = path.hasPrefix(r + "/") ? String(path.dropFirst(r.count)) : path
-        return String(rel.drop { $0 == "/" })
     }
 
     /// With MAAS stopped: each live folder moved aside, the staged one renamed into its place,

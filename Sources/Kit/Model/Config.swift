@@ -113,6 +113,15 @@ public struct Config: Sendable, Codable, Equatable {
         Config.join(root, path)
     }
 
+    /// The inverse of `live`: a path below `root` as an archive member (relative, no leading slash).
+    public func member(of live: String) -> String {
+        var r = root
+        if r.hasSuffix("/") { r.removeLast() }
+        var m = live.hasPrefix(r + "/") ? String(live.dropFirst(r.count)) : live
+        while m.hasPrefix("/") { m.removeFirst() }
+        return m
+    }
+
     static package func join(_ root: String, _ path: String) -> String {
         if root == "/" || root.isEmpty { return path }
         let r = root.hasSuffix("/") ? String(root.dropLast()) : root
