@@ -194,32 +194,23 @@ enum RT {
     }
 
     /// Aside folders restore leaves (or should not leave) behind.
-    static func asideFolders(root: String) -> [String] {
-        var found: [String] = []
-        for parent in [root + "/etc", root + "/var/lib"] {
-            for n in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where n.contains(".pre-restore-") {
-                found.append(parent + "/" + n)
-            }
-        }
-        let inner = root + "/var/lib/maas/.maas-snapshot-backup"
-        for n in (try? FileManager.default.contentsOfDirectory(atPath: inner)) ?? [] where n.hasPrefix("pre-restore-") {
-            found.append(inner + "/" + n)
-        }
-        return found.sorted()
-    }
+    static func asideFolders(root: String) -> [String] { restoreFolders(root: root, named: "pre-restore-") }
 
     /// Staging folders a restore extracted into (`<path>.restoring-<time>`, and
     /// `.maas-snapshot-backup/restoring-<time>` inside a mount point): none is left after a restore
     /// or its undo.
-    static func stagingFolders(root: String) -> [String] {
+    static func stagingFolders(root: String) -> [String] { restoreFolders(root: root, named: "restoring-") }
+
+    /// `<path>.<prefix>*` beside /etc/maas and /var/lib/maas, and `<prefix>*` in /var/lib/maas's snapshot folder.
+    static func restoreFolders(root: String, named prefix: String) -> [String] {
         var found: [String] = []
         for parent in [root + "/etc", root + "/var/lib"] {
-            for n in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where n.contains(".restoring-") {
+            for n in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where n.contains("." + prefix) {
                 found.append(parent + "/" + n)
             }
         }
         let inner = root + "/var/lib/maas/.maas-snapshot-backup"
-        for n in (try? FileManager.default.contentsOfDirectory(atPath: inner)) ?? [] where n.hasPrefix("restoring-") {
+        for n in (try? FileManager.default.contentsOfDirectory(atPath: inner)) ?? [] where n.hasPrefix(prefix) {
             found.append(inner + "/" + n)
         }
         return found.sorted()
