@@ -246,6 +246,48 @@ struct DatabaseRestoreTests {
         RT.removeAsideFolders(root: env.root)
     }
 
+    @Test("a load in 4 sessions with COPY cut every 16 KiB gives the database one session gives: schema, rows, sequence values, large objects")
+    func parallelLoadEqualsOneSession() throws {
+        let shared = try shared
+        let env = shared.env
+        let archive = try shared.baselineArchive()
+        /// The restored database as pg_dump sees it, less the stand-in daemons' counter (they write it once started).
+        func dump() throws -> String {
+            let r = try TestEnv.sh([TestEnv.pgbin + "/pg_dump", "-h", env.dir + "/pgsock", "-U", "postgres", "--exclude-table-data=public.msb_counter",
+                                    "--no-comments", "-d", "maasdb"])
+            try #require(r.status == 0, "\(r.stderr)")
+            // Rows in each COPY block sorted: sessions side by side store them in another order.
+            var out: [Substring] = [], rows: [Substring]?
+            for line in r.stdout.split(separator: "\n") where !line.hasPrefix("\\restrict") && !line.hasPrefix("\\unrestrict") {
+                if rows != nil && line != "\\." { rows!.append(line); continue }
+                if let r = rows { out += r.sorted(); rows = nil }
+                out.append(line)
+                if line.hasPrefix("COPY ") && line.hasSuffix(" FROM stdin;") { rows = [] }
+            }
+            return out.joined(separator: "\n")
+        }
+        func restore(jobs: Int) throws -> String {
+            let config = env.dir + "/config-jobs-\(jobs).yaml"
+            try String(contentsOfFile: env.config, encoding: .utf8).replacingOccurrences(of: "  name: maasdb\n", with: "  name: maasdb\n  load_jobs: \(jobs)\n")
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let r = try env.tool(["restore", archive, "--yes"], env: ["MSB_TEST_LOAD_CHUNK": "16384"], config: config)
+            try #require(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("\(jobs) session(s) per database"), "\(r.stderr)")
+            return try dump()
+        }
+        let one = try restore(jobs: 1)
+        let four = try restore(jobs: 4)
+        #expect(one.contains("COPY public.maasserver_event") && one.contains("lo_open") && one.contains("SELECT pg_catalog.setval"))
+        #expect(one.contains("FOREIGN KEY") && one.contains("CREATE INDEX") && one.contains("CREATE TRIGGER"))
+        let a = one.split(separator: "\n"), b = four.split(separator: "\n")
+        let firstDiff = zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }
+        #expect(a.count == b.count && firstDiff == nil,
+                "\(a.count) against \(b.count) lines; first difference at \(firstDiff.map { "\($0.offset): \($0.element.0) | \($0.element.1)" } ?? "-")")
+        #expect(try servicesActive(env))
+        try env.dropRestoreCopies()
+        RT.removeAsideFolders(root: env.root)
+    }
+
     @Test("scope all: every database (postgres included) is loaded into its copy with its settings and swapped in; the previous ones are kept")
     func scopeAll() throws {
         let shared = try shared

@@ -115,10 +115,10 @@ final package class RestoreRun {
         let psqlPassfile = try DatabaseSwap.passfile(target, in: psqlDir, for: psqlUser, names: dbNames)
         database = .loading
         try record()
-        log("loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser)")
+        log("loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser), \(config.database.effectiveLoadJobs) session(s) per database (database.load_jobs)")
         let gate = try DatabaseSwap.rolesGate(target: target, passfile: passfile, databases: all)
         let runDir = dir, loginNames = dbNames.flatMap(\.all)
-        let loadPlan = DumpLoader.Plan(
+        var loadPlan = DumpLoader.Plan(
             psql: p.psql, osUser: psqlUser, environment: target.environment(passfile: psqlPassfile), names: names,
             maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all), roles: gate,
             ownerLogin: { db, owner in
@@ -131,6 +131,7 @@ final package class RestoreRun {
                 self.log("created the database \(copy) for \(spec.name)")
                 try FaultPoint.hit("restore-db-create")
             })
+        loadPlan.jobs = config.database.effectiveLoadJobs
         let outcome = try await DumpLoader.load(archive: p.source.readPath, plan: loadPlan, errorLog: dir.path + "/psql.log")
         if outcome.failed {
             let n = outcome.errors.count

@@ -87,13 +87,14 @@ package enum DeepVerify {
             // The same rules as restore: the roles part through the gate, each database loaded as its owner
             // (psql as postgres: the throwaway cluster trusts its socket, which only postgres reaches).
             let gate = try DatabaseSwap.rolesGate(target: target, passfile: nil, databases: all)
-            let plan = DumpLoader.Plan(
+            var plan = DumpLoader.Plan(
                 psql: bin + "/psql", osUser: "postgres", environment: target.environment(passfile: nil), names: names,
                 maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all), roles: gate,
                 ownerLogin: { db, owner in
                     try DatabaseSwap.ownerLogin(owner, db: db, target: target, passfile: nil, in: logDir, databases: Array(names.values), osUser: "postgres")
                 },
                 create: { spec, copy in try DatabaseSwap.create(spec, as: copy, target: target, passfile: nil, avoiding: all) })
+            plan.jobs = config.database.effectiveLoadJobs
             let outcome = try await DumpLoader.load(archive: archive, plan: plan, errorLog: logDir.path + "/psql.log")
             if outcome.failed {
                 throw BackupError.data("\(display): dump.sql does not load into an empty cluster: \(outcome.firstProblem)",

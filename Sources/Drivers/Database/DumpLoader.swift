@@ -58,6 +58,8 @@ package enum DumpLoader {
         /// OWNER TO`), never a superuser; called with the dumped database and its owner before its
         /// copy is made, throws when that owner may not be used.
         package var ownerLogin: (String, String) throws -> PsqlLogin
+        /// psql sessions each database's part is loaded with (LoadRouter); 1 runs it as `psql -f` would.
+        package var jobs = 1
 
         package init(psql: String, osUser: String, environment: [String: String?], names: [String: String], maintenanceDatabase: String,
                      roles: RolesGate, ownerLogin: @escaping (String, String) throws -> PsqlLogin,
@@ -78,148 +80,18 @@ package enum DumpLoader {
         return try await Blocking.run { try loadNow(archive: archive, plan: box.value, errorLog: errorLog) }
     }
 
-    package struct Part {
-        package var context: DumpContext
-        package var session: PsqlSession
-        package var logEnd: Int64
-        package var status: Int32
-    }
-
     static package func loadNow(archive: String, plan: Plan, errorLog: String) throws -> Outcome {
         signal(SIGPIPE, SIG_IGN)
         let logFD = open(errorLog, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard logFD >= 0 else { throw BackupError.failed("cannot create \(errorLog): \(Errno.last.description)") }
         defer { close(logFD) }
-        let setup = PsqlSession.Setup(psql: plan.psql, osUser: plan.osUser, environment: plan.environment, logFD: logFD)
-
-        var splitter = DumpSplitter(names: plan.names)
-        var gate = plan.roles
-        /// Dumped database -> how its part logs in (its owner's login).
-        var logins: [String: PsqlLogin] = [:]
-        var context = DumpContext.cluster
-        var session: PsqlSession?
-        var parts: [Part] = []
-        var problems: [String] = []
-        var lineNo = 0
+        let dir = (errorLog as NSString).deletingLastPathComponent
+        let setup = PsqlSession.Setup(psql: plan.psql, osUser: plan.osUser, environment: plan.environment, logFD: logFD,
+                                      logDir: dir.isEmpty ? "." : dir)
+        let load = DumpLoad(archive: archive, plan: plan, setup: setup)
         var total: Int64 = 0
-
-        func endPart() {
-            guard let s = session else { return }
-            let st = s.finish()
-            parts.append(Part(context: s.context, session: s, logEnd: Int64(lseek(logFD, 0, SEEK_END)), status: st))
-            session = nil
-        }
-        func current() throws -> PsqlSession {
-            if let s = session { return s }
-            let db: String
-            var partSetup = setup
-            switch context {
-            case .cluster: db = plan.maintenanceDatabase
-            case .database(let d):
-                db = plan.names[d]!
-                partSetup.osUser = logins[d]!.osUser
-                partSetup.environment = logins[d]!.environment
-            }
-            let s = try PsqlSession(setup: partSetup, database: db, context: context)
-            session = s
-            return s
-        }
-        func handle(_ line: UnsafeBufferPointer<UInt8>) throws {
-            lineNo += 1
-            let action = try splitter.next(line, number: lineNo)
-            if context == .cluster {
-                // The privileged part: only what the gate lets through, as our own text.
-                let text: String
-                switch action {
-                case .pass: text = String(decoding: line, as: UTF8.self)
-                case .rewrite(let t): text = t
-                case .skip, .connect: text = ""
-                }
-                if !text.isEmpty {
-                    for statement in try gate.feed(text, number: lineNo) {
-                        let s = try current()
-                        s.sync(dumpLine: lineNo)
-                        try s.send(statement)
-                    }
-                    return
-                }
-            }
-            switch action {
-            case .pass:
-                // No psql for blank lines and comments between parts.
-                if session == nil && (line.isEmpty || (line.count >= 2 && line[0] == 0x2D && line[1] == 0x2D)) { return }
-                let s = try current()
-                s.sync(dumpLine: lineNo)
-                try s.send(line)
-            case .rewrite(let text):
-                let s = try current()
-                s.sync(dumpLine: lineNo)
-                try s.send(text)
-            case .skip:
-                return
-            case .connect(let ctx):
-                if context == .cluster, case .database = ctx {
-                    let owners = plan.names.keys.compactMap { splitter.spec(for: $0)?.owner }
-                    for statement in try gate.fix(owners: owners) {
-                        let s = try current()
-                        try s.send(statement)
-                    }
-                }
-                endPart()
-                try Interruption.check()
-                if case .database(let db) = ctx, !splitter.created.contains(db) {
-                    guard let spec = splitter.spec(for: db), let copy = plan.names[db] else {
-                        throw BackupError.data("dump.sql line \(lineNo): no CREATE DATABASE for \(db)")
-                    }
-                    guard let owner = spec.owner else {
-                        throw BackupError.data("dump.sql line \(lineNo): it does not say which role owns the database \(db) (no ALTER DATABASE ... OWNER TO): restore loads each database as its owner")
-                    }
-                    logins[db] = try plan.ownerLogin(db, owner)
-                    try plan.create(spec, copy)
-                    splitter.markCreated(db)
-                }
-                context = ctx
-            }
-        }
-
-        do {
-            let found = try forEachLine(archive: archive, bytes: &total, handle)
-            guard found else { throw BackupError.data("\(archive) has no dump.sql") }
-            if context == .cluster {
-                for statement in try gate.fix(owners: []) { try current().send(statement) }
-            }
-            endPart()
-            for db in plan.names.keys.sorted() where !splitter.created.contains(db) {
-                problems.append("dump.sql holds no database \(db)")
-            }
-        } catch is PsqlSession.Closed {
-            endPart()
-            problems.append("psql stopped reading dump.sql at line \(lineNo)")
-        } catch {
-            if let s = session { _ = s.finish() }
-            throw error
-        }
-
-        // psql's messages, part by part (each part's own rules), the first 8 MiB of each.
-        var outcome = Outcome(status: 0, errors: problems, expected: [], refused: [], bytes: total, notes: gate.notes)
-        var start = Int64(0)
-        let reader = open(errorLog, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        defer { if reader >= 0 { close(reader) } }
-        for p in parts {
-            start = p.session.logStart
-            let n = Int(min(p.logEnd - start, 8 << 20))
-            var bytes = [UInt8](repeating: 0, count: max(n, 0))
-            if n > 0 && reader >= 0 { _ = bytes.withUnsafeMutableBytes { pread(reader, $0.baseAddress, n, off_t(start)) } }
-            let sorted = PsqlMessages.classify(Substring(String(decoding: bytes, as: UTF8.self)), context: p.context)
-            let describe = { (l: PsqlMessages.Line) -> String in
-                (l.psqlLine.map { "dump.sql line \(p.session.dumpLine($0)) (\(p.context)): " } ?? "(\(p.context)): ") + l.text
-            }
-            outcome.errors += sorted.errors.map(describe)
-            outcome.expected += sorted.expected.map(describe)
-            outcome.refused += sorted.refused.map(describe)
-            if p.status != 0 && outcome.status == 0 { outcome.status = p.status }
-        }
-        return outcome
+        let problems = try load.run { try forEachLine(archive: archive, bytes: &total, $0) }
+        return try load.outcome(problems: problems, bytes: total, errorLog: errorLog)
     }
 
     /// Calls `handle` with each line of the archive's dump.sql (without its newline); whether there is one.

@@ -7,17 +7,27 @@ import Glibc
 
 /// One psql reading a part of dump.sql from a pipe: never as root, restricted by our own random
 /// `\restrict` key (so it refuses every meta-command in the part), its messages with SQLSTATEs
-/// (`-v VERBOSITY=verbose`) appended to the run's log.
+/// (`-v VERBOSITY=verbose`) written to its own unnamed file and appended to the run's log when it
+/// ends (sessions run side by side: their messages never interleave).
 final package class PsqlSession {
     package let pid: pid_t
     private var fd: Int32
     private var buffer: [UInt8] = []
+    /// Bytes of `buffer` already written to the pipe.
+    private var sent = 0
+    /// Flushes by itself every 256 KiB (one session at a time); false for a loader that writes
+    /// to several sessions without blocking on any one (`writeSome`).
+    package var autoFlush = true
+    private let ownLog: Int32
+    private let runLog: Int32
     /// Lines sent so far (psql numbers its messages by them).
     private(set) package var linesSent = 0
     /// psql line -> dump.sql line, at each point where the two counts drift apart.
     private var anchors: [(psql: Int, dump: Int)] = []
     package let context: DumpContext
-    package let logStart: Int64
+    /// Where this session's messages are in the run's log, once it has ended.
+    private(set) package var logStart: Int64 = 0
+    private(set) package var logEnd: Int64 = 0
 
     package struct Setup {
         package var psql: String
@@ -25,12 +35,27 @@ final package class PsqlSession {
         package var osUser: String
         /// PG* variables for psql (PGHOST, PGUSER, PGPASSFILE ...); every inherited PG* variable is dropped.
         package var environment: [String: String?]
+        /// The run's log (each session's messages are appended to it when the session ends).
         package var logFD: Int32
+        /// A folder only root can write, for each session's own (unnamed) log file.
+        package var logDir: String
+    }
+
+    /// An unnamed 0600 file in `dir` (O_TMPFILE; else a fresh name unlinked at once).
+    static package func unnamedFile(in dir: String) throws -> Int32 {
+        // O_TMPFILE is __O_TMPFILE | O_DIRECTORY, a macro Swift does not import (its value on x86-64 and arm64).
+        let fd = open(dir, 0o20000000 | O_DIRECTORY | O_RDWR | O_CLOEXEC, 0o600)
+        if fd >= 0 { return fd }
+        let path = dir + "/psql-\(getpid())-\(randomKey().prefix(12)).log"
+        let named = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard named >= 0 else { throw BackupError.failed("cannot create a log file in \(dir): \(Errno.last.description)") }
+        unlink(path)
+        return named
     }
 
     package init(setup: Setup, database: String, context: DumpContext) throws {
         self.context = context
-        logStart = Int64(lseek(setup.logFD, 0, SEEK_END))
+        runLog = setup.logFD
         guard let runuser = Command.find("runuser", extraDirs: ["/usr/sbin", "/sbin"]) else {
             throw BackupError.unavailable("runuser was not found", hint: "install util-linux")
         }
@@ -45,24 +70,30 @@ final package class PsqlSession {
         env["LANG"] = "C"
         let argv = [runuser, "-u", setup.osUser, "--", setup.psql, "-X", "-q", "-v", "ON_ERROR_STOP=0", "-v", "VERBOSITY=verbose",
                     "--no-password", "-f", "-"]
+        let log = try PsqlSession.unnamedFile(in: setup.logDir)
         var fds: [Int32] = [0, 0]
         guard pipe2(&fds, O_CLOEXEC) == 0 else {
+            close(log)
             throw BackupError.failed("cannot create a pipe for psql: \(Errno.last.description)")
         }
         do {
-            pid = try PsqlSession.spawn(argv, env: env, stdin: fds[0], stderr: setup.logFD)
+            pid = try PsqlSession.spawn(argv, env: env, stdin: fds[0], stderr: log)
         } catch {
-            close(fds[0]); close(fds[1])
+            close(fds[0]); close(fds[1]); close(log)
             throw error
         }
         close(fds[0])
         fd = fds[1]
+        ownLog = log
         // Our key first: from here on psql runs no meta-command but `\unrestrict <this key>`.
         try write(Array("\\restrict \(PsqlSession.randomKey())\n".utf8))
         linesSent = 1
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit {
+        if fd >= 0 { close(fd) }
+        close(ownLog)
+    }
 
     static package func randomKey() -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -90,8 +121,13 @@ final package class PsqlSession {
         buffer.append(contentsOf: line)
         buffer.append(0x0A)
         linesSent += 1
-        if buffer.count >= 256 * 1024 { try flush() }
+        if autoFlush && buffer.count >= 256 * 1024 { try flush() }
     }
+
+    /// Bytes sent but not yet written to psql's pipe.
+    package var pending: Int { buffer.count - sent }
+    /// The pipe, for poll(2).
+    package var pipeFD: Int32 { fd }
 
     package func send(_ line: String) throws {
         var b = Array(line.utf8)
@@ -105,32 +141,89 @@ final package class PsqlSession {
 
     package struct Closed: Error {}
 
+    /// Makes the pipe non-blocking: `writeSome` then writes what psql takes now, and returns.
+    package func nonBlocking() throws {
+        autoFlush = false
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else {
+            throw BackupError.failed("cannot make psql's pipe non-blocking: \(Errno.last.description)")
+        }
+    }
+
+    /// Writes what the pipe takes now (all of it on a blocking pipe); whether anything was written.
+    @discardableResult
+    package func writeSome() throws -> Bool {
+        var wrote = 0
+        while sent < buffer.count {
+            let w = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + sent, $0.count - sent) }
+            if w < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN { break }
+                if errno == EPIPE { throw Closed() }
+                throw BackupError.failed("writing to psql: \(Errno.last.description)")
+            }
+            sent += w
+            wrote += w
+        }
+        if sent == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            sent = 0
+        } else if sent >= 1 << 20 && sent * 2 >= buffer.count {
+            buffer.removeFirst(sent)
+            sent = 0
+        }
+        return wrote > 0
+    }
+
+    /// Writes everything sent so far, waiting for psql to take it.
     package func flush() throws {
-        guard !buffer.isEmpty else { return }
-        defer { buffer.removeAll(keepingCapacity: true) }
-        try buffer.withUnsafeBytes { b in
-            var off = 0
-            while off < b.count {
-                let w = Glibc.write(fd, b.baseAddress! + off, b.count - off)
-                if w < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EPIPE { throw Closed() }
-                    throw BackupError.failed("writing to psql: \(Errno.last.description)")
-                }
-                off += w
+        while pending > 0 {
+            try writeSome()
+            if pending > 0 {
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&p, 1, 1000)
+                try Interruption.check()
             }
         }
     }
 
-    /// Ends psql's input and waits for it; its exit status.
+    /// Ends psql's input and waits for it; its exit status. Its messages are appended to the run's
+    /// log (`logStart..<logEnd`).
     package func finish() -> Int32 {
-        try? flush()
-        if fd >= 0 { close(fd); fd = -1 }
+        if fd >= 0 { try? flush() }
+        closeInput()
         var status: Int32 = 0
+        var waited = true
         while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { return 127 }
+            if errno != EINTR { waited = false; break }
         }
+        appendOwnLog()
+        guard waited else { return 127 }
         return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Ends psql's input now; what it has not taken yet is dropped.
+    package func closeInput() {
+        if fd >= 0 { close(fd); fd = -1 }
+    }
+
+    private func appendOwnLog() {
+        logStart = Int64(lseek(runLog, 0, SEEK_END))
+        defer { logEnd = Int64(lseek(runLog, 0, SEEK_END)) }
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        var at: off_t = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { pread(ownLog, $0.baseAddress, $0.count, at) }
+            guard n > 0 else { break }
+            var off = 0
+            while off < n {
+                let w = chunk.withUnsafeBytes { Glibc.write(runLog, $0.baseAddress! + off, n - off) }
+                if w < 0 && errno == EINTR { continue }
+                guard w > 0 else { return }
+                off += w
+            }
+            at += off_t(n)
+        }
     }
 
     package typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32

@@ -33,7 +33,14 @@ public struct Config: Sendable, Codable, Equatable {
         public var restoreUser: String?
         /// The password file of `restoreUser`, read like `passwordFile`.
         public var restorePasswordFile: String?
+        /// psql sessions restore and `verify --deep` load each database with; 0: one per CPU, at most 4.
+        public var loadJobs = 0
         public init() {}
+
+        /// `loadJobs` for this host.
+        public var effectiveLoadJobs: Int {
+            loadJobs > 0 ? loadJobs : min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 4)
+        }
     }
 
     public struct LVM: Sendable, Codable, Equatable {
@@ -219,7 +226,8 @@ extension Config {
     static package let topKeys = ["root", "destination", "paths", "exclude", "images", "services", "snapshot", "quiesce", "database",
                           "copy_in_window_max", "compression_level", "start_timeout", "compression_threads", "window_timeout",
                           "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir", "signing_key", "trusted_keys", "remote"]
-    static package let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file"]
+    static package let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file",
+                                         "load_jobs"]
 }
 
 /// Reads typed values out of YAML nodes, with errors that name the key, the line and what is allowed.
@@ -367,6 +375,7 @@ struct Reader {
             case "bin_dir": d.binDir = try optionalAbsolutePath(v, key: key)
             case "restore_user": d.restoreUser = try string(v, key: key)
             case "restore_password_file": d.restorePasswordFile = try optionalAbsolutePath(v, key: key)
+            case "load_jobs": d.loadJobs = try int(v, key: key, range: 0...32)
             default: throw unknown(key, v, allowed: Config.databaseKeys)
             }
         }
