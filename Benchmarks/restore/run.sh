@@ -4,7 +4,9 @@
 # daemons), one backup, then `restore` of it: MAAS's downtime (stop to started, as the restore
 # reports it) and the wall time; then, on the same archive, the documented manual restore (stop,
 # `psql -f dump.sql postgres` as the superuser, `tar -xzf` of the folders, start), whose downtime is
-# its whole run. Peak RSS of the tool from /usr/bin/time. Figures only; nothing is checked.
+# its whole run. Peak RSS of the tool from /usr/bin/time. The load step alone (`load_ms`) with the
+# default database.load_jobs and with 1, against the manual procedure's `psql -f` (the roles part
+# included in all three). Figures only; nothing is checked.
 #
 # Usage (root): Benchmarks/restore/run.sh [ROWS...]   (default 20000 200000: about 60 and 600 MiB of dump)
 #   BENCH_FILES_MIB: MiB of incompressible files added to /var/lib/maas (default 256), which the
@@ -31,7 +33,9 @@ env=
 trap '[ -z "$env" ] || bash "$testenv" down "$env" >/dev/null 2>&1 || true; rm -rf "$base"' EXIT
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-printf '%-8s %10s %10s %14s %12s %14s %12s\n' rows dump_MiB files_MiB restore_down_s restore_wall_s manual_down_s peak_RSS_MiB
+jobs_default=$(( $(nproc) < 4 ? $(nproc) : 4 ))
+printf '%-8s %10s %10s %14s %12s %14s %12s %12s %12s %12s\n' rows dump_MiB files_MiB restore_down_s restore_wall_s manual_down_s peak_RSS_MiB \
+  "load_j${jobs_default}_s" load_j1_s psql_f_s
 for rows in "${sizes[@]}"; do
   env="$base/env-$rows"
   # Room for the files four times over: live, the backup's snapshot, the staged copy, the one kept aside.
@@ -47,16 +51,25 @@ for rows in "${sizes[@]}"; do
   down=$(jq -r '.downtime_ms / 1000 | . * 10 | round / 10' "$base/restore.json")
   wall=$(jq -r '.duration_ms / 1000 | . * 10 | round / 10' "$base/restore.json")
   rss=$(awk '{ printf "%.0f", $1 / 1024 }' "$base/rss")
+  load=$(jq -r '.load_ms / 1000 | . * 10 | round / 10' "$base/restore.json")
+  # The same restore with one load session (database.load_jobs: 1), for the load step alone.
+  sed 's/^  name: maasdb$/  name: maasdb\n  load_jobs: 1/' "$env/config.yaml" >"$env/config-j1.yaml"
+  "${run[@]}" "$bin" restore --config "$env/config-j1.yaml" "$archive" --yes --json >"$base/restore-j1.json" 2>"$base/restore-j1.log" \
+    || { tail "$base/restore-j1.log" >&2; exit 1; }
+  load1=$(jq -r '.load_ms / 1000 | . * 10 | round / 10' "$base/restore-j1.json")
   # The documented manual restore of the same archive, its dump taken out first (not timed).
   mkdir -p "$base/manual"; tar -xzf "$archive" -C "$base/manual" dump.sql
   chmod 755 "$base/manual"; chmod 644 "$base/manual/dump.sql"
   t0=$(now)
   "${run[@]}" systemctl stop maas-regiond maas-rackd
+  p0=$(now)
   "$pgbin/psql" -X -q -h "$env/pgsock" -U postgres -d postgres -f "$base/manual/dump.sql" >/dev/null 2>"$base/manual.log" || true
+  p1=$(now)
   tar -xzpf "$archive" -C "$env/root" etc/maas var/lib/maas
   "${run[@]}" systemctl start maas-regiond maas-rackd
   t1=$(now)
-  printf '%-8s %10s %10s %14s %12s %14s %12s\n' "$rows" "$dump_mib" "$files_mib" "$down" "$wall" "$(secs "$t0" "$t1")" "$rss"
+  printf '%-8s %10s %10s %14s %12s %14s %12s %12s %12s %12s\n' "$rows" "$dump_mib" "$files_mib" "$down" "$wall" "$(secs "$t0" "$t1")" "$rss" \
+    "$load" "$load1" "$(secs "$p0" "$p1")"
   rm -rf "$base/manual"
   bash "$testenv" down "$env" >/dev/null 2>&1 || true
   env=

@@ -113,7 +113,7 @@ func printRestore(_ r: RestoreResult, verb: String) {
     for line in r.images?.lines ?? [] { print("  images:    \(line)") }
     for w in r.warnings { print("  warning:   \(w)") }
     for x in r.plan.peers { print("  region:    \(x)") }
-    print(String(format: "  duration:  %.1f s (MAAS down %.1f s)", r.durationMs / 1000, r.downtimeMs / 1000))
+    print(String(format: "  duration:  %.1f s (MAAS down %.1f s; dump.sql loaded in %.1f s while MAAS ran)", r.durationMs / 1000, r.downtimeMs / 1000, r.loadMs / 1000))
     if let cmd = r.rackRegisterCommand {
         print("")
         print("The restored region secret differs from the one this host had: register each rack controller again with")

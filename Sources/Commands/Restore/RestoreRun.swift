@@ -38,6 +38,7 @@ final package class RestoreRun {
     /// From the stop to the end of the start (the downtime MAAS feels), and its length once it ended.
     package var downSince: Stopwatch?
     package var downtimeMs: Double = 0
+    package var loadMs: Double = 0
 
     /// Held from `begin` to `end`.
     private let lock: RunLock
@@ -132,7 +133,9 @@ final package class RestoreRun {
                 try FaultPoint.hit("restore-db-create")
             })
         loadPlan.jobs = config.database.effectiveLoadJobs
+        let loading = Stopwatch()
         let outcome = try await DumpLoader.load(archive: p.source.readPath, plan: loadPlan, errorLog: dir.path + "/psql.log")
+        loadMs = loading.elapsedMs.ms2
         if outcome.failed {
             let n = outcome.errors.count
             throw BackupError.failed("psql failed to load dump.sql: \(outcome.firstProblem)" + (n > 1 ? " (\(n) errors)" : ""))
@@ -271,6 +274,7 @@ final package class RestoreRun {
         result.images = images
         result.servicesLeftToOwner = units.leftToOwner
         result.downtimeMs = downtimeMs
+        result.loadMs = loadMs
         return result
     }
 

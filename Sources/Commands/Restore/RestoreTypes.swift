@@ -94,6 +94,8 @@ public struct RestoreResult: Sendable, Codable {
     /// From the stop of MAAS to the end of its start (the dump is loaded and checked before the
     /// stop; the database swap, the files and the start are inside it).
     public var downtimeMs: Double = 0
+    /// Loading dump.sql into the new databases (`database.load_jobs` sessions each), MAAS running.
+    public var loadMs: Double = 0
     /// When the restored rack secret differs from the one the host had: the command that registers
     /// the rack controllers again. The only place a secret is shown.
     public var rackRegisterCommand: String?

@@ -29,7 +29,7 @@ final class DumpLoad {
         gate = plan.roles
         router = LoadRouter(jobs: 1)
         // Test hook (docs/development.md): MSB_TEST_LOAD_CHUNK=<bytes> cuts COPY blocks that small.
-        let chunk = FaultPoint.environment["MSB_TEST_LOAD_CHUNK"].flatMap(Int.init).map { max($0, 1024) } ?? 4 << 20
+        let chunk = FaultPoint.environment["MSB_TEST_LOAD_CHUNK"].flatMap(Int.init).map { max($0, 1024) } ?? 1 << 20
         lanes = LoadLanes(copyChunk: chunk) { [unowned self] in try self.openSession() }
     }
 

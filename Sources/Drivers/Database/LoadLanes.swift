@@ -24,7 +24,7 @@ final package class LoadLanes {
     private var copyBytes = 0
     private var sinceWrite = 0
 
-    package init(capacity: Int = 8 << 20, copyChunk: Int = 4 << 20, open: @escaping () throws -> PsqlSession) {
+    package init(capacity: Int = 2 << 20, copyChunk: Int = 1 << 20, open: @escaping () throws -> PsqlSession) {
         self.capacity = capacity
         self.copyChunk = copyChunk
         self.open = open

@@ -144,6 +144,9 @@ final package class PsqlSession {
     /// Makes the pipe non-blocking: `writeSome` then writes what psql takes now, and returns.
     package func nonBlocking() throws {
         autoFlush = false
+        // A 1 MiB pipe (Linux's default pipe-max-size) holds what psql will read next, in the
+        // kernel rather than in our buffer; a smaller limit leaves the default, which also works.
+        _ = fcntl(fd, 1031 /* F_SETPIPE_SZ */, 1 << 20)
         let flags = fcntl(fd, F_GETFL)
         guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else {
             throw BackupError.failed("cannot make psql's pipe non-blocking: \(Errno.last.description)")
