@@ -40,7 +40,8 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
 
             EXIT STATUS: 0 ok, 1 failed (services started again, leftovers removed), 3 partial (the backup is \
             written, a later step such as the retention, the metrics or the off-host copy failed), 64 usage, 65 bad archive or hook \
-            input, 69 unavailable, 73 cannot create output, 75 locked, 77 not root, 78 config.
+            input, 69 unavailable, 73 cannot create output, 75 locked, 77 not root, 78 config; `status` also \
+            2 (the last backup run or verify failed) and 4 (the newest backup is too old): see `status --help`.
             """,
         version: ToolInfo.version,
         subcommands: [Backup.self, ListCommand.self, Verify.self, Restore.self, Rollback.self, Prune.self,

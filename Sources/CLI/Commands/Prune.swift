@@ -30,14 +30,8 @@ struct Prune: AsyncParsableCommand {
     func run() async throws {
         try await Output.run(json: global.json) {
             let config = try global.loadConfig()
-            let r = try MaasBackupCore.Prune.run(config: config, dryRun: dryRun)
-            var remote: RemotePruneReport?
-            var remoteError: BackupError?
-            if config.remote != nil {
-                do { remote = try await RemoteOperations(config: config).prune(dryRun: dryRun) } catch {
-                    remoteError = error as? BackupError ?? BackupError.failed("\(error)")
-                }
-            }
+            let outcome = try await PruneRun.run(config: config, dryRun: dryRun)
+            let (r, remote, remoteError) = (outcome.local, outcome.remote, outcome.remoteError)
             if global.json {
                 Output.json(Both(local: r, remote: remote, remoteError: remoteError?.description))
             } else {
@@ -58,8 +52,7 @@ struct Prune: AsyncParsableCommand {
                 }
             }
             if let remoteError { Output.err("maas-snapshot-backup: error: remote prune: \(remoteError.description)") }
-            if !r.errors.isEmpty { throw ArgumentParser.ExitCode(ExitCode.failed.rawValue) }
-            if remoteError != nil { throw ArgumentParser.ExitCode(ExitCode.partial.rawValue) }
+            if outcome.exitCode != .success { throw ArgumentParser.ExitCode(outcome.exitCode.rawValue) }
         }
     }
 }

@@ -289,7 +289,7 @@ public struct BackupPipeline: Sendable {
         } catch {
             if !options.dryRun, (try? TrustedFolder.check(config.stateDir, key: "state_dir")) != nil {
                 let code = (error as? BackupError)?.code ?? .failed
-                Metrics.write(stateDir: config.stateDir, path: config.metricsTextfile, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2))
+                Metrics.write(stateDir: config.stateDir, path: config.metricsTextfile, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2, reason: options.reason))
             }
             throw error
         }
@@ -345,6 +345,11 @@ public struct BackupPipeline: Sendable {
         if config.retention.afterBackup {
             do {
                 let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
+                // `status` and the metrics show the retention as the last prune.
+                if let w = PruneMetrics.record(config: config, code: report.errors.isEmpty ? .success : .failed,
+                                               removed: report.removed.count, freedBytes: report.freedBytes) {
+                    result.warnings.append(w)
+                }
                 if !report.removed.isEmpty {
                     log("retention removed \(report.removed.count) old backup(s): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
                 }
@@ -359,6 +364,7 @@ public struct BackupPipeline: Sendable {
                     result.pruned = report
                 }
             } catch {
+                PruneMetrics.record(config: config, code: (error as? BackupError)?.code ?? .failed, removed: 0, freedBytes: 0)
                 result.failedSteps.append("retention after the backup failed: \(error)")
             }
         }

@@ -29,6 +29,13 @@ public struct RemoteRestoreResult: Sendable, Encodable {
 public enum RemoteRestore {
     public static func run(config: Config, options: RestoreOptions, snapshot: String) async throws -> RemoteRestoreResult {
         try Privilege.requireRoot("restore")
+        return try await RestoreOutcomes.recording(config: config, command: options.command, log: options.log,
+                                                 downtimeMs: { $0.restore.downtimeMs }) {
+            try await fetchAndRestore(config: config, options: options, snapshot: snapshot)
+        }
+    }
+
+    static func fetchAndRestore(config: Config, options: RestoreOptions, snapshot: String) async throws -> RemoteRestoreResult {
         let ops = try RemoteOperations(config: config)
         // The destination may not exist yet on a fresh machine.
         if !FileManager.default.fileExists(atPath: config.destination) {
@@ -51,7 +58,7 @@ public enum RemoteRestore {
             options.allowUnsigned = false
             options.log?("--allow-unsigned does not apply to the copy of another host (\(fetched.host)): it must be signed by a key in trusted_keys")
         }
-        let restored = try await RestorePipeline(config: config, options: options).run(archive: fetched.path)
+        let restored = try await RestorePipeline(config: config, options: options).runUnrecorded(archive: fetched.path)
         return RemoteRestoreResult(fetched: fetched, restore: restored)
     }
 }

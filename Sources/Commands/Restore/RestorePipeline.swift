@@ -129,7 +129,7 @@ public struct RestorePipeline: Sendable {
     /// After the plan is confirmed: the lock and the journal, and the run that holds what changes.
     package func begin(_ prepared: Prepared) async throws -> RestoreRun {
         if let confirm = options.confirm, await !confirm(prepared.plan) {
-            throw BackupError.failed("\(options.command) cancelled; nothing was changed")
+            throw RestoreOutcomes.cancelled(options.command)
         }
         let lock = try RunLock(path: config.lockFile, timeout: options.lockTimeout)
         let runID = ArchiveName.timestamp(Date()) + "-\(getpid())"
@@ -142,8 +142,15 @@ public struct RestorePipeline: Sendable {
         }
     }
 
-    /// `restore ARCHIVE`: prepare, then the run's steps in turn; any failure is undone.
+    /// `restore ARCHIVE`: prepare, then the run's steps in turn; any failure is undone. Recorded
+    /// for `status` and the metrics (RestoreOutcomes).
     public func run(archive: String) async throws -> RestoreResult {
+        try await RestoreOutcomes.recording(config: config, command: options.command, log: options.log, downtimeMs: { $0.downtimeMs }) {
+            try await runUnrecorded(archive: archive)
+        }
+    }
+
+    package func runUnrecorded(archive: String) async throws -> RestoreResult {
         let clock = Stopwatch()
         let run = try await begin(try await prepare(archive: archive))
         defer { run.end() }

@@ -184,8 +184,17 @@ public enum RollbackPipeline {
         return PackageStep(changes: changes, remove: remove, removeCommand: removeCommand, firstCommand: firstCommand, command: command)
     }
 
+    /// A rollback; recorded for `status` and the metrics (RestoreOutcomes) unless it is a dry run.
     public static func run(archive: String?, config: Config, dryRun: Bool, options base: RestoreOptions,
                            environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> RollbackResult {
+        if dryRun { return try await runUnrecorded(archive: archive, config: config, dryRun: true, options: base, environment: environment) }
+        return try await RestoreOutcomes.recording(config: config, command: "rollback", log: base.log, downtimeMs: { $0.restore?.downtimeMs }) {
+            try await runUnrecorded(archive: archive, config: config, dryRun: false, options: base, environment: environment)
+        }
+    }
+
+    static func runUnrecorded(archive: String?, config: Config, dryRun: Bool, options base: RestoreOptions,
+                              environment: [String: String]) async throws -> RollbackResult {
         if let why = insideAptOrDpkg(environment: environment, root: config.root) {
             throw BackupError(.locked, "rollback cannot run now: \(why)", hint: "run it after apt or dpkg has finished")
         }
