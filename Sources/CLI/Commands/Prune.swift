@@ -28,7 +28,7 @@ struct Prune: AsyncParsableCommand {
     var dryRun = false
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             let config = try global.loadConfig()
             let outcome = try await PruneRun.run(config: config, dryRun: dryRun)
             let (r, remote, remoteError) = (outcome.local, outcome.remote, outcome.remoteError)
@@ -43,7 +43,7 @@ struct Prune: AsyncParsableCommand {
                 for st in r.removedImageStores ?? [] {
                     print("  \(dryRun ? "would remove" : "removed"): \(st.path) (\(Human.bytes(st.sizeBytes)), a MAAS image store a restore moved aside at \(st.movedAsideAt), older than max_age_days)")
                 }
-                for e in r.errors { Output.err("maas-snapshot-backup: error: \(e)") }
+                for e in r.errors { Output.log(.error, "maas-snapshot-backup: error: \(e)") }
                 if let x = remote {
                     print("Remote \(x.repository) (copies of \(x.host)): keep \(x.keep), keep_pre_upgrade \(x.keepPreUpgrade), max_age_days \(x.maxAgeDays)")
                     for c in x.removed { print("  \(dryRun ? "would remove" : "removed"): \(c.archive ?? c.shortId) (\(c.reason), snapshot \(c.shortId))") }
@@ -51,7 +51,7 @@ struct Prune: AsyncParsableCommand {
                     print("\(x.removed.count) cop\(x.removed.count == 1 ? "y" : "ies") \(verb) from the repository\(x.removed.isEmpty || dryRun ? "" : " (restic prune freed their data)")")
                 }
             }
-            if let remoteError { Output.err("maas-snapshot-backup: error: remote prune: \(remoteError.description)") }
+            if let remoteError { Output.log(.error, "maas-snapshot-backup: error: remote prune: \(remoteError.description)") }
             if outcome.exitCode != .success { throw ArgumentParser.ExitCode(outcome.exitCode.rawValue) }
         }
     }

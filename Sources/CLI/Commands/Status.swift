@@ -17,7 +17,7 @@ struct Status: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             var config: Config?
             var problem: String?
             do { config = try Config.load(path: global.config) } catch { problem = "\(error)" }
@@ -31,7 +31,7 @@ struct Status: AsyncParsableCommand {
             }
             defer {
                 if !down.isEmpty {
-                    Output.err("maas-snapshot-backup: error: MAAS services left stopped or frozen by a dead run: \(down.joined(separator: " ")); run `maas-snapshot-backup recover`")
+                    Output.log(.error, "maas-snapshot-backup: error: MAAS services left stopped or frozen by a dead run: \(down.joined(separator: " ")); run `maas-snapshot-backup recover`")
                 }
             }
             // Exit codes: StatusReport.exitCode (README, after the table of exit codes); the output is printed first.

@@ -45,7 +45,7 @@ struct Verify: AsyncParsableCommand {
     var deep = false
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             Interruption.install()
             let config = try global.loadConfig()
             if remote {
@@ -61,12 +61,12 @@ struct Verify: AsyncParsableCommand {
                 }
                 archive = newest.archive
             }
-            var log: (@Sendable (String) -> Void)?
-            if !global.json { log = { line in Output.err(line) } }
+            var log: LogSink?
+            if !global.json { log = Output.sink }
             let r = try await VerifyPipeline.run(archive: archive, config: config, deep: deep, allowUnsigned: allowUnsigned,
                                                 scratchDir: scratchDir, log: log)
             if global.json { Output.json(r) } else { Self.show(r) }
-            if r.stamp == nil { Output.err("maas-snapshot-backup: warning: could not write \(r.archive).verified") }
+            if r.stamp == nil { Output.log(.warning, "maas-snapshot-backup: warning: could not write \(r.archive).verified") }
         }
     }
 

@@ -16,7 +16,7 @@ public enum RestoreOutcomes {
     }
 
     /// Runs `body` (a restore or a rollback) and records how it ended.
-    public static func recording<T>(config: Config, command: String, log: (@Sendable (String) -> Void)?,
+    public static func recording<T>(config: Config, command: String, log: LogSink?,
                                     downtimeMs: (T) -> Double?, _ body: () async throws -> T) async throws -> T {
         let clock = Stopwatch()
         do {
@@ -34,10 +34,10 @@ public enum RestoreOutcomes {
     }
 
     static func write(config: Config, command: String, code: ExitCode, seconds: Double, downtimeSeconds: Double?,
-                      log: (@Sendable (String) -> Void)?) {
+                      log: LogSink?) {
         if let w = RestoreMetrics.record(config: config, code: code, rollback: command == "rollback", seconds: seconds,
                                          downtimeSeconds: downtimeSeconds) {
-            log?("warning: " + w)
+            log?(.warning, "warning: " + w)
         }
     }
 }

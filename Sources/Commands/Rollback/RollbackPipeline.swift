@@ -246,16 +246,16 @@ public enum RollbackPipeline {
     /// on the checked copies in `staging`; returns the MAAS package versions installed afterwards,
     /// which must be the backup's (and none of the removed ones).
     static package func reinstall(_ p: PackageStep, config: Config, staging: String,
-                                  log: (@Sendable (String) -> Void)?) async throws -> [String: String] {
+                                  log: LogSink?) async throws -> [String: String] {
         let env: [String: String?] = ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_SKIP": "1", "APT_LISTCHANGES_FRONTEND": "none"]
         if !p.removeCommand.isEmpty {
-            log?("removing \(p.remove.joined(separator: " ")) (installed now, not in the backup; conffiles kept)")
+            log?(.info, "removing \(p.remove.joined(separator: " ")) (installed now, not in the backup; conffiles kept)")
             let r = try await Command.run(p.removeCommand[0], Array(p.removeCommand.dropFirst()), environment: env)
             guard r.succeeded else {
                 throw BackupError.failed("\(p.removeCommand.prefix(3).joined(separator: " ")) failed: \(DpkgErrors.summary(r.stderr) ?? r.lastErrorLine); run by hand: \(p.removeCommand.joined(separator: " ")), then \(p.command.joined(separator: " "))")
             }
         }
-        if !p.changes.isEmpty { log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))") }
+        if !p.changes.isEmpty { log?(.info, "reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))") }
         let byHand = [p.firstCommand, p.command].filter { !$0.isEmpty }.map { $0.joined(separator: " ") }.joined(separator: ", then ")
         for command in [p.firstCommand, p.command] where !command.isEmpty {
             // The saved paths shown become the checked copies in `staging`.

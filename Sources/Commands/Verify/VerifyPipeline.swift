@@ -9,7 +9,7 @@ import MSBCopy
 /// backup: its verify is not recorded).
 public enum VerifyPipeline {
     public static func run(archive: String, config: Config, deep: Bool, allowUnsigned: Bool = false, scratchDir: String? = nil,
-                           log: (@Sendable (String) -> Void)? = nil) async throws -> VerifyReport {
+                           log: LogSink? = nil) async throws -> VerifyReport {
         let source = try ArchiveVerifier.open(archive, config: config)
         let clock = Stopwatch()
         let inDestination = ((source.path as NSString).deletingLastPathComponent as NSString).standardizingPath
@@ -28,23 +28,23 @@ public enum VerifyPipeline {
     }
 
     /// The verify gauges in the tool's record and the metrics textfile (VerifyMetrics).
-    static func record(config: Config, code: ExitCode, deep: Bool, seconds: Double, log: (@Sendable (String) -> Void)?) {
+    static func record(config: Config, code: ExitCode, deep: Bool, seconds: Double, log: LogSink?) {
         let now = Date().timeIntervalSince1970
         let warning = MetricsFile.update(stateDir: config.stateDir, path: config.metricsTextfile) { v in
             VerifyMetrics.apply(code: code, deep: deep, seconds: seconds, now: now, to: &v)
         }
-        if let warning { log?("warning: " + warning) }
+        if let warning { log?(.warning, "warning: " + warning) }
     }
 
     private static func verify(_ source: ArchiveSource, config: Config, deep: Bool, allowUnsigned: Bool, scratchDir: String?,
-                               clock: Stopwatch, log: (@Sendable (String) -> Void)?) async throws -> VerifyReport {
+                               clock: Stopwatch, log: LogSink?) async throws -> VerifyReport {
         let path = source.path
         var manifest: Manifest
         var report: VerifyReport
         do {
             (manifest, report) = try await ArchiveVerifier.verify(source, config: config, allowUnsigned: allowUnsigned, checkInterrupted: { try Interruption.check() })
             if report.signedBy == "unsigned" {
-                log?("warning: \(path) is not signed; --allow-unsigned skipped the check that this host or a trusted key wrote its manifest")
+                log?(.warning, "warning: \(path) is not signed; --allow-unsigned skipped the check that this host or a trusted key wrote its manifest")
             }
             if deep { report.deep = try await DeepVerify.run(archive: source.readPath, display: path, manifest: manifest, config: config, scratchDir: scratchDir, log: log) }
         } catch let e as BackupError where e.code == .dataError {
