@@ -18,7 +18,7 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
             failed MAAS upgrade (database, files and package versions).
 
             CONFIGURATION: /etc/maas-snapshot-backup/config.yaml (every key optional; --config overrides). \
-            The keys and their defaults: /usr/share/doc/maas-snapshot-backup/README.md.gz, "Configuration".
+            The keys and their defaults: man maas-snapshot-backup.yaml (5).
 
             PACKAGE HOOKS: apt (/etc/apt/apt.conf.d/80maas-snapshot-backup) and dpkg \
             (/etc/dpkg/dpkg.cfg.d/maas-snapshot-backup) run a backup before a MAAS package is upgraded, \
@@ -28,7 +28,10 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
             SCHEDULED BACKUPS: `systemctl enable --now maas-snapshot-backup.timer` (daily; the retention runs \
             after each backup). A failed run writes an alert-priority line to the journal and runs \
             /etc/maas-snapshot-backup/on-failure when it is executable; `journalctl -p err -u maas-snapshot-backup` \
-            shows the errors; metrics_textfile writes node_exporter metrics after every run.
+            shows the errors (-q prints errors only, -v every step); metrics_textfile writes node_exporter metrics \
+            after every run; `status` exits non-zero when a run failed or the newest backup is too old. \
+            `systemctl enable --now maas-snapshot-backup-verify.timer`: weekly `verify latest --deep --with-remote` \
+            (the restic repository on a sample too when remote: is set).
 
             OFF-HOST COPIES: with a remote: section (a restic repository), `copy` sends a backup there \
             (copy: after-backup: every backup; a pre-upgrade one in the background), `list --remote`, \
@@ -228,7 +231,7 @@ struct Backup: AsyncParsableCommand {
     var afterBoot: Int?
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             let config = try global.loadConfig()
             if let afterBoot, !dryRun {
                 Interruption.install()
