@@ -133,3 +133,37 @@ struct StatusRunsTests {
         for k in v.keys { #expect(names.contains(k), "\(k) is recorded but not in the textfile") }
     }
 }
+
+/// `verify ARCHIVE --with-remote` (the weekly verify unit): the repository is checked only when
+/// `remote:` is set, and even when the archive failed; the archive's failure decides the exit code.
+@Suite("verify --with-remote")
+struct VerifyWithRemoteTests {
+    @Test("no remote: section: the archive alone, the repository is not touched")
+    func withoutRemote() async throws {
+        var c = Config()
+        c.destination = NSTemporaryDirectory() + "/msb-vwr-\(UUID().uuidString.prefix(8))"
+        c.stateDir = c.destination + "/state"
+        let r = await VerifyWithRemote.run(archive: c.destination + "/missing.tar.gz", config: c, deep: false,
+                                           checkRemote: { _, _ in Issue.record("checked a repository without remote:"); throw BackupError.failed("no") })
+        #expect(!r.remoteChecked && r.localError != nil && r.firstError?.code == r.localError?.code)
+    }
+
+    @Test("with remote: the sample is checked even after the archive failed; the archive's code comes first, else the repository's")
+    func withRemote() async throws {
+        var c = try Config.parse(yaml: "remote:\n  repository: /srv/restic\n  password_file: /etc/pw\n")
+        c.destination = NSTemporaryDirectory() + "/msb-vwr-\(UUID().uuidString.prefix(8))"
+        c.stateDir = c.destination + "/state"
+        final class Seen: @unchecked Sendable { var subset: String? }
+        let seen = Seen()
+        let ok = await VerifyWithRemote.run(archive: c.destination + "/missing.tar.gz", config: c, deep: false, readDataSubset: "7%",
+                                            checkRemote: { _, subset in
+                                                seen.subset = subset
+                                                return RemoteVerifyReport(repository: "/srv/restic", readDataSubset: subset, copies: 1, storedBytes: 1, durationMs: 1)
+                                            })
+        #expect(seen.subset == "7%" && ok.remote?.copies == 1 && ok.remoteChecked)
+        #expect(ok.localError != nil && ok.firstError?.code == ok.localError?.code, "the archive's failure decides the code")
+        let bad = await VerifyWithRemote.run(archive: c.destination + "/missing.tar.gz", config: c, deep: false,
+                                             checkRemote: { _, _ in throw BackupError.data("pack damaged") })
+        #expect(bad.remoteError?.code == .dataError && bad.remoteChecked)
+    }
+}

@@ -52,6 +52,14 @@ public struct RemoteVerifyReport: Sendable, Codable {
     public var copies: Int
     public var storedBytes: Int64
     public var durationMs: Double
+
+    package init(repository: String, readDataSubset: String, copies: Int, storedBytes: Int64, durationMs: Double) {
+        self.repository = repository
+        self.readDataSubset = readDataSubset
+        self.copies = copies
+        self.storedBytes = storedBytes
+        self.durationMs = durationMs
+    }
 }
 
 /// The remote half of `prune`.

@@ -58,3 +58,43 @@ public enum VerifyPipeline {
         return report
     }
 }
+
+/// `verify ARCHIVE --with-remote` (the weekly maas-snapshot-backup-verify.service): the archive, then,
+/// when the config has a `remote:` section, the restic repository on a sample (`restic check
+/// --read-data-subset`), even when the archive failed, so that one run says how both sides are.
+/// Without `remote:` it is the archive's verify alone.
+public struct VerifyWithRemote: Sendable {
+    public var local: VerifyReport?
+    public var localError: BackupError?
+    public var remote: RemoteVerifyReport?
+    public var remoteError: BackupError?
+    /// Whether the remote side was checked (false: no `remote:` section).
+    public var remoteChecked: Bool { remote != nil || remoteError != nil }
+
+    /// The archive's failure first (its own code), then the repository's; nil: both passed.
+    public var firstError: BackupError? { localError ?? remoteError }
+
+    public static func run(archive: String, config: Config, deep: Bool, allowUnsigned: Bool = false, scratchDir: String? = nil,
+                           readDataSubset: String = "5%", log: LogSink? = nil,
+                           checkRemote: (@Sendable (Config, String) async throws -> RemoteVerifyReport)? = nil) async -> VerifyWithRemote {
+        var out = VerifyWithRemote()
+        do {
+            out.local = try await VerifyPipeline.run(archive: archive, config: config, deep: deep, allowUnsigned: allowUnsigned,
+                                                     scratchDir: scratchDir, log: log)
+        } catch {
+            out.localError = error as? BackupError ?? BackupError.failed("\(error)")
+        }
+        guard config.remote != nil else {
+            log?(.info, "no remote: section: only the local archive was verified")
+            return out
+        }
+        log?(.info, "checking the off-host copies: restic check --read-data-subset \(readDataSubset)")
+        do {
+            let check = checkRemote ?? { c, subset in try await RemoteOperations(config: c).verify(readDataSubset: subset) }
+            out.remote = try await check(config, readDataSubset)
+        } catch {
+            out.remoteError = error as? BackupError ?? BackupError.failed("\(error)")
+        }
+        return out
+    }
+}
