@@ -9,7 +9,7 @@ import Glibc
 enum HookSupport {
     static func skipRequested(_ env: [String: String]) -> Bool { PreUpgradeBackup.skipRequested(env) }
 
-    static func log(_ s: String) { Output.err(s) }
+    static func log(_ level: LogLevel, _ s: String) { Output.log(level, s) }
 
     /// The config's policy, read only when the hook needs it (a MAAS package changes).
     static func policy(_ path: String?) -> PackageHookRunner.LoadPolicy {
@@ -21,7 +21,7 @@ enum HookSupport {
     }
 
     static func backup(config: Config) -> PackageHookRunner.Backup {
-        PreUpgradeBackup.backup(config: config, template: backupOptions(json: false), log: { log($0) })
+        PreUpgradeBackup.backup(config: config, template: backupOptions(json: false), log: Output.sink)
     }
 }
 
@@ -35,10 +35,10 @@ struct AptHook: AsyncParsableCommand {
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         if HookSupport.skipRequested(env) {
-            HookSupport.log("maas-snapshot-backup: MAAS_SNAPSHOT_BACKUP_SKIP is set: no backup before this package change")
+            HookSupport.log(.notice, "maas-snapshot-backup: MAAS_SNAPSHOT_BACKUP_SKIP is set: no backup before this package change")
             return
         }
-        let rc = await PackageHookRunner.apt(environment: env, log: { HookSupport.log($0) },
+        let rc = await PackageHookRunner.apt(environment: env, log: Output.sink,
                                              policy: HookSupport.policy(config))
         if rc != 0 { throw ArgumentParser.ExitCode(rc) }
     }
@@ -53,10 +53,10 @@ struct DpkgHook: AsyncParsableCommand {
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         if HookSupport.skipRequested(env) { return }
-        let rc = await PackageHookRunner.dpkg(environment: env, log: { HookSupport.log($0) },
+        let rc = await PackageHookRunner.dpkg(environment: env, log: Output.sink,
                                               policy: HookSupport.policy(config))
         if rc != 0 {
-            HookSupport.log("maas-snapshot-backup: to go on without a backup: MAAS_SNAPSHOT_BACKUP_SKIP=1 dpkg -i ...")
+            HookSupport.log(.error, "maas-snapshot-backup: to go on without a backup: MAAS_SNAPSHOT_BACKUP_SKIP=1 dpkg -i ...")
             throw ArgumentParser.ExitCode(rc)
         }
     }

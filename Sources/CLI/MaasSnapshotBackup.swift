@@ -18,7 +18,7 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
             failed MAAS upgrade (database, files and package versions).
 
             CONFIGURATION: /etc/maas-snapshot-backup/config.yaml (every key optional; --config overrides). \
-            The keys and their defaults: /usr/share/doc/maas-snapshot-backup/README.md.gz, "Configuration".
+            The keys and their defaults: man maas-snapshot-backup.yaml (5).
 
             PACKAGE HOOKS: apt (/etc/apt/apt.conf.d/80maas-snapshot-backup) and dpkg \
             (/etc/dpkg/dpkg.cfg.d/maas-snapshot-backup) run a backup before a MAAS package is upgraded, \
@@ -28,7 +28,10 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
             SCHEDULED BACKUPS: `systemctl enable --now maas-snapshot-backup.timer` (daily; the retention runs \
             after each backup). A failed run writes an alert-priority line to the journal and runs \
             /etc/maas-snapshot-backup/on-failure when it is executable; `journalctl -p err -u maas-snapshot-backup` \
-            shows the errors; metrics_textfile writes node_exporter metrics after every run.
+            shows the errors (-q prints errors only, -v every step); metrics_textfile writes node_exporter metrics \
+            after every run; `status` exits non-zero when a run failed or the newest backup is too old. \
+            `systemctl enable --now maas-snapshot-backup-verify.timer`: weekly `verify latest --deep --with-remote` \
+            (the restic repository on a sample too when remote: is set).
 
             OFF-HOST COPIES: with a remote: section (a restic repository), `copy` sends a backup there \
             (copy: after-backup: every backup; a pre-upgrade one in the background), `list --remote`, \
@@ -40,7 +43,8 @@ struct MaasSnapshotBackup: AsyncParsableCommand {
 
             EXIT STATUS: 0 ok, 1 failed (services started again, leftovers removed), 3 partial (the backup is \
             written, a later step such as the retention, the metrics or the off-host copy failed), 64 usage, 65 bad archive or hook \
-            input, 69 unavailable, 73 cannot create output, 75 locked, 77 not root, 78 config.
+            input, 69 unavailable, 73 cannot create output, 75 locked, 77 not root, 78 config; `status` also \
+            2 (the last backup run or verify failed) and 4 (the newest backup is too old): see `status --help`.
             """,
         version: ToolInfo.version,
         subcommands: [Backup.self, ListCommand.self, Verify.self, Restore.self, Rollback.self, Prune.self,
@@ -56,6 +60,18 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Print one JSON object on stdout instead of a summary.")
     var json = false
 
+    @Flag(name: [.customShort("q"), .long], help: "Print errors only on stderr (no progress, no warnings): for cron.")
+    var quiet = false
+
+    @Flag(name: [.customShort("v"), .long], help: "Print every step on stderr too (the window's steps with their times, restore's steps).")
+    var verbose = false
+
+    var verbosity: Verbosity { quiet ? .quiet : verbose ? .verbose : .normal }
+
+    func validate() throws {
+        if quiet && verbose { throw ValidationError("give either -q (--quiet) or -v (--verbose), not both") }
+    }
+
     /// The config, with its `state_dir` checked (root's, not writable by others, nor any folder
     /// above it): every command refuses an untrusted one in one line before it does anything.
     func loadConfig() throws -> Config {
@@ -67,9 +83,9 @@ struct GlobalOptions: ParsableArguments {
 
 /// Syslog priorities for stderr when it is the journal (systemd sets JOURNAL_STREAM to the
 /// device:inode of the stream it connected; see sd_journal_stream_fd(3) and systemd.exec(5)): each
-/// line gets `<3>` (error), `<4>` (warning), `<2>` (critical) or `<6>` (info), so that
-/// `journalctl -p err -u maas-snapshot-backup` finds the failures. A terminal, apt's output or a
-/// pipe gets the lines as they are.
+/// line gets the priority its writer passed with it (LogLevel: `<2>` critical, `<3>` error, `<4>`
+/// warning, `<6>` info, `<7>` a step), so that `journalctl -p err -u maas-snapshot-backup` finds
+/// the failures. A terminal, apt's output or a pipe gets the lines as they are.
 enum Journal {
     static let isJournal: Bool = {
         guard let v = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] else { return false }
@@ -79,18 +95,11 @@ enum Journal {
         return UInt64(st.st_dev) == dev && UInt64(st.st_ino) == ino
     }()
 
-    /// The syslog priority of one of our lines, from the words it starts its message with.
-    static func priority(_ line: String) -> Int {
-        if line.contains("CRITICAL") { return 2 }
-        if line.contains(": error: ") || line.hasPrefix("error: ") { return 3 }
-        if line.contains(": warning: ") || line.hasPrefix("warning: ") { return 4 }
-        return 6
-    }
-
-    static func prefixed(_ text: String) -> String {
+    /// Every line of `text` with the priority passed with it, on the journal; as it is elsewhere.
+    static func prefixed(_ text: String, _ level: LogLevel) -> String {
         guard isJournal else { return text }
         return text.split(separator: "\n", omittingEmptySubsequences: false)
-            .map { $0.isEmpty ? "" : "<\(priority(String($0)))>\($0)" }.joined(separator: "\n")
+            .map { $0.isEmpty ? "" : "<\(level.rawValue)>\($0)" }.joined(separator: "\n")
     }
 }
 
@@ -130,25 +139,51 @@ enum Output {
         print(String(decoding: out, as: UTF8.self))
     }
 
-    static func err(_ s: String) {
-        FileHandle.standardError.write(Data((Journal.prefixed(s) + "\n").utf8))
+    /// How much goes to stderr (`-q`, `-v`), set once by `run` from the command's global options.
+    private final class Settings: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = Verbosity.normal
+        var verbosity: Verbosity {
+            get { lock.lock(); defer { lock.unlock() }; return value }
+            set { lock.lock(); value = newValue; lock.unlock() }
+        }
     }
+    private static let settings = Settings()
+    static var verbosity: Verbosity {
+        get { settings.verbosity }
+        set { settings.verbosity = newValue }
+    }
+
+    /// One message on stderr with the priority its writer chose (shown unless `-q` or `-v` leave it out).
+    static func log(_ level: LogLevel, _ s: String) {
+        guard verbosity.shows(level) else { return }
+        FileHandle.standardError.write(Data((Journal.prefixed(s, level) + "\n").utf8))
+    }
+
+    /// What the core's pipelines log through.
+    static let sink: LogSink = { level, line in Output.log(level, line) }
 
     struct ErrorJSON: Encodable { var status = "error"; var error: String; var exitCode: Int32 }
 
-    /// Runs `body`; prints an error as one line (or JSON) and exits with its code.
+    /// Runs `body` with the command's global options (`--json`, `-q`, `-v`); prints an error as one
+    /// line (or JSON) and exits with its code.
+    static func run(_ global: GlobalOptions, _ body: () async throws -> Void) async throws {
+        verbosity = global.verbosity
+        try await run(json: global.json, body)
+    }
+
     static func run(json: Bool, _ body: () async throws -> Void) async throws {
         do {
             try await body()
         } catch let e as BackupError {
             if json { Output.json(ErrorJSON(error: e.description, exitCode: e.code.rawValue)) }
-            err("maas-snapshot-backup: error: \(e.description)")
+            log(.error, "maas-snapshot-backup: error: \(e.description)")
             throw ArgumentParser.ExitCode(e.code.rawValue)
         } catch let e as ArgumentParser.ExitCode {
             throw e
         } catch {
             if json { Output.json(ErrorJSON(error: "\(error)", exitCode: 1)) }
-            err("maas-snapshot-backup: error: \(error)")
+            log(.error, "maas-snapshot-backup: error: \(error)")
             throw ArgumentParser.ExitCode(1)
         }
     }
@@ -196,19 +231,19 @@ struct Backup: AsyncParsableCommand {
     var afterBoot: Int?
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             let config = try global.loadConfig()
             if let afterBoot, !dryRun {
                 Interruption.install()
-                var log: (@Sendable (String) -> Void)?
-                if !global.json { log = { line in Output.err(line) } }
+                var log: LogSink?
+                if !global.json { log = Output.sink }
                 try await BootSettle.wait(seconds: afterBoot, log: log)
             }
             let result = try await runBackup(config: config, reason: reason, snapshot: snapshot, quiesce: quiesce, dryRun: dryRun,
                                              lockTimeout: lockTimeout, json: global.json)
             printResult(result, json: global.json)
             if !result.failedSteps.isEmpty {
-                for w in result.failedSteps { Output.err("maas-snapshot-backup: warning: \(w)") }
+                for w in result.failedSteps { Output.log(.warning, "maas-snapshot-backup: warning: \(w)") }
                 throw ArgumentParser.ExitCode(MaasBackupCore.ExitCode.partial.rawValue)
             }
         }
@@ -238,14 +273,16 @@ func backupOptions(json: Bool) -> BackupOptions {
     var opts = BackupOptions()
     opts.guardExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
     if let exe = opts.guardExecutable { opts.copyCommand = CopyCommand(executable: exe, configPath: ConfigArgument.fromProcess()) }
-    if !json { opts.log = { Output.err($0) } }
-    if Output.isTerminal && !json {
+    if !json { opts.log = Output.sink }
+    if !Output.verbosity.showsProgress || json {
+        // -q or --json: no progress.
+    } else if Output.isTerminal {
         let bar = Output.Progress()
         opts.progress = { bar.update($0, $1) }
         opts.progressDone = { bar.done() }
-    } else if !json {
+    } else {
         // The journal, apt's output, cron: a line every 30 s or every tenth, not minutes of silence.
-        let lines = ProgressLines { Output.err($0) }
+        let lines = ProgressLines { Output.log(.info, $0) }
         opts.progress = { lines.update($0, $1) }
     }
     return opts

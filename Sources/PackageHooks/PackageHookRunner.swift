@@ -16,7 +16,7 @@ import Glibc
 ///   dpkg hook of that apt run's dpkg calls stays quiet.
 public enum PackageHookRunner {
     public typealias Backup = @Sendable (_ reason: String) async throws -> Void
-    public typealias Log = @Sendable (_ line: String) -> Void
+    public typealias Log = LogSink
 
     static package let prefix = "maas-snapshot-backup"
 
@@ -57,7 +57,7 @@ public enum PackageHookRunner {
             do {
                 try AptRunMarker.write(for: frontEnd, directory: markerDirectory)
             } catch {
-                log("\(prefix): warning: \(error); dpkg's hook may decide again")
+                log(.warning, "\(prefix): warning: \(error); dpkg's hook may decide again")
             }
         }
         if AptHookInput.namesMaasPackage(bytes: bytes) == false { return 0 }
@@ -97,7 +97,7 @@ public enum PackageHookRunner {
             decision = try await DpkgHookPlanner.decide(context, inspector: inspector)
         } catch let e as BackupError {
             if e.code == .usage {
-                log("\(prefix): error: \(e.description)")
+                log(.error, "\(prefix): error: \(e.description)")
                 return e.code.rawValue
             }
             return await failLoading("dpkg hook: \(e.description)", code: e.code.rawValue, policy: policy, log: log)
@@ -105,7 +105,7 @@ public enum PackageHookRunner {
             return await failLoading("dpkg hook: \(error)", code: ExitCode.failed.rawValue, policy: policy, log: log)
         }
         guard decision.backupNeeded else {
-            for w in decision.warnings { log("\(prefix): dpkg hook: warning: \(w)") }
+            for w in decision.warnings { log(.warning, "\(prefix): dpkg hook: warning: \(w)") }
             return 0
         }
         let p: Policy
@@ -121,10 +121,10 @@ public enum PackageHookRunner {
     /// The policy, or the exit code after one line saying how to fix the config or skip the backup.
     static func loadPolicy(_ policy: LoadPolicy, log: Log) -> Result<Policy, PolicyFailed> {
         do { return .success(try policy()) } catch let e as BackupError {
-            log("\(prefix): error: \(e.description); fix the config, or set MAAS_SNAPSHOT_BACKUP_SKIP=1 to go on without a backup")
+            log(.error, "\(prefix): error: \(e.description); fix the config, or set MAAS_SNAPSHOT_BACKUP_SKIP=1 to go on without a backup")
             return .failure(PolicyFailed(code: e.code.rawValue))
         } catch {
-            log("\(prefix): error: \(error); set MAAS_SNAPSHOT_BACKUP_SKIP=1 to go on without a backup")
+            log(.error, "\(prefix): error: \(error); set MAAS_SNAPSHOT_BACKUP_SKIP=1 to go on without a backup")
             return .failure(PolicyFailed(code: ExitCode.failed.rawValue))
         }
     }
@@ -140,11 +140,11 @@ public enum PackageHookRunner {
     }
 
     static package func act(on decision: HookDecision, hook: String, block: Bool, log: Log, backup: Backup) async -> Int32 {
-        for w in decision.warnings { log("\(prefix): \(hook): warning: \(w)") }
+        for w in decision.warnings { log(.warning, "\(prefix): \(hook): warning: \(w)") }
         guard decision.backupNeeded, let reason = decision.reason else {
             return 0
         }
-        log("\(prefix): \(hook): backing up MAAS first (\(reason))")
+        log(.info, "\(prefix): \(hook): backing up MAAS first (\(reason))")
         do {
             try await backup(reason)
             return 0
@@ -159,11 +159,11 @@ public enum PackageHookRunner {
 
     static package func fail(_ message: String, code: Int32, block: Bool, log: Log) -> Int32 {
         if block {
-            log("\(prefix): error: \(message)")
-            log("\(prefix): the package change is stopped; to go on without a backup, run it again with MAAS_SNAPSHOT_BACKUP_SKIP=1 (e.g. MAAS_SNAPSHOT_BACKUP_SKIP=1 apt upgrade), or set hook.on_failure: warn in /etc/maas-snapshot-backup/config.yaml")
+            log(.error, "\(prefix): error: \(message)")
+            log(.error, "\(prefix): the package change is stopped; to go on without a backup, run it again with MAAS_SNAPSHOT_BACKUP_SKIP=1 (e.g. MAAS_SNAPSHOT_BACKUP_SKIP=1 apt upgrade), or set hook.on_failure: warn in /etc/maas-snapshot-backup/config.yaml")
             return code == 0 ? ExitCode.failed.rawValue : code
         }
-        log("\(prefix): warning: \(message); going on without a backup (hook.on_failure: warn)")
+        log(.warning, "\(prefix): warning: \(message); going on without a backup (hook.on_failure: warn)")
         return 0
     }
 }

@@ -104,6 +104,12 @@ struct RemoteCopyTests {
         let v = try env.tool(["verify", "--remote", "--read-data-subset", "10%", "--json"], config: cfg)
         #expect(v.status == 0, "verify --remote: \(v.stderr)")
         #expect(RT.json(v)["status"] as? String == "ok" && RT.json(v)["copies"] as? Int == 2)
+        // What the weekly verify unit runs: the newest archive, then the repository on a sample.
+        let weekly = try env.tool(["verify", "latest", "--with-remote", "--json"], config: cfg)
+        #expect(weekly.status == 0, "verify latest --with-remote: \(weekly.stderr)")
+        let wj = RT.json(weekly)
+        #expect(wj["status"] as? String == "ok" && wj["archive"] as? String == a2, "\(weekly.stdout)")
+        #expect((wj["remote"] as? [String: Any])?["copies"] as? Int == 2 && (wj["remote"] as? [String: Any])?["read_data_subset"] as? String == "5%", "\(weekly.stdout)")
 
         let s = RT.json(try env.tool(["status", "--json"], config: cfg))
         let last = s["last_copy"] as? [String: Any]

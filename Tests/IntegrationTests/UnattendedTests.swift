@@ -134,6 +134,25 @@ final class UnattendedTests {
         #expect(other.status == 1 && !other.stderr.contains("<3>") && other.stderr.contains("maas-snapshot-backup: error: "), "\(other.stderr)")
     }
 
+    @Test("-q prints errors only, -v every step of the window with its time; both at once is a usage error")
+    func quietAndVerbose() throws {
+        let script = "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec \"$@\""
+        let verbose = try TestEnv.sh(["bash", "-c", script, "bash", TestEnv.binary, "--config", env.config, "-v"], env: env.environment)
+        #expect(verbose.status == 0, "\(verbose.stderr)")
+        let steps = verbose.stderr.split(separator: "\n").filter { $0.hasPrefix("<7>step ") }
+        #expect(steps.contains { $0.hasPrefix("<7>step prepare") } && steps.contains { $0.contains(" ms") }, "\(verbose.stderr)")
+        #expect(verbose.stderr.contains("<6>preflight passed"), "\(verbose.stderr)")
+        let normal = try env.tool([])
+        #expect(normal.status == 0 && !normal.stderr.contains("step ") && normal.stderr.contains("preflight passed"), "\(normal.stderr)")
+        let quiet = try env.tool(["-q"])
+        #expect(quiet.status == 0 && quiet.stderr.isEmpty, "-q printed: \(quiet.stderr)")
+        #expect(quiet.stdout.contains("Backup written:"), "the result still goes to stdout")
+        let failed = try env.tool(["list", "--quiet"], config: env.dir + "/no-such-config.yaml")
+        #expect(failed.status == 78 && failed.stderr.contains("maas-snapshot-backup: error: "), "-q keeps the errors: \(failed.stderr)")
+        let both = try env.tool(["status", "-q", "-v"])
+        #expect(both.status == 64 && both.stderr.contains("not both"), "\(both.stderr)")
+    }
+
     @Test("--after-boot: a run soon after boot waits until the system has been up that long, then goes on")
     func afterBoot() throws {
         let up = try #require(Double(try String(contentsOfFile: "/proc/uptime", encoding: .utf8).split(separator: " ")[0]))

@@ -52,7 +52,7 @@ struct AptHookConfFileTests {
         for key in Config.databaseKeys {
             #expect(text.contains("\n  \(key):"), "database key \(key) missing from etc/config.yaml")
         }
-        for key in ["snapshot_size", "keep", "keep_pre_upgrade", "max_age_days", "on_failure"] {
+        for key in ["snapshot_size", "keep", "keep_pre_upgrade", "max_age_days", "on_failure", "max_backup_age_hours"] {
             #expect(text.contains("\n  \(key):"), "key \(key) missing from etc/config.yaml")
         }
     }

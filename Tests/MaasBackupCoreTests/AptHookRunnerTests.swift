@@ -6,11 +6,13 @@ import Testing
 final class AptHookRecorder: @unchecked Sendable {
     private let lock = NSLock()
     private var _reasons: [String] = []
-    private var _lines: [String] = []
+    private var _lines: [(LogLevel, String)] = []
     var reasons: [String] { lock.withLock { _reasons } }
-    var lines: [String] { lock.withLock { _lines } }
+    var lines: [String] { lock.withLock { _lines.map(\.1) } }
+    /// The priority each line was passed with.
+    var levels: [LogLevel] { lock.withLock { _lines.map(\.0) } }
     func backup(_ reason: String) { lock.withLock { _reasons.append(reason) } }
-    func log(_ line: String) { lock.withLock { _lines.append(line) } }
+    func log(_ level: LogLevel, _ line: String) { lock.withLock { _lines.append((level, line)) } }
 }
 
 /// Runs the apt hook with `input` on a pipe, as apt would.
@@ -32,7 +34,7 @@ func aptHookRun(_ input: [UInt8], block: Bool, markers: String, failWith: Error?
     }
     t.start()
     let rc = await PackageHookRunner.apt(environment: ["APT_HOOK_INFO_FD": "\(fds[0])"], block: block,
-                                         log: { rec.log($0) }, markerDirectory: markers) { reason in
+                                         log: { rec.log($0, $1) }, markerDirectory: markers) { reason in
         rec.backup(reason)
         if let failWith { throw failWith }
     }
@@ -74,9 +76,12 @@ struct AptHookRunnerTests {
         #expect(rc == ExitCode.unavailable.rawValue)
         #expect(rec.lines.contains { $0.contains("the backup before the package change failed: PostgreSQL is not running") })
         #expect(rec.lines.contains { $0.contains("hook.on_failure: warn") && $0.contains("MAAS_SNAPSHOT_BACKUP_SKIP=1 apt upgrade") })
+        // The priority comes with each line: the blocked upgrade's lines are errors, the start info.
+        #expect(rec.levels.first == .info && rec.levels.dropFirst().allSatisfy { $0 == .error }, "\(rec.levels) \(rec.lines)")
         (rc, rec) = await aptHookRun(upgrade, block: false, markers: dir, failWith: failure)
         #expect(rc == 0)
         #expect(rec.lines.last?.contains("going on without a backup") == true)
+        #expect(rec.levels.last == .warning, "hook.on_failure: warn: a warning, whatever its text")
     }
 
     @Test func malformedInputBlocksOrWarns() async {
@@ -89,7 +94,7 @@ struct AptHookRunnerTests {
         #expect(rc == 0 && rec.reasons.isEmpty)
         #expect(rec.lines.first?.contains("truncated") == true)
         // Not run by apt at all.
-        rc = await PackageHookRunner.apt(environment: [:], block: true, log: { _ in }, markerDirectory: dir) { _ in }
+        rc = await PackageHookRunner.apt(environment: [:], block: true, log: { _, _ in }, markerDirectory: dir) { _ in }
         #expect(rc == ExitCode.dataError.rawValue)
     }
 
@@ -103,7 +108,7 @@ struct AptHookRunnerTests {
             debs: ["/var/tmp/a.deb": DebControl(package: "maas-region-controller", version: "1:3.5.0-1", architecture: "amd64")],
             db: [aptHookRegion34])
         let rec = AptHookRecorder()
-        var rc = await PackageHookRunner.dpkg(environment: ["DPKG_HOOK_ACTION": "unpack"], block: true, log: { rec.log($0) },
+        var rc = await PackageHookRunner.dpkg(environment: ["DPKG_HOOK_ACTION": "unpack"], block: true, log: { rec.log($0, $1) },
                                               markerDirectory: dir, table: table, pid: 500, inspector: inspector) { rec.backup($0) }
         #expect(rc == 0)
         #expect(rec.reasons == ["pre-upgrade maas-region-controller 1:3.4.0-1 -> 1:3.5.0-1"])
@@ -111,11 +116,11 @@ struct AptHookRunnerTests {
         // apt-get (pid 300, start 1000) ran its hook already: the dpkg hook stays quiet.
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try "300 1000\n".write(toFile: dir + "/apt-run-300", atomically: true, encoding: .utf8)
-        rc = await PackageHookRunner.dpkg(environment: ["DPKG_HOOK_ACTION": "unpack"], block: true, log: { rec.log($0) },
+        rc = await PackageHookRunner.dpkg(environment: ["DPKG_HOOK_ACTION": "unpack"], block: true, log: { rec.log($0, $1) },
                                           markerDirectory: dir, table: table, pid: 500, inspector: inspector) { rec.backup($0) }
         #expect(rc == 0 && rec.reasons.count == 1)
 
-        rc = await PackageHookRunner.dpkg(environment: [:], block: false, log: { rec.log($0) },
+        rc = await PackageHookRunner.dpkg(environment: [:], block: false, log: { rec.log($0, $1) },
                                           markerDirectory: dir, table: table, pid: 500, inspector: inspector) { rec.backup($0) }
         #expect(rc == ExitCode.usage.rawValue)
     }

@@ -99,18 +99,18 @@ struct HookBlastRadiusTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let loads = AptHookRecorder()
         let broken: PackageHookRunner.LoadPolicy = {
-            loads.log("loaded")
+            loads.log(.info, "loaded")
             throw BackupError.config("config.yaml line 2: unknown key 'on_failur'")
         }
         let htop = AptHookFakeInspector(debs: ["/var/tmp/a.deb": DebControl(package: "htop", version: "3.2.2-1", architecture: "amd64")],
                                         db: [aptHookRegion34])
-        var rc = await PackageHookRunner.dpkg(environment: ["DPKG_HOOK_ACTION": "unpack"], log: { _ in },
+        var rc = await PackageHookRunner.dpkg(environment: ["DPKG_HOOK_ACTION": "unpack"], log: { _, _ in },
                                               markerDirectory: dir, table: table, pid: 500, inspector: htop, policy: broken)
         #expect(rc == 0 && loads.lines.isEmpty)
         let maas = AptHookFakeInspector(
             debs: ["/var/tmp/a.deb": DebControl(package: "maas-region-controller", version: "1:3.5.0-1", architecture: "amd64")],
             db: [aptHookRegion34])
-        rc = await PackageHookRunner.dpkg(environment: ["DPKG_HOOK_ACTION": "unpack"], log: { _ in },
+        rc = await PackageHookRunner.dpkg(environment: ["DPKG_HOOK_ACTION": "unpack"], log: { _, _ in },
                                           markerDirectory: dir, table: table, pid: 500, inspector: maas, policy: broken)
         #expect(rc == ExitCode.config.rawValue && loads.lines == ["loaded"])
     }

@@ -172,11 +172,11 @@ struct TreeSwapTests {
         try s.moveAside { records.append($0) }
         #expect(records.last?.asideDone == true, "recorded before the move")
         #expect(!fm.fileExists(atPath: live) && tree(s.aside) == before)
-        try s.moveStagedIn(record: { records.append($0) }, log: { Issue.record("no warning expected: \($0)") })
+        try s.moveStagedIn(record: { records.append($0) }, log: { Issue.record("no warning expected: \($1)") })
         #expect(records.last?.stagedIn == true)
         #expect(!fm.fileExists(atPath: s.staging ?? ""))
         var logs: [String] = []
-        try s.carryKept(record: { records.append($0) }, log: { logs.append($0) })
+        try s.carryKept(record: { records.append($0) }, log: { logs.append($1) })
         #expect(s.carried == ["boot-resources"] && logs.isEmpty)
         #expect(read(live + "/boot-resources/current/squashfs") == "image")
         #expect(!fm.fileExists(atPath: s.aside + "/boot-resources"))
@@ -224,7 +224,7 @@ struct TreeSwapTests {
         try s.moveAside { _ in }
         try write("boot-resources/x", "from the archive")
         var logs: [String] = []
-        try s.carryKept(record: { _ in }, log: { logs.append($0) })
+        try s.carryKept(record: { _ in }, log: { logs.append($1) })
         #expect(s.carried.isEmpty && logs.count == 1 && logs[0].hasPrefix("warning:"))
         #expect(read(live + "/boot-resources/x") == "from the archive")
         #expect(read(s.aside + "/boot-resources/x") == "previous")
@@ -237,8 +237,8 @@ struct TreeSwapTests {
         var s = try TreeSwap.plan(path: "/var/lib/maas", config: config, manifest: manifest(), stamp: Self.stamp)
         try stage(&s, ["a": "restored"], records: &records)
         try s.moveAside { _ in }
-        try s.moveStagedIn(record: { _ in }, log: { _ in })
-        try s.carryKept(record: { _ in }, log: { _ in })
+        try s.moveStagedIn(record: { _ in }, log: { _, _ in })
+        try s.carryKept(record: { _ in }, log: { _, _ in })
         #expect(tree(live) == ["a": "restored"])
         try s.undo { _ in }
         #expect(!fm.fileExists(atPath: live))
@@ -272,7 +272,7 @@ struct TreeSwapTests {
             try stage(&s, ["a": "archive a"], records: &records)
             try s.moveAside { _ in }
             if renamed {
-                try s.moveStagedIn(record: { _ in }, log: { _ in })
+                try s.moveStagedIn(record: { _ in }, log: { _, _ in })
             } else {
                 s.stagedIn = true   // recorded, then killed before rename(2)
             }
@@ -320,7 +320,7 @@ struct TreeSwapTests {
         chmod(s.staging ?? "", 0o750)
         try s.moveAside { records.append($0) }
         var logs: [String] = []
-        try s.moveStagedIn(record: { records.append($0) }, log: { logs.append($0) })
+        try s.moveStagedIn(record: { records.append($0) }, log: { logs.append($1) })
         #expect(logs.isEmpty, "\(logs)")
         #expect(s.stagedMoved?.count == 3 && s.stagedMoved?.contains("a") == true && s.stagedMoved?.contains("sub") == true, "\(s.stagedMoved ?? [])")
         #expect(readRaw(live) == "archive latin-1", "the archive's file with a name that is not UTF-8 is in place")

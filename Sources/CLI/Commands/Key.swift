@@ -17,11 +17,11 @@ struct KeyShowCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             let r = try KeyShow.run(config: try global.loadConfig())
             if global.json { Output.json(r); return }
             print(r.publicKey)
-            Output.err("key \(r.keyId), private half in \(r.path)\(r.created ? " (made now)" : ""); keep a copy of that file beside the restic password")
+            Output.log(.notice, "key \(r.keyId), private half in \(r.path)\(r.created ? " (made now)" : ""); keep a copy of that file beside the restic password")
         }
     }
 }

@@ -19,7 +19,7 @@ struct ListCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             let config = try global.loadConfig()
             if remote {
                 let r = try await RemoteOperations(config: config).list()

@@ -28,16 +28,10 @@ struct Prune: AsyncParsableCommand {
     var dryRun = false
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             let config = try global.loadConfig()
-            let r = try MaasBackupCore.Prune.run(config: config, dryRun: dryRun)
-            var remote: RemotePruneReport?
-            var remoteError: BackupError?
-            if config.remote != nil {
-                do { remote = try await RemoteOperations(config: config).prune(dryRun: dryRun) } catch {
-                    remoteError = error as? BackupError ?? BackupError.failed("\(error)")
-                }
-            }
+            let outcome = try await PruneRun.run(config: config, dryRun: dryRun)
+            let (r, remote, remoteError) = (outcome.local, outcome.remote, outcome.remoteError)
             if global.json {
                 Output.json(Both(local: r, remote: remote, remoteError: remoteError?.description))
             } else {
@@ -49,7 +43,7 @@ struct Prune: AsyncParsableCommand {
                 for st in r.removedImageStores ?? [] {
                     print("  \(dryRun ? "would remove" : "removed"): \(st.path) (\(Human.bytes(st.sizeBytes)), a MAAS image store a restore moved aside at \(st.movedAsideAt), older than max_age_days)")
                 }
-                for e in r.errors { Output.err("maas-snapshot-backup: error: \(e)") }
+                for e in r.errors { Output.log(.error, "maas-snapshot-backup: error: \(e)") }
                 if let x = remote {
                     print("Remote \(x.repository) (copies of \(x.host)): keep \(x.keep), keep_pre_upgrade \(x.keepPreUpgrade), max_age_days \(x.maxAgeDays)")
                     for c in x.removed { print("  \(dryRun ? "would remove" : "removed"): \(c.archive ?? c.shortId) (\(c.reason), snapshot \(c.shortId))") }
@@ -57,9 +51,8 @@ struct Prune: AsyncParsableCommand {
                     print("\(x.removed.count) cop\(x.removed.count == 1 ? "y" : "ies") \(verb) from the repository\(x.removed.isEmpty || dryRun ? "" : " (restic prune freed their data)")")
                 }
             }
-            if let remoteError { Output.err("maas-snapshot-backup: error: remote prune: \(remoteError.description)") }
-            if !r.errors.isEmpty { throw ArgumentParser.ExitCode(ExitCode.failed.rawValue) }
-            if remoteError != nil { throw ArgumentParser.ExitCode(ExitCode.partial.rawValue) }
+            if let remoteError { Output.log(.error, "maas-snapshot-backup: error: remote prune: \(remoteError.description)") }
+            if outcome.exitCode != .success { throw ArgumentParser.ExitCode(outcome.exitCode.rawValue) }
         }
     }
 }

@@ -14,7 +14,7 @@ struct Recover: AsyncParsableCommand {
     var lockTimeout: Double = 30
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             let config = try global.loadConfig()
             let r = try await Recovery.run(config: config, lockTimeout: lockTimeout)
             if global.json {

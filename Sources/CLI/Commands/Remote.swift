@@ -23,11 +23,11 @@ struct CopyToRemote: AsyncParsableCommand {
     var lockTimeout: Double = 600
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             Interruption.install()
             let config = try global.loadConfig()
-            var log: (@Sendable (String) -> Void)?
-            if !global.json { log = { Output.err($0) } }
+            var log: LogSink?
+            if !global.json { log = Output.sink }
             do {
                 let r = try await CopyPipeline(config: config, lockTimeout: lockTimeout, log: log).copy(archive: archive)
                 if global.json { Output.json(r); return }
@@ -60,7 +60,7 @@ struct RemoteInit: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             let config = try global.loadConfig()
             let r = try await RemoteOperations(config: config).initialize()
             if global.json { Output.json(r); return }

@@ -46,7 +46,7 @@ struct Restore: AsyncParsableCommand {
     var force = false
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             var opts = try flags.options(what: "restore", json: global.json)
             opts.force = force
             Interruption.install()
@@ -87,7 +87,7 @@ struct RestoreFlags: ParsableArguments {
         opts.lockTimeout = lockTimeout
         opts.forceOtherRegions = forceOtherRegions
         opts.allowUnsigned = allowUnsigned
-        if !json { opts.log = { Output.err($0) } }
+        if !json { opts.log = Output.sink }
         return opts
     }
 }
@@ -131,8 +131,8 @@ enum Confirmation {
                               hint: "give --yes to go ahead without asking")
         }
         return { plan in
-            Output.err(describe(plan, what: what))
-            Output.err("Type 'yes' to \(what): ", newline: false)
+            Output.prompt(describe(plan, what: what), newline: true)
+            Output.prompt("Type 'yes' to \(what): ", newline: false)
             let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased()
             return answer == "yes"
         }
@@ -163,7 +163,8 @@ enum Confirmation {
 }
 
 extension Output {
-    static func err(_ s: String, newline: Bool) {
-        FileHandle.standardError.write(Data((Journal.prefixed(s) + (newline ? "\n" : "")).utf8))
+    /// The confirmation's question: always shown (-q too), at `notice` on the journal.
+    static func prompt(_ s: String, newline: Bool) {
+        FileHandle.standardError.write(Data((Journal.prefixed(s, .notice) + (newline ? "\n" : "")).utf8))
     }
 }

@@ -24,7 +24,7 @@ struct Rollback: AsyncParsableCommand {
     @OptionGroup var flags: RestoreFlags
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             let opts = try flags.options(what: "rollback", json: global.json, dryRun: dryRun)
             Interruption.install()
             let config = try global.loadConfig()

@@ -5,12 +5,19 @@ import MaasBackupCore
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show the last backup, leftovers of interrupted runs, the config check and the hooks.")
+        abstract: "Show the last backup, the last run of each kind, leftovers of interrupted runs, the config check and the hooks.",
+        discussion: """
+            Lists the last run of each kind (backup, pre-upgrade backup, copy, verify, prune, restore or rollback) \
+            with its result and age. Exit status, the first that applies: 1 MAAS services a dead run left stopped \
+            or frozen are still down (run `maas-snapshot-backup recover`), 2 the last backup run failed or was \
+            partial, or the last verify failed, 4 the newest backup is older than status.max_backup_age_hours \
+            (default 36; 0: no bound) or there is none, 78 the config does not load, else 0.
+            """)
 
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             var config: Config?
             var problem: String?
             do { config = try Config.load(path: global.config) } catch { problem = "\(error)" }
@@ -24,12 +31,11 @@ struct Status: AsyncParsableCommand {
             }
             defer {
                 if !down.isEmpty {
-                    Output.err("maas-snapshot-backup: error: MAAS services left stopped or frozen by a dead run: \(down.joined(separator: " ")); run `maas-snapshot-backup recover`")
+                    Output.log(.error, "maas-snapshot-backup: error: MAAS services left stopped or frozen by a dead run: \(down.joined(separator: " ")); run `maas-snapshot-backup recover`")
                 }
             }
-            // Exit codes (README, after the table of exit codes): 1 MAAS left down by a dead run, 2 the last backup
-            // run failed or was partial, or the last verify failed, 78 the config does not load; the output is printed first.
-            let exit: Int32 = !down.isEmpty ? 1 : (r.lastRunFailed || r.lastVerifyFailed) ? 2 : problem != nil ? 78 : 0
+            // Exit codes: StatusReport.exitCode (README, after the table of exit codes); the output is printed first.
+            let exit = r.exitCode(servicesDown: !down.isEmpty)
             if global.json {
                 Output.json(r)
                 if exit != 0 { throw ArgumentParser.ExitCode(exit) }
@@ -52,6 +58,20 @@ struct Status: AsyncParsableCommand {
                 print("Last verify:   \(v.at), \(v.result)\(v.result == "ok" ? "" : " (exit \(v.exitCode); last success \(r.lastVerifySuccessAt ?? "never"))")")
             }
             print("Backups:       \(r.backups) in \(r.destination), \(Human.bytes(r.totalBytes))")
+            if r.maxBackupAgeHours > 0 {
+                let age = r.newestBackupAgeSeconds.map { "the newest is \(Human.age($0)) old" } ?? "there is none"
+                print("Backup age:    \(age) (bound \(r.maxBackupAgeHours) h, status.max_backup_age_hours)\(r.backupTooOld ? ": TOO OLD" : "")")
+            }
+            print("Last runs:")
+            for run in r.lastRuns {
+                let name = run.kind.replacingOccurrences(of: "_", with: "-") + ":"
+                guard let at = run.at else {
+                    print("  \(name.padding(toLength: 20, withPad: " ", startingAt: 0))never\(run.detail.map { " (" + $0 + ")" } ?? "")")
+                    continue
+                }
+                let code = run.result == "ok" || run.exitCode == nil ? "" : " (exit \(run.exitCode!))"
+                print("  \(name.padding(toLength: 20, withPad: " ", startingAt: 0))\(run.result)\(code), \(Human.age(run.ageSeconds ?? 0)) ago (\(Human.time(at)) UTC)\(run.detail.map { ", " + $0 } ?? "")")
+            }
             for p in r.partialArchives { print("Partial:       \(p)") }
             if r.leftovers.isEmpty {
                 print("Leftovers:     none")

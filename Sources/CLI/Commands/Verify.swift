@@ -13,7 +13,8 @@ struct Verify: AsyncParsableCommand {
             that this host's key or one of trusted_keys signed it (an unsigned archive only with --allow-unsigned). \
             Changes nothing but the stamp <archive>.verified that `list` shows, and the verify gauges that \
             `status` and the metrics show. Exit 65 on any mismatch. `latest` is the newest archive in the \
-            destination (what the weekly maas-snapshot-backup-verify.timer checks, with --deep).
+            destination (what the weekly maas-snapshot-backup-verify.timer checks, with --deep --with-remote: \
+            the off-host copies too, on a sample, when remote: is configured).
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -27,13 +28,17 @@ struct Verify: AsyncParsableCommand {
     @Flag(name: .long, help: "Check the restic repository of remote: instead (restic check --read-data-subset).")
     var remote = false
 
-    @Option(name: .long, help: "With --remote: the part of the stored data to read and check, e.g. 5% (the default) or 100%.")
+    @Option(name: .long, help: "With --remote or --with-remote: the part of the stored data to read and check, e.g. 5% (the default) or 100%.")
     var readDataSubset = "5%"
+
+    @Flag(name: .long, help: "After the archive, also check the restic repository of remote: on a sample (as verify --remote), when the config has a remote: section; without one, nothing more (the weekly verify unit uses it).")
+    var withRemote = false
 
     func validate() throws {
         if remote && archive != nil { throw ValidationError("give either an archive or --remote") }
         if !remote && archive == nil { throw ValidationError("missing the archive to verify (or --remote)") }
         if remote && deep { throw ValidationError("--deep applies to an archive, not to --remote") }
+        if remote && withRemote { throw ValidationError("--with-remote goes with an archive; --remote checks the repository alone") }
         if scratchDir != nil && !deep { throw ValidationError("--scratch-dir applies to --deep only") }
         if let scratchDir, !scratchDir.hasPrefix("/") { throw ValidationError("--scratch-dir must be an absolute path, not \(scratchDir)") }
     }
@@ -45,7 +50,7 @@ struct Verify: AsyncParsableCommand {
     var deep = false
 
     func run() async throws {
-        try await Output.run(json: global.json) {
+        try await Output.run(global) {
             Interruption.install()
             let config = try global.loadConfig()
             if remote {
@@ -61,13 +66,58 @@ struct Verify: AsyncParsableCommand {
                 }
                 archive = newest.archive
             }
-            var log: (@Sendable (String) -> Void)?
-            if !global.json { log = { line in Output.err(line) } }
+            var log: LogSink?
+            if !global.json { log = Output.sink }
+            if withRemote {
+                try await Self.runWithRemote(archive: archive, config: config, deep: deep, allowUnsigned: allowUnsigned,
+                                             scratchDir: scratchDir, readDataSubset: readDataSubset, json: global.json, log: log)
+                return
+            }
             let r = try await VerifyPipeline.run(archive: archive, config: config, deep: deep, allowUnsigned: allowUnsigned,
                                                 scratchDir: scratchDir, log: log)
             if global.json { Output.json(r) } else { Self.show(r) }
-            if r.stamp == nil { Output.err("maas-snapshot-backup: warning: could not write \(r.archive).verified") }
+            if r.stamp == nil { Output.log(.warning, "maas-snapshot-backup: warning: could not write \(r.archive).verified") }
         }
+    }
+
+    /// The archive's report (or error), then the repository's; `--json`: the archive's fields with
+    /// `remote` and `remote_error` beside them. Exits with the first failure's code.
+    struct WithRemoteJSON: Encodable {
+        var status: String
+        var local: VerifyReport?
+        var error: String?
+        var exitCode: Int32?
+        var remote: RemoteVerifyReport?
+        var remoteError: String?
+        enum Key: String, CodingKey { case status, error, exitCode, remote, remoteError }
+        func encode(to encoder: any Encoder) throws {
+            try local?.encode(to: encoder)
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encode(status, forKey: .status)
+            try c.encodeIfPresent(error, forKey: .error)
+            try c.encodeIfPresent(exitCode, forKey: .exitCode)
+            try c.encodeIfPresent(remote, forKey: .remote)
+            try c.encodeIfPresent(remoteError, forKey: .remoteError)
+        }
+    }
+
+    static func runWithRemote(archive: String, config: Config, deep: Bool, allowUnsigned: Bool, scratchDir: String?,
+                              readDataSubset: String, json: Bool, log: LogSink?) async throws {
+        let r = await VerifyWithRemote.run(archive: archive, config: config, deep: deep, allowUnsigned: allowUnsigned,
+                                           scratchDir: scratchDir, readDataSubset: readDataSubset, log: log)
+        if json {
+            Output.json(WithRemoteJSON(status: r.firstError == nil ? "ok" : "error", local: r.local, error: r.localError?.description,
+                                       exitCode: r.firstError?.code.rawValue, remote: r.remote, remoteError: r.remoteError?.description))
+        } else if let l = r.local {
+            show(l)
+            if l.stamp == nil { Output.log(.warning, "maas-snapshot-backup: warning: could not write \(l.archive).verified") }
+        }
+        if let e = r.localError { Output.log(.error, "maas-snapshot-backup: error: \(e.description)") }
+        if let x = r.remote, !json {
+            print("OK: \(x.repository): restic check passed, \(x.readDataSubset) of the data read (\(x.copies) cop\(x.copies == 1 ? "y" : "ies"), \(Human.bytes(x.storedBytes)) stored, \(String(format: "%.1f", x.durationMs / 1000)) s)")
+        }
+        if let e = r.remoteError { Output.log(.error, "maas-snapshot-backup: error: remote: \(e.description)") }
+        if let e = r.firstError { throw ArgumentParser.ExitCode(e.code.rawValue) }
     }
 
     static func show(_ r: VerifyReport) {

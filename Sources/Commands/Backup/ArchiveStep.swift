@@ -83,7 +83,7 @@ extension RunState {
         let skip = pipeline.skipper(leftOut: imagesLeftOut)
         if let files = imageFiles, !imagesLeftOut.isEmpty {
             let out = BootImages.leftOut(files, mode: config.images)
-            log("images: \(out.count) of \(files.count) boot image file(s) left out (\(Human.bytes(files.filter { out.contains($0.name) }.reduce(0) { $0 + $1.size }))), images: \(config.images.rawValue); MAAS downloads synced ones again")
+            log(.info, "images: \(out.count) of \(files.count) boot image file(s) left out (\(Human.bytes(files.filter { out.contains($0.name) }.reduce(0) { $0 + $1.size }))), images: \(config.images.rawValue); MAAS downloads synced ones again")
         }
         // Row counts and the schema head, in the same pinned snapshots as the dump, also concurrently.
         let maasDB = target.maasDatabase

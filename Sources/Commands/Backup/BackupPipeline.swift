@@ -25,7 +25,7 @@ public struct BackupOptions: Sendable {
     /// Our own executable, for the dead-man guard (nil: no guard process).
     public var guardExecutable: String?
     /// Human progress lines (stderr on a terminal).
-    public var log: (@Sendable (String) -> Void)?
+    public var log: LogSink?
     /// Archive progress: bytes read so far, estimated total.
     public var progress: (@Sendable (Int64, Int64) -> Void)?
     /// Called once when the run ends, however it ends (the progress bar's last line).
@@ -101,7 +101,7 @@ public struct BackupPipeline: Sendable {
         self.drivers = SnapshotDrivers.all(config)
     }
 
-    package func log(_ s: String) { options.log?(s) }
+    package func log(_ level: LogLevel, _ s: String) { options.log?(level, s) }
 
     /// Made once per pipeline: a driver keeps what preflight decided (LVM: the COW sizes).
     package let drivers: [any SnapshotDriver]
@@ -175,7 +175,7 @@ public struct BackupPipeline: Sendable {
             let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
             prunedInPreflight.set(report)
             if !report.removed.isEmpty {
-                log("not enough free space in \(dest): removed \(report.removed.count) old backup(s) by the retention (\(Human.bytes(report.freedBytes)) freed): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+                log(.info, "not enough free space in \(dest): removed \(report.removed.count) old backup(s) by the retention (\(Human.bytes(report.freedBytes)) freed): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
             }
             free = FileSystem.freeBytes(probe) ?? Int64.max
         }
@@ -289,7 +289,7 @@ public struct BackupPipeline: Sendable {
         } catch {
             if !options.dryRun, (try? TrustedFolder.check(config.stateDir, key: "state_dir")) != nil {
                 let code = (error as? BackupError)?.code ?? .failed
-                Metrics.write(stateDir: config.stateDir, path: config.metricsTextfile, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2))
+                Metrics.write(stateDir: config.stateDir, path: config.metricsTextfile, outcome: .failure(exitCode: code.rawValue, durationMs: clock.elapsedMs.ms2, reason: options.reason))
             }
             throw error
         }
@@ -318,12 +318,12 @@ public struct BackupPipeline: Sendable {
             defer { tmp.remove() }
             plan = try await preflight(passfile: try target.writePassfile(in: tmp.path))
         }
-        log("preflight passed: \(plan.items.map { "\($0.path) by \($0.method.rawValue)" }.joined(separator: ", ")); \(plan.quiesce == .freeze ? "freezing" : "stopping") \(plan.servicesQuiesced.isEmpty ? "nothing" : plan.servicesQuiesced.joined(separator: " ")) (\(plan.quiesceReason))")
+        log(.info, "preflight passed: \(plan.items.map { "\($0.path) by \($0.method.rawValue)" }.joined(separator: ", ")); \(plan.quiesce == .freeze ? "freezing" : "stopping") \(plan.servicesQuiesced.isEmpty ? "nothing" : plan.servicesQuiesced.joined(separator: " ")) (\(plan.quiesceReason))")
 
         // The signing key: made on the first backup, refused (before anything changes) when another
         // user owns it or others can read it.
         let (key, created) = try HostKey.loadOrCreate(path: config.signingKey)
-        if created { log("made this host's signing key \(key.path) (key \(key.publicKey.id)); keep a copy beside the restic password") }
+        if created { log(.info, "made this host's signing key \(key.path) (key \(key.publicKey.id)); keep a copy beside the restic password") }
 
         let runID = ArchiveName.timestamp(Date()) + "-\(getpid())"
         let journal = try RunJournal(stateDir: config.stateDir, runID: runID, command: "backup")
@@ -345,8 +345,13 @@ public struct BackupPipeline: Sendable {
         if config.retention.afterBackup {
             do {
                 let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
+                // `status` and the metrics show the retention as the last prune.
+                if let w = PruneMetrics.record(config: config, code: report.errors.isEmpty ? .success : .failed,
+                                               removed: report.removed.count, freedBytes: report.freedBytes) {
+                    result.warnings.append(w)
+                }
                 if !report.removed.isEmpty {
-                    log("retention removed \(report.removed.count) old backup(s): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+                    log(.info, "retention removed \(report.removed.count) old backup(s): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
                 }
                 result.failedSteps += report.errors.map { "retention: \($0)" }
                 if var before = result.pruned {
@@ -359,6 +364,7 @@ public struct BackupPipeline: Sendable {
                     result.pruned = report
                 }
             } catch {
+                PruneMetrics.record(config: config, code: (error as? BackupError)?.code ?? .failed, removed: 0, freedBytes: 0)
                 result.failedSteps.append("retention after the backup failed: \(error)")
             }
         }

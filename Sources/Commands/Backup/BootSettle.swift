@@ -24,10 +24,10 @@ public enum BootSettle {
     /// Waits until the uptime reaches `seconds`; returns the seconds waited. SIGINT/SIGTERM end the wait
     /// (the run then stops before changing anything).
     @discardableResult
-    public static func wait(seconds: Int, log: (@Sendable (String) -> Void)?) async throws -> Double {
+    public static func wait(seconds: Int, log: LogSink?) async throws -> Double {
         guard seconds > 0, let up = uptime(), up < Double(seconds) else { return 0 }
         let wait = Double(seconds) - up
-        log?(String(format: "the system booted %.0f s ago: waiting %.0f s for MAAS to settle before the backup (--after-boot %d)", up, wait, seconds))
+        log?(.info, String(format: "the system booted %.0f s ago: waiting %.0f s for MAAS to settle before the backup (--after-boot %d)", up, wait, seconds))
         let clock = Stopwatch()
         while clock.elapsedMs < wait * 1000 {
             try Interruption.check()

@@ -51,7 +51,7 @@ extension RunState {
         if !builder.strippedSpecialBits.isEmpty {
             warnings.append("setuid/setgid bits left out of the archive (restore never sets them): "
                             + builder.strippedSpecialBits.joined(separator: ", "))
-            log("warning: " + warnings[0])
+            log(.warning, "warning: " + warnings[0])
         }
         try FaultPoint.hit("manifest")
         try Interruption.check()

@@ -36,13 +36,13 @@ extension RunState {
         let (hold, resume) = freezing ? ("freeze", "thaw") : ("stop", "start")
         // Before the window: each volume's dirty data written out, so its snapshot flushes almost nothing.
         for path in planned.map(\.volume.livePath).uniqued() {
-            try await timer.time("sync \(path)") { if let e = FileSystem.sync(path) { log("warning: \(e)") } }
+            try await timer.time("sync \(path)") { if let e = FileSystem.sync(path) { log(.warning, "warning: \(e)") } }
         }
         if !freezing {
             // Read now, not in the window; unreadable: every unit is started, as before.
             leftToOwner = (try? await services.leftToOwners(units)) ?? [:]
             for (u, o) in leftToOwner.sorted(by: { $0.key < $1.key }) {
-                log("\(u) is left to \(o) after the stop: bound to it but not ordered after it, it would race its start; \(o) starts it once it has written its configuration")
+                log(.info, "\(u) is left to \(o) after the stop: bound to it but not ordered after it, it would race its start; \(o) starts it once it has written its configuration")
             }
         }
         if !units.isEmpty, let exe = pipeline.options.guardExecutable {
@@ -87,7 +87,7 @@ extension RunState {
             throw error
         }
         try FaultPoint.hit(resume)
-        log("window closed: MAAS was \(freezing ? "frozen" : "stopped") \(String(format: "%.0f", downtimeMs)) ms; archiving from the snapshots")
+        log(.info, "window closed: MAAS was \(freezing ? "frozen" : "stopped") \(String(format: "%.0f", downtimeMs)) ms; archiving from the snapshots")
     }
 
     /// Between two steps of the window: a test's fault point, then a pending SIGINT/SIGTERM ends the

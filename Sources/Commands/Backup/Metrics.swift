@@ -19,13 +19,18 @@ import Glibc
 package enum Metrics {
     package enum Outcome {
         case success(BackupResult)
-        case failure(exitCode: Int32, durationMs: Double)
+        case failure(exitCode: Int32, durationMs: Double, reason: String = "manual")
     }
+
+    /// The kind of a backup by its reason: `pre_upgrade` (the apt or dpkg hook) or `scheduled` (the timer or by hand).
+    static package func kind(reason: String) -> String { reason.hasPrefix("pre-upgrade") ? "pre_upgrade" : "scheduled" }
 
     static package func apply(_ outcome: Outcome, to v: inout [String: Double], now: Int) {
         v["last_run_timestamp_seconds"] = Double(now)
         switch outcome {
         case .success(let r):
+            v["last_\(kind(reason: r.reason))_run_timestamp_seconds"] = Double(now)
+            v["last_\(kind(reason: r.reason))_run_exit_code"] = r.failedSteps.isEmpty ? 0 : Double(ExitCode.partial.rawValue)
             // A partial run (the archive written, the off-host copy failed) is not a success for an alert.
             v["last_run_success"] = r.failedSteps.isEmpty ? 1 : 0
             v["last_run_exit_code"] = r.failedSteps.isEmpty ? 0 : Double(ExitCode.partial.rawValue)
@@ -36,7 +41,9 @@ package enum Metrics {
             v["archive_bytes"] = Double(r.sizeBytes)
             v["duration_seconds"] = r.durationMs / 1000
             v["pruned_archives"] = Double(r.pruned?.removed.count ?? 0)
-        case .failure(let code, let ms):
+        case .failure(let code, let ms, let reason):
+            v["last_\(kind(reason: reason))_run_timestamp_seconds"] = Double(now)
+            v["last_\(kind(reason: reason))_run_exit_code"] = Double(code)
             v["last_run_success"] = 0
             v["last_run_exit_code"] = Double(code)
             v["last_run_duration_seconds"] = ms / 1000

@@ -37,7 +37,7 @@ package struct RunState {
     package var guardian: DeadManGuard?
     package var partialPath: String?
     /// Times each step of the window (and the late start of a whole-run stop).
-    package let timer = StepTimer()
+    package let timer: StepTimer
     package var steps: [Manifest.WindowStep] { timer.steps }
     /// From the stop (freeze) to the start (thaw) (set by the window).
     package var window: Stopwatch?
@@ -54,6 +54,8 @@ package struct RunState {
         self.runID = runID
         self.journal = journal
         self.target = target
+        let log = pipeline.options.log
+        self.timer = StepTimer { step in log?(.debug, String(format: "step %@: %.1f ms", step.step, step.ms)) }
     }
 
     package func driver(for m: SnapshotMethod) -> (any SnapshotDriver)? { pipeline.drivers.first { $0.method == m } }
@@ -66,13 +68,17 @@ package struct RunState {
     /// The run after preflight, in its four steps; on a throw the caller runs `cleanupAfterFailure`.
     mutating package func execute(clock: Stopwatch) async throws -> BackupResult {
         let pg = PostgresAdapter(target: target)
+        log(.debug, "step prepare: private folder, passfile, database connections")
         let planned = try prepare(pg)
+        log(.debug, "step window: \(plan.quiesce == .freeze ? "freeze" : "stop"), snapshot, pin, copy, \(plan.quiesce == .freeze ? "thaw" : "start")")
         try await freezeWindow(pg: pg, planned: planned)
+        log(.debug, "step archive: files from the snapshots, pg_dump from the pinned snapshot")
         let archived = try await archiveStep(pg: pg)
+        log(.debug, "step finish: manifest, signature, rename into place")
         return try await finish(archived, clock: clock)
     }
 
-    package func log(_ s: String) { pipeline.log(s) }
+    package func log(_ level: LogLevel, _ s: String) { pipeline.log(level, s) }
 
     package func checkWindowTimeout(_ w: Stopwatch) throws {
         if w.elapsedMs > Double(config.windowTimeout) * 1000 {
@@ -120,7 +126,7 @@ package struct RunState {
         pins.forEach { $0.release() }
         pins = []
         for s in snapshots.reversed() {
-            do { try driver(for: s.volume.method)?.remove(s) } catch { log("warning: \(error)") }
+            do { try driver(for: s.volume.method)?.remove(s) } catch { log(.warning, "warning: \(error)") }
         }
         snapshots = []
         privateDir?.remove()
@@ -134,7 +140,7 @@ package struct RunState {
             // One more try; report loudly if it still fails.
             do { try await resumeServices() } catch {
                 let verb = frozen.isEmpty ? "start" : "thaw"
-                log("CRITICAL: could not \(verb) \((frozen + stopped).joined(separator: " ")): \(error); the dead-man guard tries again, the journal is kept: `maas-snapshot-backup status` names them, `maas-snapshot-backup recover` \(verb)s them")
+                log(.critical, "CRITICAL: could not \(verb) \((frozen + stopped).joined(separator: " ")): \(error); the dead-man guard tries again, the journal is kept: `maas-snapshot-backup status` names them, `maas-snapshot-backup recover` \(verb)s them")
             }
         }
         // Still down: the guard stays armed (it thaws or starts them when this process ends or at

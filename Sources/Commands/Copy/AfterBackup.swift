@@ -15,7 +15,7 @@ public enum AfterBackupCopy {
     /// `command`: our executable and the arguments before `copy` (e.g. `--config` is added after);
     /// nil when unknown (the copy then runs inline even for a pre-upgrade backup).
     public static func run(config: Config, archive: String, reason: String, command: CopyCommand?,
-                           log: (@Sendable (String) -> Void)?) async -> CopyReport {
+                           log: LogSink?) async -> CopyReport {
         let repository = config.remote.map { ResticErrorReporter.maskURLPassword($0.repository) } ?? "-"
         if reason.lowercased().hasPrefix("pre-upgrade"), let command {
             do {
@@ -40,7 +40,7 @@ public enum AfterBackupCopy {
     }
 
     /// Starts `copy ARCHIVE` detached and records that it was scheduled.
-    public static func schedule(config: Config, archive: String, command: CopyCommand, log: (@Sendable (String) -> Void)?) async throws -> CopyReport {
+    public static func schedule(config: Config, archive: String, command: CopyCommand, log: LogSink?) async throws -> CopyReport {
         let remote = try CopyPipeline.remote(config)
         let name = (archive as NSString).lastPathComponent
         let args = ["copy", archive] + (command.configPath.map { ["--config", $0] } ?? [])
@@ -68,7 +68,7 @@ public enum AfterBackupCopy {
             try? state.save(stateDir: config.stateDir)
             throw error
         }
-        log?("the copy of \(name) to \(ResticErrorReporter.maskURLPassword(remote.repository)) runs in the background as \(how); `maas-snapshot-backup status` shows its result")
+        log?(.info, "the copy of \(name) to \(ResticErrorReporter.maskURLPassword(remote.repository)) runs in the background as \(how); `maas-snapshot-backup status` shows its result")
         var r = CopyReport(status: "scheduled", repository: ResticErrorReporter.maskURLPassword(remote.repository))
         r.scheduledAs = how
         return r

@@ -47,9 +47,9 @@ public struct CopyReport: Sendable, Codable {
 public struct CopyPipeline: Sendable {
     public let config: Config
     public var lockTimeout: Double
-    public var log: (@Sendable (String) -> Void)?
+    public var log: LogSink?
 
-    public init(config: Config, lockTimeout: Double = 600, log: (@Sendable (String) -> Void)? = nil) {
+    public init(config: Config, lockTimeout: Double = 600, log: LogSink? = nil) {
         self.config = config
         self.lockTimeout = lockTimeout
         self.log = log
@@ -121,7 +121,7 @@ public struct CopyPipeline: Sendable {
             }
             guard let chosen else {
                 report.status = "nothing"
-                log?("no complete backup in \(config.destination): nothing to copy")
+                log?(.info, "no complete backup in \(config.destination): nothing to copy")
                 return report
             }
             wanted = CopyPipeline.baseName(chosen.archive)
@@ -159,7 +159,7 @@ public struct CopyPipeline: Sendable {
                     state.pending.append(current!)
                     try? state.save(stateDir: config.stateDir)
                 }
-                log?("copying \(current!) to \(repo.displayName)")
+                log?(.info, "copying \(current!) to \(repo.displayName)")
                 // The daily unit's reason is "scheduled": tagged timer.
                 let reason = e.reason.lowercased().hasPrefix("scheduled") ? "timer" : e.reason
                 let c = try await copier.copy(archive: e.archive, reason: reason, maasVersion: e.maasVersion, host: host)
@@ -172,14 +172,14 @@ public struct CopyPipeline: Sendable {
                 if !stale.isEmpty {
                     do {
                         try await repo.forget(snapshotIDs: stale.map(\.id))
-                        log?("forgot \(stale.count) unfinished copy(ies) of \(current!): \(stale.map(\.shortID).joined(separator: " "))")
+                        log?(.info, "forgot \(stale.count) unfinished copy(ies) of \(current!): \(stale.map(\.shortID).joined(separator: " "))")
                     } catch {
-                        log?("warning: cannot forget the unfinished copies of \(current!) (\(stale.map(\.shortID).joined(separator: " "))): \(error)")
+                        log?(.warning, "warning: cannot forget the unfinished copies of \(current!) (\(stale.map(\.shortID).joined(separator: " "))): \(error)")
                     }
                 }
                 report.copied.append(.init(archive: current!, snapshotId: c.snapshotID, tags: c.tags, compressedBytes: c.compressedBytes,
                                            uncompressedBytes: c.uncompressedBytes, durationMs: c.durationMs))
-                log?(String(format: "copied %@ as snapshot %@: %lld bytes of tar in %.1f s", current!, c.snapshotID, c.uncompressedBytes, c.durationMs / 1000))
+                log?(.info, String(format: "copied %@ as snapshot %@: %lld bytes of tar in %.1f s", current!, c.snapshotID, c.uncompressedBytes, c.durationMs / 1000))
                 todo.removeFirst()
                 current = nil
             }
@@ -213,10 +213,10 @@ public struct CopyPipeline: Sendable {
     }
 
     func record(_ state: CopyState, success: Bool, report: CopyReport) {
-        do { try state.save(stateDir: config.stateDir) } catch { log?("warning: cannot write \(CopyState.path(stateDir: config.stateDir)): \(error)") }
+        do { try state.save(stateDir: config.stateDir) } catch { log?(.warning, "warning: cannot write \(CopyState.path(stateDir: config.stateDir)): \(error)") }
         if let w = CopyMetrics.update(stateDir: config.stateDir, path: config.metricsTextfile, success: success, durationMs: report.durationMs,
                                       bytes: report.copied.isEmpty ? nil : report.copied.reduce(0) { $0 + $1.uncompressedBytes }) {
-            log?("warning: \(w)")
+            log?(.warning, "warning: \(w)")
         }
     }
 }

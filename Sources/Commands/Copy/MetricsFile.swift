@@ -21,14 +21,18 @@ public enum MetricsFile {
         ("last_scheduled_success_timestamp_seconds", "Time of the last successful backup that was not a pre-upgrade one (timer or by hand; 0: none yet)."),
         ("last_pre_upgrade_success_timestamp_seconds", "Time of the last successful pre-upgrade backup (apt or dpkg hook; 0: none yet)."),
         ("last_failure_timestamp_seconds", "Time of the last failed backup run (0: none yet)."),
+        ("last_scheduled_run_timestamp_seconds", "Time the last backup run that was not a pre-upgrade one ended, whatever its result (0: none yet)."),
+        ("last_scheduled_run_exit_code", "Exit code of the last backup run that was not a pre-upgrade one."),
+        ("last_pre_upgrade_run_timestamp_seconds", "Time the last pre-upgrade backup run ended, whatever its result (0: none yet)."),
+        ("last_pre_upgrade_run_exit_code", "Exit code of the last pre-upgrade backup run."),
         ("downtime_seconds", "MAAS downtime of the last successful backup."),
         ("archive_bytes", "Size of the last successful backup archive."),
         ("duration_seconds", "Duration of the last successful backup."),
         ("pruned_archives", "Backups the retention removed after the last successful backup."),
     ]
 
-    /// Every gauge of the file: the backup's, then the copy's, then verify's.
-    static package var help: [(String, String)] { backupHelp + CopyMetrics.help + VerifyMetrics.help }
+    /// Every gauge of the file: the backup's, then the copy's, verify's, prune's and restore's.
+    static package var help: [(String, String)] { backupHelp + CopyMetrics.help + VerifyMetrics.help + PruneMetrics.help + RestoreMetrics.help }
 
     public static func statePath(stateDir: String) -> String { Config.join(stateDir, "metrics.json") }
 
@@ -92,5 +96,70 @@ public enum VerifyMetrics {
         v["last_verify_deep"] = deep ? 1 : 0
         v["last_verify_duration_seconds"] = (seconds * 1000).rounded() / 1000
         if code == .success { v["last_verify_success_timestamp_seconds"] = now.rounded() }
+    }
+}
+
+/// The gauges of `prune` (alone, or the retention after a backup), in the same record: `status`
+/// shows the last one, the textfile exports them.
+public enum PruneMetrics {
+    static package let help: [(String, String)] = [
+        ("last_prune_timestamp_seconds", "Time the last prune (the prune command or the retention after a backup) ended (0: none yet)."),
+        ("last_prune_success", "1 when the last prune succeeded on every side, 0 when it failed (1) or its remote side failed (3)."),
+        ("last_prune_exit_code", "Exit code of the last prune."),
+        ("last_prune_removed_archives", "Backups the last prune removed from the destination."),
+        ("last_prune_freed_bytes", "Bytes the last prune freed in the destination."),
+        ("last_prune_success_timestamp_seconds", "Time of the last prune that succeeded (0: none yet)."),
+    ]
+
+    static package func apply(code: ExitCode, removed: Int, freedBytes: Int64, now: Double, to v: inout [String: Double]) {
+        v["last_prune_timestamp_seconds"] = now.rounded()
+        v["last_prune_success"] = code == .success ? 1 : 0
+        v["last_prune_exit_code"] = Double(code.rawValue)
+        v["last_prune_removed_archives"] = Double(removed)
+        v["last_prune_freed_bytes"] = Double(freedBytes)
+        if code == .success { v["last_prune_success_timestamp_seconds"] = now.rounded() }
+    }
+
+    /// Records a prune in state_dir (and the textfile when configured); returns a warning when it cannot.
+    @discardableResult
+    public static func record(config: Config, code: ExitCode, removed: Int, freedBytes: Int64, now: Date = Date()) -> String? {
+        MetricsFile.update(stateDir: config.stateDir, path: config.metricsTextfile) {
+            apply(code: code, removed: removed, freedBytes: freedBytes, now: now.timeIntervalSince1970, to: &$0)
+        }
+    }
+}
+
+/// The gauges of `restore` and `rollback` (not their dry runs), in the same record.
+public enum RestoreMetrics {
+    static package let help: [(String, String)] = [
+        ("last_restore_timestamp_seconds", "Time the last restore or rollback ended (0: none yet)."),
+        ("last_restore_success", "1 when the last restore or rollback succeeded, 0 when it failed (MAAS was put back as it was)."),
+        ("last_restore_exit_code", "Exit code of the last restore or rollback."),
+        ("last_restore_rollback", "1 when the last restore was a rollback (packages too), 0 for a restore."),
+        ("last_restore_duration_seconds", "Duration of the last restore or rollback."),
+        ("last_restore_downtime_seconds", "MAAS downtime of the last successful restore or rollback."),
+        ("last_restore_success_timestamp_seconds", "Time of the last restore or rollback that succeeded (0: none yet)."),
+    ]
+
+    static package func apply(code: ExitCode, rollback: Bool, seconds: Double, downtimeSeconds: Double?, now: Double,
+                              to v: inout [String: Double]) {
+        v["last_restore_timestamp_seconds"] = now.rounded()
+        v["last_restore_success"] = code == .success ? 1 : 0
+        v["last_restore_exit_code"] = Double(code.rawValue)
+        v["last_restore_rollback"] = rollback ? 1 : 0
+        v["last_restore_duration_seconds"] = (seconds * 1000).rounded() / 1000
+        if code == .success {
+            v["last_restore_success_timestamp_seconds"] = now.rounded()
+            if let downtimeSeconds { v["last_restore_downtime_seconds"] = (downtimeSeconds * 1000).rounded() / 1000 }
+        }
+    }
+
+    /// Records a restore or rollback; returns a warning when it cannot.
+    @discardableResult
+    public static func record(config: Config, code: ExitCode, rollback: Bool, seconds: Double, downtimeSeconds: Double?,
+                              now: Date = Date()) -> String? {
+        MetricsFile.update(stateDir: config.stateDir, path: config.metricsTextfile) {
+            apply(code: code, rollback: rollback, seconds: seconds, downtimeSeconds: downtimeSeconds, now: now.timeIntervalSince1970, to: &$0)
+        }
     }
 }

@@ -52,6 +52,14 @@ public struct RemoteVerifyReport: Sendable, Codable {
     public var copies: Int
     public var storedBytes: Int64
     public var durationMs: Double
+
+    package init(repository: String, readDataSubset: String, copies: Int, storedBytes: Int64, durationMs: Double) {
+        self.repository = repository
+        self.readDataSubset = readDataSubset
+        self.copies = copies
+        self.storedBytes = storedBytes
+        self.durationMs = durationMs
+    }
 }
 
 /// The remote half of `prune`.
@@ -153,14 +161,14 @@ public struct RemoteOperations: Sendable {
 
     /// Fetches `snapshot` into `folder` (which must exist, 0700): `restic dump` of its tar,
     /// gzipped again (restore reads a .tar.gz and checks it against the manifest inside).
-    public func fetch(_ snapshot: String, into folder: String, log: (@Sendable (String) -> Void)? = nil) async throws -> FetchedCopy {
+    public func fetch(_ snapshot: String, into folder: String, log: LogSink? = nil) async throws -> FetchedCopy {
         let clock = Stopwatch()
         let s = try await find(snapshot)
         guard let name = s.tagValue("archive") ?? s.paths.first.map({ (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }),
               !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
             throw BackupError.data("the copy \(s.shortID) carries no archive name", hint: "fetch it with restic dump")
         }
-        log?("fetching copy \(s.shortID) (\(name), \(ArchiveName.iso8601(s.time))) from \(repository.displayName)")
+        log?(.info, "fetching copy \(s.shortID) (\(name), \(ArchiveName.iso8601(s.time))) from \(repository.displayName)")
         let tar = folder + "/" + name + ".tar"
         let gz = folder + "/" + name + ArchiveName.suffix
         try await checkSpace(for: s, in: folder)

@@ -19,18 +19,18 @@ public enum PreUpgradeBackup {
 
     /// The hook's backup: `template` carries what the command line set (log, progress, the guard's
     /// executable); the reason comes from the hook. Every line goes to `log`.
-    public static func backup(config: Config, template: BackupOptions, log: @escaping @Sendable (String) -> Void) -> PackageHookRunner.Backup {
+    public static func backup(config: Config, template: BackupOptions, log: @escaping LogSink) -> PackageHookRunner.Backup {
         { reason in
             if let why = await RegionLayout.snapReason(config, services: try? Systemctl()) {
-                log("maas-snapshot-backup: MAAS is installed as a snap here (\(why)): no backup (this tool handles the deb-installed MAAS only; use `snap save maas`); the change goes on")
+                log(.info, "maas-snapshot-backup: MAAS is installed as a snap here (\(why)): no backup (this tool handles the deb-installed MAAS only; use `snap save maas`); the change goes on")
                 return
             }
             if let why = RegionLayout.vaultCredentialsMissing(config) {
-                log("maas-snapshot-backup: warning: no backup before this change: \(why); to back up before upgrades, \(RegionLayout.vaultCredentialsHint); the change goes on")
+                log(.warning, "maas-snapshot-backup: warning: no backup before this change: \(why); to back up before upgrades, \(RegionLayout.vaultCredentialsHint); the change goes on")
                 return
             }
             guard config.hasMaasRegion else {
-                log("maas-snapshot-backup: no MAAS region on this host (no \(config.live("/etc/maas/regiond.conf")), no database in the config): nothing to back up")
+                log(.info, "maas-snapshot-backup: no MAAS region on this host (no \(config.live("/etc/maas/regiond.conf")), no database in the config): nothing to back up")
                 return
             }
             let installed = await InstalledPackages.installed(root: config.root)
@@ -38,7 +38,7 @@ public enum PreUpgradeBackup {
             defer { work.remove() }
             let (debs, missing) = await DebSaver.collect(installed: installed, workDir: work.path)
             if !missing.isEmpty {
-                log("maas-snapshot-backup: warning: no .deb could be saved for \(missing.joined(separator: ", ")); a rollback would need them from a repository")
+                log(.warning, "maas-snapshot-backup: warning: no .deb could be saved for \(missing.joined(separator: ", ")); a rollback would need them from a repository")
             }
             var opts = template
             opts.reason = reason
@@ -46,11 +46,11 @@ public enum PreUpgradeBackup {
             opts.pruneWhenShort = reason.hasPrefix("pre-upgrade")
             opts.lockTimeout = 300
             let r = try await BackupPipeline(config: config, options: opts).run()
-            log("maas-snapshot-backup: backup written: \(r.archive ?? "-") (MAAS stopped \(Int(r.downtimeMs)) ms)")
+            log(.info, "maas-snapshot-backup: backup written: \(r.archive ?? "-") (MAAS stopped \(Int(r.downtimeMs)) ms)")
             if let p = r.pruned, !p.removed.isEmpty {
-                log("maas-snapshot-backup: the retention removed \(p.removed.count) old backup(s): \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+                log(.info, "maas-snapshot-backup: the retention removed \(p.removed.count) old backup(s): \(p.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
             }
-            for w in r.warnings + r.failedSteps { log("maas-snapshot-backup: warning: \(w)") }
+            for w in r.warnings + r.failedSteps { log(.warning, "maas-snapshot-backup: warning: \(w)") }
         }
     }
 }

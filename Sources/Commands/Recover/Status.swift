@@ -18,6 +18,8 @@ public struct StatusReport: Sendable, Codable {
         public var path: String
         public var ok: Bool
         public var problems: [String]
+        /// False when the file does not load (a bad key or value, not YAML, unreadable): `status` exits 78.
+        public var loads = true
     }
     public struct Leftover: Sendable, Codable {
         public var journal: String
@@ -70,6 +72,44 @@ public struct StatusReport: Sendable, Codable {
     /// The last backup run failed or was partial, or the last verify failed: `status` exits 2.
     public var lastRunFailed: Bool { lastRun.map { $0.result != "ok" } ?? false }
     public var lastVerifyFailed: Bool { lastVerify.map { $0.result != "ok" } ?? false }
+
+    /// The last run of one kind, as the tool recorded it in state_dir.
+    public struct RunSummary: Sendable, Codable, Equatable {
+        /// backup (timer or by hand), pre_upgrade_backup (apt or dpkg hook), copy, verify, prune, restore (restore or rollback).
+        public var kind: String
+        /// ISO 8601 UTC time it ended (nil: never recorded).
+        public var at: String?
+        /// Seconds between `at` and the time `status` ran.
+        public var ageSeconds: Int?
+        /// ok, partial (exit 3), failed, scheduled (a copy running in the background) or never.
+        public var result: String
+        public var exitCode: Int?
+        /// What kind of run: `deep` for a verify, `rollback` or `restore`, the archives a prune removed.
+        public var detail: String?
+    }
+    /// The last run of every kind, in the order above.
+    public var lastRuns: [RunSummary] = []
+    /// Age of the newest backup in the destination (nil: none), and the bound (`status.max_backup_age_hours`; 0: none).
+    public var newestBackupAgeSeconds: Int? = nil
+    public var maxBackupAgeHours: Int = Config.StatusBounds().maxBackupAgeHours
+    /// The newest backup is older than the bound, or there is none: `status` exits 4.
+    public var backupTooOld: Bool {
+        guard maxBackupAgeHours > 0 else { return false }
+        guard let age = newestBackupAgeSeconds else { return true }
+        return age > maxBackupAgeHours * 3600
+    }
+
+    /// `status`'s exit code (README, "Exit codes"), the first that applies: 1 MAAS services a dead
+    /// run left stopped or frozen are still down (`servicesDown`), 2 the last backup run failed or was
+    /// partial or the last verify failed, 4 the newest backup is older than `status.max_backup_age_hours`
+    /// (or there is none), 78 the config does not load, else 0.
+    public func exitCode(servicesDown: Bool) -> Int32 {
+        if servicesDown { return 1 }
+        if lastRunFailed || lastVerifyFailed { return 2 }
+        if backupTooOld { return 4 }
+        if !config.loads { return ExitCode.config.rawValue }
+        return 0
+    }
 }
 
 public enum StatusCheck {
@@ -77,7 +117,7 @@ public enum StatusCheck {
     public static let dpkgHookFile = "/etc/dpkg/dpkg.cfg.d/maas-snapshot-backup"
 
     /// `config` is nil when it could not be loaded; `configError` says why.
-    public static func run(config loaded: Config?, configPath: String, configError: String?) -> StatusReport {
+    public static func run(config loaded: Config?, configPath: String, configError: String?, now: Date = Date()) -> StatusReport {
         let config = loaded ?? Config()
         var problems: [String] = []
         if let configError { problems.append(configError) }
@@ -120,7 +160,7 @@ public enum StatusCheck {
         var report = StatusReport(
             destination: config.destination, backups: entries.count, totalBytes: entries.reduce(0) { $0 + $1.sizeBytes },
             lastBackup: last, lastResult: result, lastVerified: entries.first(where: { $0.verified }), partialArchives: partials,
-            leftovers: leftovers, config: .init(path: configPath, ok: problems.isEmpty, problems: problems),
+            leftovers: leftovers, config: .init(path: configPath, ok: problems.isEmpty, problems: problems, loads: loaded != nil),
             aptHookInstalled: FileManager.default.fileExists(atPath: config.live(aptHookFile)),
             dpkgHookInstalled: FileManager.default.fileExists(atPath: config.live(dpkgHookFile)))
         let m = MetricsFile.load(stateDir: config.stateDir)
@@ -139,6 +179,9 @@ public enum StatusCheck {
             report.lastVerify = .init(at: at, result: m["last_verify_success"] == 1 ? "ok" : "failed", exitCode: code)
         }
         report.lastVerifySuccessAt = iso(m["last_verify_success_timestamp_seconds"])
+        report.maxBackupAgeHours = config.status.maxBackupAgeHours
+        if let last, last.time > 0 { report.newestBackupAgeSeconds = max(0, Int(now.timeIntervalSince1970 - last.time)) }
+        report.lastRuns = lastRuns(m, copy: config.remote == nil ? nil : CopyState.load(stateDir: config.stateDir), now: now)
         if let remote = config.remote {
             let copy = CopyState.load(stateDir: config.stateDir)
             report.remoteRepository = ResticErrorReporter.maskURLPassword(remote.repository)
@@ -148,6 +191,36 @@ public enum StatusCheck {
         }
         return report
     }
+
+    /// The last run of each kind from the tool's records: the metrics record (state_dir/metrics.json)
+    /// for the backups, verify, prune and restore, the copy's own (remote-copy.json; nil: no `remote:`).
+    static package func lastRuns(_ m: [String: Double], copy: CopyState?, now: Date) -> [StatusReport.RunSummary] {
+        func summary(_ kind: String, _ prefix: String, detail: String? = nil) -> StatusReport.RunSummary {
+            guard let t = m[prefix + "_timestamp_seconds"], t > 0 else { return .init(kind: kind, result: "never") }
+            let code = Int(m[prefix + "_exit_code"] ?? 0)
+            let result = code == 0 ? "ok" : code == Int(ExitCode.partial.rawValue) ? "partial" : "failed"
+            return .init(kind: kind, at: iso(t), ageSeconds: max(0, Int(now.timeIntervalSince1970 - t)), result: result,
+                         exitCode: code, detail: detail)
+        }
+        var runs = [summary("backup", "last_scheduled_run"), summary("pre_upgrade_backup", "last_pre_upgrade_run")]
+        if let copy {
+            if let last = copy.last, let t = Catalog.parseTime(last.at) {
+                runs.append(.init(kind: "copy", at: last.at, ageSeconds: max(0, Int(now.timeIntervalSince1970 - t)), result: last.status,
+                                  exitCode: last.status == "failed" ? Int(ExitCode.failed.rawValue) : last.status == "ok" ? 0 : nil,
+                                  detail: last.archives.isEmpty ? nil : last.archives.joined(separator: ", ")))
+            } else {
+                runs.append(.init(kind: "copy", result: "never"))
+            }
+        } else {
+            runs.append(.init(kind: "copy", result: "never", detail: "no remote: section"))
+        }
+        runs.append(summary("verify", "last_verify", detail: m["last_verify_deep"] == 1 ? "deep" : nil))
+        runs.append(summary("prune", "last_prune", detail: m["last_prune_timestamp_seconds"].map { _ in "\(Int(m["last_prune_removed_archives"] ?? 0)) removed" }))
+        runs.append(summary("restore", "last_restore", detail: m["last_restore_timestamp_seconds"].map { _ in m["last_restore_rollback"] == 1 ? "rollback" : "restore" }))
+        return runs
+    }
+
+    static func iso(_ t: Double) -> String { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: t)) }
 
     /// The units dead runs left stopped or frozen that really are still down now (a unit the
     /// guard has started or thawed since is not listed): `status` exits 1 naming them.

@@ -94,14 +94,14 @@ package enum RegionChecks {
     static package func maasRegion() -> String? { Command.find("maas-region", extraDirs: ["/usr/sbin"]) }
 
     /// Runs `maas-region dbupgrade` as root, as on a deb install; its failure fails the restore.
-    static package func dbUpgrade(log: (String) -> Void) async throws {
+    static package func dbUpgrade(log: (LogLevel, String) -> Void) async throws {
         guard let exe = maasRegion() else { throw BackupError.failed("maas-region is not found: cannot run dbupgrade") }
-        log("running \(exe) dbupgrade (the installed MAAS differs from the backup's by its patch version)")
+        log(.info, "running \(exe) dbupgrade (the installed MAAS differs from the backup's by its patch version)")
         let r = try await Command.run(exe, ["dbupgrade"])
         guard r.succeeded else {
             throw BackupError.failed("\(exe) dbupgrade failed (exit \(r.status)): \(r.lastErrorLine); the database may be partly upgraded",
                                      hint: "see its output with `\(exe) dbupgrade` run by hand")
         }
-        log("\(exe) dbupgrade finished")
+        log(.info, "\(exe) dbupgrade finished")
     }
 }

@@ -29,6 +29,13 @@ public struct RemoteRestoreResult: Sendable, Encodable {
 public enum RemoteRestore {
     public static func run(config: Config, options: RestoreOptions, snapshot: String) async throws -> RemoteRestoreResult {
         try Privilege.requireRoot("restore")
+        return try await RestoreOutcomes.recording(config: config, command: options.command, log: options.log,
+                                                 downtimeMs: { $0.restore.downtimeMs }) {
+            try await fetchAndRestore(config: config, options: options, snapshot: snapshot)
+        }
+    }
+
+    static func fetchAndRestore(config: Config, options: RestoreOptions, snapshot: String) async throws -> RemoteRestoreResult {
         let ops = try RemoteOperations(config: config)
         // The destination may not exist yet on a fresh machine.
         if !FileManager.default.fileExists(atPath: config.destination) {
@@ -42,16 +49,16 @@ public enum RemoteRestore {
         let dir = try PrivateDir.make(in: config.destination, name: ".from-remote-\(ArchiveName.timestamp(Date()))-\(getpid())")
         defer { dir.remove() }
         let fetched = try await ops.fetch(snapshot, into: dir.path, log: options.log)
-        options.log?(String(format: "fetched %@ (%lld bytes of tar) in %.1f s", fetched.archive, fetched.tarBytes, fetched.durationMs / 1000))
+        options.log?(.info, String(format: "fetched %@ (%lld bytes of tar) in %.1f s", fetched.archive, fetched.tarBytes, fetched.durationMs / 1000))
         var options = options
         // The manifest records the host name up to its first dot.
         if snapshot == "latest" { options.expectedHost = CopyPipeline.hostName().split(separator: ".").first.map(String.init) ?? "localhost" }
         // Another host's copy is taken only when signed by a key trusted here: --allow-unsigned does not apply.
         if fetched.host != CopyPipeline.hostName() && options.allowUnsigned {
             options.allowUnsigned = false
-            options.log?("--allow-unsigned does not apply to the copy of another host (\(fetched.host)): it must be signed by a key in trusted_keys")
+            options.log?(.info, "--allow-unsigned does not apply to the copy of another host (\(fetched.host)): it must be signed by a key in trusted_keys")
         }
-        let restored = try await RestorePipeline(config: config, options: options).run(archive: fetched.path)
+        let restored = try await RestorePipeline(config: config, options: options).runUnrecorded(archive: fetched.path)
         return RemoteRestoreResult(fetched: fetched, restore: restored)
     }
 }

@@ -27,7 +27,7 @@ public struct RestorePipeline: Sendable {
         self.services = try services ?? Systemctl()
     }
 
-    package func log(_ s: String) { options.log?(s) }
+    package func log(_ level: LogLevel, _ s: String) { options.log?(level, s) }
 
 
     /// Everything restore decides before it changes anything (rollback --dry-run prints it).
@@ -49,7 +49,7 @@ public struct RestorePipeline: Sendable {
         try await RegionLayout.refuseSnap(config, services: services, command: options.command)
         let source = try ArchiveVerifier.open(archive, config: config)
         let path = source.path
-        log("verifying \(path)")
+        log(.info, "verifying \(path)")
         let (manifest, report): (Manifest, VerifyReport)
         do {
             (manifest, report) = try await ArchiveVerifier.verify(source, config: config, allowUnsigned: options.allowUnsigned,
@@ -63,7 +63,7 @@ public struct RestorePipeline: Sendable {
             throw BackupError.data("refusing to \(options.command): \(e.message)", hint: "nothing was changed; " + (e.hint ?? "use another backup"))
         }
         if report.signedBy == "unsigned" {
-            log("warning: \(path) is not signed; --allow-unsigned skips the check that this host or a trusted key wrote its manifest (its members are still checked against the manifest)")
+            log(.warning, "warning: \(path) is not signed; --allow-unsigned skips the check that this host or a trusted key wrote its manifest (its members are still checked against the manifest)")
         }
         VerifiedStamp.write(archive: path, sha256: report.sha256, deep: false, opened: source.status)
         try FaultPoint.hit("restore-verify")
@@ -94,7 +94,7 @@ public struct RestorePipeline: Sendable {
         var regions = try RegionChecks.check(config: config, target: target, passfile: passfile,
                                              force: options.forceOtherRegions, command: options.command, manifest: manifest)
         if let dbUpgrade { regions.warnings.append(dbUpgrade) }
-        for x in regions.peers { log("other region: \(x)") }
+        for x in regions.peers { log(.info, "other region: \(x)") }
         let bin = target.binDir ?? "/usr/lib/postgresql/\(db.serverVersionNum / 10000)/bin"
         let psql = bin + "/psql"
         guard FileManager.default.isExecutableFile(atPath: psql) else {
@@ -129,7 +129,7 @@ public struct RestorePipeline: Sendable {
     /// After the plan is confirmed: the lock and the journal, and the run that holds what changes.
     package func begin(_ prepared: Prepared) async throws -> RestoreRun {
         if let confirm = options.confirm, await !confirm(prepared.plan) {
-            throw BackupError.failed("\(options.command) cancelled; nothing was changed")
+            throw RestoreOutcomes.cancelled(options.command)
         }
         let lock = try RunLock(path: config.lockFile, timeout: options.lockTimeout)
         let runID = ArchiveName.timestamp(Date()) + "-\(getpid())"
@@ -142,8 +142,15 @@ public struct RestorePipeline: Sendable {
         }
     }
 
-    /// `restore ARCHIVE`: prepare, then the run's steps in turn; any failure is undone.
+    /// `restore ARCHIVE`: prepare, then the run's steps in turn; any failure is undone. Recorded
+    /// for `status` and the metrics (RestoreOutcomes).
     public func run(archive: String) async throws -> RestoreResult {
+        try await RestoreOutcomes.recording(config: config, command: options.command, log: options.log, downtimeMs: { $0.downtimeMs }) {
+            try await runUnrecorded(archive: archive)
+        }
+    }
+
+    package func runUnrecorded(archive: String) async throws -> RestoreResult {
         let clock = Stopwatch()
         let run = try await begin(try await prepare(archive: archive))
         defer { run.end() }

@@ -29,7 +29,7 @@ extension RestoreRun {
         state.servicesRestarted = !servicesDown
         let journal = self.journal
         var undo = RestoreUndo(record: state, services: services, startTimeout: config.startTimeout, target: { [p] in p.target },
-                               save: { r in try? journal.update { $0 = r } }, log: { [weak self] in self?.log($0) })
+                               save: { r in try? journal.update { $0 = r } }, log: { [weak self] in self?.log(.info, $0) })
         let outcome = await undo.run()
         swaps = undo.record.swaps
         database = undo.record.database

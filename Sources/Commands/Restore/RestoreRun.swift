@@ -80,7 +80,7 @@ final package class RestoreRun {
         lock.release()
     }
 
-    package func log(_ s: String) { pipeline.log(s) }
+    package func log(_ level: LogLevel, _ s: String) { pipeline.log(level, s) }
 
     package func record() throws {
         let s = swaps, d = database, st = step, ff = filesFinal, names = dbNames
@@ -89,13 +89,14 @@ final package class RestoreRun {
 
     /// Stops the active MAAS services (PostgreSQL stays up).
     package func stopServices() async throws {
+        log(.debug, "step stopServices: stop the MAAS services")
         step = "stop services"
         let toStop = try await services.activeUnits(config.services)
         try journal.update { $0.stoppedServices = toStop; $0.phase = "stop services" }
         stopped = toStop
         servicesDown = true
         downSince = Stopwatch()
-        log("stopping \(toStop.isEmpty ? "nothing (no MAAS service is active)" : toStop.joined(separator: " "))")
+        log(.info, "stopping \(toStop.isEmpty ? "nothing (no MAAS service is active)" : toStop.joined(separator: " "))")
         try await services.stop(toStop)
         try FaultPoint.hit("restore-stop")
         try Interruption.check()
@@ -104,6 +105,7 @@ final package class RestoreRun {
     /// The database, while MAAS still runs: loaded into new databases and checked. The live
     /// databases are not touched until `swapDatabase` (issue 25: MAAS is down only for the swap).
     package func loadDatabase() async throws {
+        log(.debug, "step loadDatabase: load dump.sql into new databases while MAAS runs")
         let manifest = p.manifest
         step = "database"
         dbNames = p.database.databases
@@ -116,7 +118,7 @@ final package class RestoreRun {
         let psqlPassfile = try DatabaseSwap.passfile(target, in: psqlDir, for: psqlUser, names: dbNames)
         database = .loading
         try record()
-        log("loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser), \(config.database.effectiveLoadJobs) session(s) per database (database.load_jobs)")
+        log(.info, "loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser), \(config.database.effectiveLoadJobs) session(s) per database (database.load_jobs)")
         let gate = try DatabaseSwap.rolesGate(target: target, passfile: passfile, databases: all)
         let runDir = dir, loginNames = dbNames.flatMap(\.all)
         var loadPlan = DumpLoader.Plan(
@@ -124,12 +126,12 @@ final package class RestoreRun {
             maintenanceDatabase: DatabaseSwap.maintenanceDatabase(avoiding: all), roles: gate,
             ownerLogin: { db, owner in
                 let login = try DatabaseSwap.ownerLogin(owner, db: db, target: target, passfile: passfile, in: runDir, databases: loginNames)
-                self.log("loading \(db) as its owner \(owner) (psql as \(login.osUser))")
+                self.log(.info, "loading \(db) as its owner \(owner) (psql as \(login.osUser))")
                 return login
             },
             create: { spec, copy in
                 try DatabaseSwap.create(spec, as: copy, target: target, passfile: passfile, avoiding: all)
-                self.log("created the database \(copy) for \(spec.name)")
+                self.log(.info, "created the database \(copy) for \(spec.name)")
                 try FaultPoint.hit("restore-db-create")
             })
         loadPlan.jobs = config.database.effectiveLoadJobs
@@ -144,7 +146,7 @@ final package class RestoreRun {
             warnings.append("\(outcome.refused.count) role statement(s) of dump.sql were refused for lack of privilege, so the roles were left as they are (first: \(first))")
         }
         expectedPsqlErrors = outcome.expected.count
-        for note in outcome.notes { log(note) }
+        for note in outcome.notes { log(.info, note) }
         database = .loaded
         try record()
         try FaultPoint.hit("restore-db-load")
@@ -164,16 +166,17 @@ final package class RestoreRun {
     /// With MAAS stopped: the checked copies swapped in by name; the live databases are kept under
     /// <name>_pre_restore_<time>.
     package func swapDatabase() async throws {
+        log(.debug, "step swapDatabase: swap the databases in by name")
         guard let check else { throw BackupError.failed("the database was not loaded and checked before the swap") }
         let target = p.target, passfile = passfile
         step = "database"
         database = .swapping
         try record()
-        dbNames = try DatabaseSwap.swapIn(dbNames, target: target, passfile: passfile, log: { self.log($0) })
+        dbNames = try DatabaseSwap.swapIn(dbNames, target: target, passfile: passfile, log: { self.log(.info, $0) })
         database = .swapped
         try record()
         try FaultPoint.hit("restore-database")
-        log("database restored: \(check.tables) tables, \(check.rows) rows, schema head \(DatabaseCheck.describe(check.schemaHead))"
+        log(.info, "database restored: \(check.tables) tables, \(check.rows) rows, schema head \(DatabaseCheck.describe(check.schemaHead))"
             + (dbNames.contains(where: \.existed) ? "; the previous one is kept as \(dbNames.filter(\.existed).map(\.previous).joined(separator: ", "))" : ""))
         try Interruption.check()
     }
@@ -181,6 +184,7 @@ final package class RestoreRun {
     /// The files, while MAAS still runs: the archive's copy of each folder extracted into its
     /// staging folder on the live folder's filesystem; nothing live is touched (issue 25).
     package func stageFiles() async throws {
+        log(.debug, "step stageFiles: extract the files into staging folders while MAAS runs")
         step = "files"
         var destinations: [(member: String, destination: String)] = []
         let root = config.root
@@ -194,7 +198,7 @@ final package class RestoreRun {
         let count = try await Blocking.run {
             try Extractor.extract(archive: readPath, root: root, into: to, checkInterrupted: { try Interruption.check() })
         }
-        log("extracted \(count) files and folders into \(swaps.compactMap(\.staging).joined(separator: ", ")) while MAAS runs")
+        log(.info, "extracted \(count) files and folders into \(swaps.compactMap(\.staging).joined(separator: ", ")) while MAAS runs")
         try FaultPoint.hit("restore-extract")
         try Interruption.check()
     }
@@ -202,28 +206,29 @@ final package class RestoreRun {
     /// With MAAS stopped: each live folder moved aside, the staged one renamed into its place,
     /// what is kept carried over. Renames only: the downtime does not grow with the files.
     package func swapFiles() async throws {
+        log(.debug, "step swapFiles: move the live folders aside and the staged ones in")
         step = "files"
         oldSecret = RegionLayout.rackSecret(config)
         for i in swaps.indices {
             var swap = swaps[i]
             defer { swaps[i] = swap }
             try swap.moveAside { s in self.swaps[i] = s; try self.record() }
-            if swap.mode != .create { log("moved the previous \(swap.live) aside to \(swap.aside)") }
+            if swap.mode != .create { log(.info, "moved the previous \(swap.live) aside to \(swap.aside)") }
         }
         try FaultPoint.hit("restore-aside")
         for i in swaps.indices {
             var swap = swaps[i]
             defer { swaps[i] = swap }
-            try swap.moveStagedIn(record: { s in self.swaps[i] = s; try self.record() }, log: { self.log($0) })
+            try swap.moveStagedIn(record: { s in self.swaps[i] = s; try self.record() }, log: { self.log($0, $1) })
         }
         try FaultPoint.hit("restore-files")
         for i in swaps.indices {
             var swap = swaps[i]
             defer { swaps[i] = swap }
-            try swap.carryKept(record: { s in self.swaps[i] = s; try self.record() }, log: { self.log($0) })
+            try swap.carryKept(record: { s in self.swaps[i] = s; try self.record() }, log: { self.log($0, $1) })
         }
         images = ImageStoreReport.make(manifest: p.manifest, config: config)
-        images?.lines.forEach { log("images: " + $0) }
+        images?.lines.forEach { log(.info, "images: " + $0) }
         try FaultPoint.hit("restore-keep")
         try Interruption.check()
     }
@@ -238,8 +243,9 @@ final package class RestoreRun {
     /// `maas-region dbupgrade` when the installed MAAS differs from the backup's by a patch version;
     /// then the services started, waited for, and the schema head checked.
     package func startAndCheck(clock: Stopwatch) async throws -> RestoreResult {
+        log(.debug, "step startAndCheck: start the MAAS services, check them and the schema head")
         let manifest = p.manifest
-        if p.plan.dbUpgrade != nil { step = "dbupgrade"; try await RegionChecks.dbUpgrade(log: { self.log($0) }) }
+        if p.plan.dbUpgrade != nil { step = "dbupgrade"; try await RegionChecks.dbUpgrade(log: { self.log($0, $1) }) }
         step = "start services"
         let units = try await startServices()
         try FaultPoint.hit("restore-start")
@@ -290,8 +296,8 @@ final package class RestoreRun {
         stopped = stopped.filter { !outcome.gone.contains($0) }
         let left = stopped
         try? journal.update { $0.servicesRestarted = true; $0.stoppedServices = left }
-        if !outcome.active.isEmpty { log("started \(outcome.active.joined(separator: " "))") }
-        for n in outcome.notes { log(n) }
+        if !outcome.active.isEmpty { log(.info, "started \(outcome.active.joined(separator: " "))") }
+        for n in outcome.notes { log(.info, n) }
         return outcome
     }
 }

@@ -21,7 +21,7 @@ public struct RestoreOptions: Sendable {
     public var lockTimeout: Double = 30
     /// Asked once the plan is known and before anything changes; false cancels. nil: go ahead.
     public var confirm: (@Sendable (RestorePlan) async -> Bool)?
-    public var log: (@Sendable (String) -> Void)?
+    public var log: LogSink?
     public var command = "restore"
     /// Rollback: the installed version is expected to differ.
     public var skipVersionGuard = false

@@ -20,13 +20,13 @@ extension TreeSwap {
     }
 
     /// Moves the previous store's files into the restored store; each name is recorded before it moves.
-    mutating package func carryImages(record: (TreeSwap) throws -> Void, log: (String) -> Void) throws {
+    mutating package func carryImages(record: (TreeSwap) throws -> Void, log: (LogLevel, String) -> Void) throws {
         guard mode != .create else { return }
         guard let rel = imageStore else {
             // A MAAS 3.4 archive (no image list) over a 3.5 store: the store stays aside, not for ever.
             let store = ArchiveVerifier.member(of: BootImages.storePath)
             if store.hasPrefix(member + "/"), FileManager.default.fileExists(atPath: aside + "/" + store.dropFirst(member.count + 1)) {
-                log("the previous MAAS image store stays in \(aside)/\(store.dropFirst(member.count + 1)) (this backup lists no image files: MAAS 3.4); prune removes it once older than retention.max_age_days")
+                log(.info, "the previous MAAS image store stays in \(aside)/\(store.dropFirst(member.count + 1)) (this backup lists no image files: MAAS 3.4); prune removes it once older than retention.max_age_days")
             }
             return
         }
@@ -42,7 +42,7 @@ extension TreeSwap {
             }
             _ = lchown(dst, st.st_uid, st.st_gid)
         } else if (dt.st_mode & S_IFMT) != S_IFDIR {
-            log("warning: \(dst) is not a folder in the archive; the previous image store stays in \(src)")
+            log(.warning, "warning: \(dst) is not a folder in the archive; the previous image store stays in \(src)")
             return
         }
         var moved = carriedImages ?? [], kept = 0
@@ -56,7 +56,7 @@ extension TreeSwap {
             }
         }
         if !moved.isEmpty {
-            log("moved \(moved.count) image file(s) of the live store into the restored \(dst)" + (kept > 0 ? " (\(kept) came from the archive)" : ""))
+            log(.info, "moved \(moved.count) image file(s) of the live store into the restored \(dst)" + (kept > 0 ? " (\(kept) came from the archive)" : ""))
         }
     }
 

@@ -197,7 +197,7 @@ public struct TreeSwap: Sendable, Codable {
     /// `rename`, `create`: the staging folder becomes `live`; `contents`: its entries move into
     /// `live`, which takes the staged folder's mode and owner (an entry the live folder kept in place,
     /// such as lost+found, keeps its own; the archive's stays in the staging folder, with a warning).
-    mutating package func moveStagedIn(record: (TreeSwap) throws -> Void, log: (String) -> Void) throws {
+    mutating package func moveStagedIn(record: (TreeSwap) throws -> Void, log: (LogLevel, String) -> Void) throws {
         guard let staging, stageStarted == true else { return }
         switch mode {
         case .create, .rename:
@@ -231,7 +231,7 @@ public struct TreeSwap: Sendable, Codable {
             if clash.isEmpty {
                 _ = rmdir(staging)
             } else {
-                log("warning: \(clash.map { live + "/" + $0 }.joined(separator: ", ")) stayed as it was; the archive's copy is in \(staging)")
+                log(.warning, "warning: \(clash.map { live + "/" + $0 }.joined(separator: ", ")) stayed as it was; the archive's copy is in \(staging)")
             }
         }
     }
@@ -283,14 +283,14 @@ public struct TreeSwap: Sendable, Codable {
     }
 
     /// After extraction: carries the kept folders from the previous tree into the restored one.
-    mutating package func carryKept(record: (TreeSwap) throws -> Void, log: (String) -> Void) throws {
+    mutating package func carryKept(record: (TreeSwap) throws -> Void, log: (LogLevel, String) -> Void) throws {
         guard mode != .create else { return }
         for rel in keep {
             let src = aside + "/" + rel, dst = live + "/" + rel
             var st = stat()
             guard lstat(src, &st) == 0 else { continue }
             if lstat(dst, &st) == 0 {
-                log("warning: \(dst) came from the archive too; the previous one stays in \(src)")
+                log(.warning, "warning: \(dst) came from the archive too; the previous one stays in \(src)")
                 continue
             }
             try FileManager.default.createDirectory(atPath: (dst as NSString).deletingLastPathComponent,

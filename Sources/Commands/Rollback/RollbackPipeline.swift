@@ -184,8 +184,17 @@ public enum RollbackPipeline {
         return PackageStep(changes: changes, remove: remove, removeCommand: removeCommand, firstCommand: firstCommand, command: command)
     }
 
+    /// A rollback; recorded for `status` and the metrics (RestoreOutcomes) unless it is a dry run.
     public static func run(archive: String?, config: Config, dryRun: Bool, options base: RestoreOptions,
                            environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> RollbackResult {
+        if dryRun { return try await runUnrecorded(archive: archive, config: config, dryRun: true, options: base, environment: environment) }
+        return try await RestoreOutcomes.recording(config: config, command: "rollback", log: base.log, downtimeMs: { $0.restore?.downtimeMs }) {
+            try await runUnrecorded(archive: archive, config: config, dryRun: false, options: base, environment: environment)
+        }
+    }
+
+    static func runUnrecorded(archive: String?, config: Config, dryRun: Bool, options base: RestoreOptions,
+                              environment: [String: String]) async throws -> RollbackResult {
         if let why = insideAptOrDpkg(environment: environment, root: config.root) {
             throw BackupError(.locked, "rollback cannot run now: \(why)", hint: "run it after apt or dpkg has finished")
         }
@@ -237,16 +246,16 @@ public enum RollbackPipeline {
     /// on the checked copies in `staging`; returns the MAAS package versions installed afterwards,
     /// which must be the backup's (and none of the removed ones).
     static package func reinstall(_ p: PackageStep, config: Config, staging: String,
-                                  log: (@Sendable (String) -> Void)?) async throws -> [String: String] {
+                                  log: LogSink?) async throws -> [String: String] {
         let env: [String: String?] = ["DEBIAN_FRONTEND": "noninteractive", "MAAS_SNAPSHOT_BACKUP_SKIP": "1", "APT_LISTCHANGES_FRONTEND": "none"]
         if !p.removeCommand.isEmpty {
-            log?("removing \(p.remove.joined(separator: " ")) (installed now, not in the backup; conffiles kept)")
+            log?(.info, "removing \(p.remove.joined(separator: " ")) (installed now, not in the backup; conffiles kept)")
             let r = try await Command.run(p.removeCommand[0], Array(p.removeCommand.dropFirst()), environment: env)
             guard r.succeeded else {
                 throw BackupError.failed("\(p.removeCommand.prefix(3).joined(separator: " ")) failed: \(DpkgErrors.summary(r.stderr) ?? r.lastErrorLine); run by hand: \(p.removeCommand.joined(separator: " ")), then \(p.command.joined(separator: " "))")
             }
         }
-        if !p.changes.isEmpty { log?("reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))") }
+        if !p.changes.isEmpty { log?(.info, "reinstalling \(p.changes.map { "\($0.package) \($0.backupVersion)" }.joined(separator: ", "))") }
         let byHand = [p.firstCommand, p.command].filter { !$0.isEmpty }.map { $0.joined(separator: " ") }.joined(separator: ", then ")
         for command in [p.firstCommand, p.command] where !command.isEmpty {
             // The saved paths shown become the checked copies in `staging`.

@@ -31,7 +31,7 @@ package enum DeepVerify {
     }
 
     static package func run(archive: String, display: String, manifest: Manifest, config: Config, scratchDir: String? = nil,
-                            log: (@Sendable (String) -> Void)?) async throws -> DeepVerifyResult {
+                            log: LogSink?) async throws -> DeepVerifyResult {
         let clock = Stopwatch()
         let major = manifest.database.serverVersion.prefix(while: { $0.isNumber })
         let bin = config.database.binDir ?? "/usr/lib/postgresql/\(major)/bin"
@@ -55,7 +55,7 @@ package enum DeepVerify {
         guard mkdir(sock, 0o700) == 0, chown(sock, uid, gid) == 0 else {
             throw BackupError.failed("cannot create \(sock): \(Errno.last.description)")
         }
-        log?("deep verify: initdb in \(tmp.path)")
+        log?(.info, "deep verify: initdb in \(tmp.path)")
         let initdb = try await Command.run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
                                                              "--locale=C.UTF-8", "--no-sync"], asUser: "postgres")
         guard initdb.succeeded else { throw BackupError.unavailable("initdb of the throwaway cluster failed: \(initdb.lastErrorLine)") }
@@ -77,7 +77,7 @@ package enum DeepVerify {
                 throw BackupError.failed("the throwaway cluster's socket \(sock) reached another server (\(dataDir ?? "?")); refusing to load dump.sql there")
             }
             try await DatabaseSwap.checkPsql(bin + "/psql")
-            log?("deep verify: loading dump.sql (\(manifest.dump.size) bytes)")
+            log?(.info, "deep verify: loading dump.sql (\(manifest.dump.size) bytes)")
             // psql's messages go to a file root can write and nobody else reads.
             let logDir = try PrivateDir.makeTemporary()
             defer { logDir.remove() }

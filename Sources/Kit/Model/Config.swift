@@ -62,6 +62,14 @@ public struct Config: Sendable, Codable, Equatable {
         public init() {}
     }
 
+    /// What `status` counts as a problem (besides a failed run).
+    public struct StatusBounds: Sendable, Codable, Equatable {
+        /// `status` exits 4 when the newest backup in the destination is older than this many hours
+        /// (or there is none); 0: never. 36 suits the daily timer (its randomized delay included).
+        public var maxBackupAgeHours = 36
+        public init() {}
+    }
+
     public var root = "/"
     public var destination = "/var/backups/maas-snapshot-backup"
     public var paths = ["/etc/maas", "/var/lib/maas"]
@@ -83,6 +91,7 @@ public struct Config: Sendable, Codable, Equatable {
     public var lvm = LVM()
     public var retention = Retention()
     public var hook = Hook()
+    public var status = StatusBounds()
     public var metricsTextfile: String?
     /// In a root-owned 0700 folder (made by RunLock): /run/lock is writable by every user.
     public var lockFile = "/run/maas-snapshot-backup/lock"
@@ -211,6 +220,13 @@ extension Config {
                     default: throw r.unknown("hook.\(hk)", hv, allowed: ["on_failure"])
                     }
                 }
+            case "status":
+                for (sk, sv) in try r.mapping(v, key: k) {
+                    switch sk {
+                    case "max_backup_age_hours": c.status.maxBackupAgeHours = try r.int(sv, key: "status.max_backup_age_hours", range: 0...100000)
+                    default: throw r.unknown("status.\(sk)", sv, allowed: ["max_backup_age_hours"])
+                    }
+                }
             case "metrics_textfile": c.metricsTextfile = try r.optionalAbsolutePath(v, key: k)
             case "lock_file": c.lockFile = try r.absolutePath(v, key: k)
             case "state_dir": c.stateDir = try r.absolutePath(v, key: k)
@@ -225,7 +241,7 @@ extension Config {
 
     static package let topKeys = ["root", "destination", "paths", "exclude", "images", "services", "snapshot", "quiesce", "database",
                           "copy_in_window_max", "compression_level", "start_timeout", "compression_threads", "window_timeout",
-                          "lvm", "retention", "hook", "metrics_textfile", "lock_file", "state_dir", "signing_key", "trusted_keys", "remote"]
+                          "lvm", "retention", "hook", "status", "metrics_textfile", "lock_file", "state_dir", "signing_key", "trusted_keys", "remote"]
     static package let databaseKeys = ["host", "port", "user", "name", "scope", "password_file", "os_user", "bin_dir", "restore_user", "restore_password_file",
                                          "load_jobs"]
 }

@@ -23,12 +23,15 @@ extension Double {
 /// Records how long each named step took, one call per step (a failed step is not recorded).
 package final class StepTimer: @unchecked Sendable {
     package private(set) var steps: [Manifest.WindowStep] = []
-    package init() {}
+    /// Told of each step as it ends (`-v` prints them).
+    package let onStep: (@Sendable (Manifest.WindowStep) -> Void)?
+    package init(onStep: (@Sendable (Manifest.WindowStep) -> Void)? = nil) { self.onStep = onStep }
 
     package func time<T>(_ name: String, _ body: () async throws -> T) async rethrows -> T {
         let t = Stopwatch()
         let r = try await body()
         steps.append(.init(step: name, ms: t.elapsedMs.ms2))
+        onStep?(steps[steps.count - 1])
         return r
     }
 }

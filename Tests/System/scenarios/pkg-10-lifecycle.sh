@@ -45,7 +45,7 @@ msb_assert_eq disabled "$(systemctl is-enabled maas-snapshot-backup.timer 2>&1 |
 msb_assert_eq inactive "$(systemctl is-active maas-snapshot-backup.timer 2>&1 || true)" "timer state"
 msb_assert_eq inactive "$(systemctl is-active maas-snapshot-backup.service 2>&1 || true)" "service state"
 msb_assert_eq disabled "$(systemctl is-enabled maas-snapshot-backup-verify.timer 2>&1 || true)" "verify timer enabled state"
-msb_assert_eq "verify latest --deep" "$(systemctl show -P ExecStart maas-snapshot-backup-verify.service | sed -n 's/.*argv\[\]=[^ ]* \([^;]*\) ;.*/\1/p')" "what the weekly verify runs"
+msb_assert_eq "verify latest --deep --with-remote" "$(systemctl show -P ExecStart maas-snapshot-backup-verify.service | sed -n 's/.*argv\[\]=[^ ]* \([^;]*\) ;.*/\1/p')" "what the weekly verify runs"
 systemd-analyze verify --man=no /lib/systemd/system/maas-snapshot-backup.service /lib/systemd/system/maas-snapshot-backup.timer \
   /lib/systemd/system/maas-snapshot-backup-verify.service /lib/systemd/system/maas-snapshot-backup-verify.timer ||
   msb_fail "systemd-analyze verify rejects the units"
