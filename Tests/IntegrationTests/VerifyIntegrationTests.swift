@@ -181,8 +181,10 @@ struct VerifyIntegrationTests {
         #expect((deep["rows"] as? NSNumber)?.int64Value == counts.reduce(0, +))
         #expect((deep["schema_head"] as? [String: Any])?["django"] as? String == m.database.schemaHead.django)
         #expect(VerifiedStamp.current(archive: archive)?.deep == true)
-        // The throwaway cluster is gone.
-        let leftover = try RT.spawn(["/usr/bin/pgrep", "-f", "msb-[a-zA-Z0-9]{6}/data"])
+        // The throwaway cluster is gone (this verify's: it is made beside the destination; other
+        // suites run theirs at the same time elsewhere).
+        let scratch = NSRegularExpression.escapedPattern(for: (env.backups as NSString).deletingLastPathComponent)
+        let leftover = try RT.spawn(["/usr/bin/pgrep", "-f", scratch + "/msb-[a-zA-Z0-9]{6}/data"])
         #expect(leftover.stdout.isEmpty, "a throwaway postmaster is still running: \(leftover.stdout)")
 
         // A dump that lost a row, with a manifest made to fit its bytes: the plain verify passes,
