@@ -177,3 +177,15 @@ import Testing
         #expect(LoadRouter.copyTable("COPY public.\"Ev\" (a, b) FROM stdin;") == "public.\"Ev\"")
     }
 }
+
+/// How many sessions a load takes from the server (MAAS keeps running during it).
+@Suite struct LoadSessionsTests {
+    @Test func neverMoreThanHalfTheFreeConnectionsAndAtLeastOne() {
+        #expect(DumpLoader.sessions(wanted: 4, freeConnections: 90) == 4)
+        #expect(DumpLoader.sessions(wanted: 4, freeConnections: 5) == 2)
+        #expect(DumpLoader.sessions(wanted: 4, freeConnections: 1) == 1)
+        #expect(DumpLoader.sessions(wanted: 4, freeConnections: 0) == 1)
+        #expect(DumpLoader.sessions(wanted: 3, freeConnections: nil) == 3)
+        #expect(DumpLoader.sessions(wanted: 0, freeConnections: nil) == 1)
+    }
+}

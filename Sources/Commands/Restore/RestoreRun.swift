@@ -118,7 +118,7 @@ final package class RestoreRun {
         let psqlPassfile = try DatabaseSwap.passfile(target, in: psqlDir, for: psqlUser, names: dbNames)
         database = .loading
         try record()
-        log(.info, "loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser), \(config.database.effectiveLoadJobs) session(s) per database (database.load_jobs)")
+        log(.info, "loading dump.sql (\(manifest.dump.size) bytes) into \(names.values.sorted().joined(separator: ", ")) with psql as \(psqlUser)")
         let gate = try DatabaseSwap.rolesGate(target: target, passfile: passfile, databases: all)
         let runDir = dir, loginNames = dbNames.flatMap(\.all)
         var loadPlan = DumpLoader.Plan(
@@ -134,7 +134,13 @@ final package class RestoreRun {
                 self.log(.info, "created the database \(copy) for \(spec.name)")
                 try FaultPoint.hit("restore-db-create")
             })
-        loadPlan.jobs = config.database.effectiveLoadJobs
+        let wanted = config.database.effectiveLoadJobs
+        let free = DatabaseSwap.freeConnections(target: target, passfile: passfile, avoiding: all)
+        loadPlan.jobs = DumpLoader.sessions(wanted: wanted, freeConnections: free)
+        if loadPlan.jobs < wanted {
+            log(.info, "the server has \(free ?? 0) connection(s) free: loading with \(loadPlan.jobs) psql session(s), not \(wanted) (database.load_jobs), to leave MAAS its share")
+        }
+        log(.info, "\(loadPlan.jobs) session(s) per database (database.load_jobs)")
         let loading = Stopwatch()
         let outcome = try await DumpLoader.load(archive: p.source.readPath, plan: loadPlan, errorLog: dir.path + "/psql.log")
         loadMs = loading.elapsedMs.ms2

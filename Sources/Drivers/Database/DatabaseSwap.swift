@@ -209,6 +209,18 @@ package enum DatabaseSwap {
         if ended > 0 { log?("ended \(ended) session(s) on \(db)") }
     }
 
+    /// Connections the server can still take (max_connections less the reserved ones and the client
+    /// sessions open now); nil when it cannot be read.
+    static package func freeConnections(target: PostgresTarget, passfile: String?, avoiding: [String]) -> Int? {
+        guard let c = try? target.connect(database: maintenanceDatabase(avoiding: avoiding), passfile: passfile) else { return nil }
+        defer { c.finish() }
+        let sql = """
+            SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+                   - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int
+            """
+        return (try? c.exec(sql).scalar).flatMap { $0.flatMap { Int($0) } }
+    }
+
     static package func create(_ spec: CreateDatabaseSpec, as copy: String, target: PostgresTarget, passfile: String?, avoiding: [String]) throws {
         let c = try target.connect(database: maintenanceDatabase(avoiding: avoiding), passfile: passfile)
         defer { c.finish() }

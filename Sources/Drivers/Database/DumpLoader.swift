@@ -75,6 +75,13 @@ package enum DumpLoader {
         }
     }
 
+    /// The sessions a load uses: `wanted`, but never more than half the connections the server has
+    /// free (MAAS keeps running during the load and opens its own), and at least one.
+    static package func sessions(wanted: Int, freeConnections: Int?) -> Int {
+        guard let free = freeConnections else { return max(wanted, 1) }
+        return max(1, min(wanted, free / 2))
+    }
+
     static package func load(archive: String, plan: Plan, errorLog: String) async throws -> Outcome {
         let box = UncheckedSendable(plan)
         return try await Blocking.run { try loadNow(archive: archive, plan: box.value, errorLog: errorLog) }
