@@ -98,8 +98,10 @@ let package = Package(
         .target(name: "MSBPreUpgrade", dependencies: ["MSBKit", "MSBServices", "MSBPackages", "MSBRegion", "MSBPackageHooks", "MSBBackup"],
                 path: "Sources/Commands/PreUpgrade", swiftSettings: swift6),
         // The commands and policy in one import for the command line, the benchmark and the tests.
-        .target(name: "MaasBackupCore", dependencies: ["MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
-                                                       "MSBRecover", "MSBPackageHooks", "MSBRemote", "MSBPreUpgrade", "MSBCopy"],
+        .target(name: "MaasBackupCore", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
+                                                       "MSBPackages", "MSBRemote", "MSBRegion", "MSBPackageHooks",
+                                                       "MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
+                                                       "MSBRecover", "MSBPreUpgrade", "MSBCopy"],
                 swiftSettings: swift6),
         // The command line: parses and prints, nothing else.
         .executableTarget(
@@ -123,11 +125,12 @@ let package = Package(
         .executableTarget(name: "apt-hook-fuzz", dependencies: ["MSBPackageHooks"], path: "Tests/Fuzz/AptHook", swiftSettings: swift6),
         // What the test targets share: the seeded generator and the built tool's path.
         .target(name: "TestSupport", path: "Tests/Shared", swiftSettings: swift6),
-        .testTarget(name: "StreamsTests", dependencies: ["Streams", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "StreamsTests", dependencies: ["Streams", "CZlib", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive", "TestSupport", .product(name: "Yams", package: "Yams")], swiftSettings: swift6),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["MaasBackupCore", "LibPQ", "LibArchive", "TestSupport"],
+            dependencies: ["MaasBackupCore", "LibPQ", "LibArchive", "TestSupport",
+                           .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swift6
         ),
     ]
