@@ -10,8 +10,15 @@ build:
 	swift build
 test:
 	@scripts/stage.sh "install packages" bash scripts/install-deps.sh
+	@scripts/stage.sh "imports match Package.swift" $(MAKE) --no-print-directory check-imports
 	@scripts/stage.sh "build with tests" swift build --build-tests
 	@scripts/stage.sh "host tests" swift test
+# check-imports: every import is a declared dependency (SwiftPM compiles undeclared ones); the
+# self-test first shows the check fails on each kind of bad import in a fixture package.
+check-imports:
+	bash scripts/check-imports-test.sh
+	python3 scripts/check-imports.py
+.PHONY: check-imports
 demo:
 	bash scripts/install-deps.sh
 	swift build

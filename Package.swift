@@ -3,6 +3,8 @@ import PackageDescription
 
 let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
+// Every module a target imports is listed here: SwiftPM would compile an undeclared import of a
+// module built earlier, so `scripts/check-imports.py` (run by `make test`) fails on one.
 let package = Package(
     name: "maas-snapshot-backup",
     platforms: [.macOS(.v13)],
@@ -73,33 +75,39 @@ let package = Package(
         .target(name: "MSBPackageHooks", dependencies: ["MSBKit", "MSBPackages"],
                 path: "Sources/PackageHooks", swiftSettings: swift6),
 
+        // What the destination holds: each backup's files, the catalog, the reason of a backup and retention.
+        .target(name: "MSBBackupSet", dependencies: ["MSBKit", "MSBArchive"],
+                path: "Sources/BackupSet", swiftSettings: swift6),
+
         // Commands: one folder (and target) each; they use drivers, and only the ones listed call each other.
-        .target(name: "MSBExpire", dependencies: ["MSBKit", "MSBArchive"],
+        .target(name: "MSBExpire", dependencies: ["MSBKit", "MSBBackupSet"],
                 path: "Sources/Commands/Expire", swiftSettings: swift6),
         .target(name: "MSBVerify", dependencies: ["MSBKit", "MSBArchive", "MSBDatabase", "MSBCopy"],
                 path: "Sources/Commands/Verify", swiftSettings: swift6),
         // Off-host copies: copy, remote-init, list/verify/prune --remote, restore --from-remote.
-        .target(name: "MSBCopy", dependencies: ["MSBKit", "MSBRemote", "MSBArchive", "MSBExpire",
+        .target(name: "MSBCopy", dependencies: ["MSBKit", "MSBRemote", "MSBArchive", "MSBBackupSet",
                                                 .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/Commands/Copy", swiftSettings: swift6),
         .target(name: "MSBBackup", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
-                                                  "MSBPackages", "MSBRegion", "MSBExpire", "MSBCopy", "Streams", "LibArchive",
+                                                  "MSBPackages", "MSBRegion", "MSBBackupSet", "MSBExpire", "MSBCopy", "Streams", "LibArchive",
                                                   .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/Commands/Backup", swiftSettings: swift6),
         .target(name: "MSBRestore", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
                                                    "MSBPackages", "MSBRegion", "MSBCopy", "LibPQ", .product(name: "Yams", package: "Yams")],
                 path: "Sources/Commands/Restore", swiftSettings: swift6),
-        .target(name: "MSBRollback", dependencies: ["MSBKit", "MSBRestore", "MSBExpire", "MSBArchive", "MSBPackages"],
+        .target(name: "MSBRollback", dependencies: ["MSBKit", "MSBRestore", "MSBBackupSet", "MSBArchive", "MSBPackages"],
                 path: "Sources/Commands/Rollback", swiftSettings: swift6),
         .target(name: "MSBRecover", dependencies: ["MSBKit", "MSBBackup", "MSBRestore", "MSBSnapshot", "MSBServices",
-                                                   "MSBDatabase", "MSBExpire", "MSBCopy", "MSBRemote"],
+                                                   "MSBDatabase", "MSBBackupSet", "MSBCopy", "MSBRemote"],
                 path: "Sources/Commands/Recover", swiftSettings: swift6),
         // The backup the package hooks take before a MAAS package changes.
-        .target(name: "MSBPreUpgrade", dependencies: ["MSBKit", "MSBServices", "MSBPackages", "MSBRegion", "MSBPackageHooks", "MSBBackup"],
+        .target(name: "MSBPreUpgrade", dependencies: ["MSBKit", "MSBServices", "MSBPackages", "MSBRegion", "MSBPackageHooks", "MSBBackupSet", "MSBBackup"],
                 path: "Sources/Commands/PreUpgrade", swiftSettings: swift6),
         // The commands and policy in one import for the command line, the benchmark and the tests.
-        .target(name: "MaasBackupCore", dependencies: ["MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
-                                                       "MSBRecover", "MSBPackageHooks", "MSBRemote", "MSBPreUpgrade", "MSBCopy"],
+        .target(name: "MaasBackupCore", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
+                                                       "MSBPackages", "MSBRemote", "MSBRegion", "MSBPackageHooks", "MSBBackupSet",
+                                                       "MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
+                                                       "MSBRecover", "MSBPreUpgrade", "MSBCopy"],
                 swiftSettings: swift6),
         // The command line: parses and prints, nothing else.
         .executableTarget(
@@ -123,11 +131,12 @@ let package = Package(
         .executableTarget(name: "apt-hook-fuzz", dependencies: ["MSBPackageHooks"], path: "Tests/Fuzz/AptHook", swiftSettings: swift6),
         // What the test targets share: the seeded generator and the built tool's path.
         .target(name: "TestSupport", path: "Tests/Shared", swiftSettings: swift6),
-        .testTarget(name: "StreamsTests", dependencies: ["Streams", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "StreamsTests", dependencies: ["Streams", "CZlib", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive", "TestSupport", .product(name: "Yams", package: "Yams")], swiftSettings: swift6),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["MaasBackupCore", "LibPQ", "LibArchive", "TestSupport"],
+            dependencies: ["MaasBackupCore", "LibPQ", "LibArchive", "TestSupport",
+                           .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swift6
         ),
     ]

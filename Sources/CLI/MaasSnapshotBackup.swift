@@ -262,7 +262,7 @@ func runBackup(config: Config, reason: String, snapshot: Config.SnapshotChoice?,
     opts.quiesce = quiesce
     opts.dryRun = dryRun
     opts.lockTimeout = lockTimeout
-    opts.pruneWhenShort = reason.hasPrefix("pre-upgrade")
+    opts.pruneWhenShort = BackupReason(recorded: reason) == .preUpgrade
     return try await BackupPipeline(config: config, options: opts).run()
 }
 

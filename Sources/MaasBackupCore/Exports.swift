@@ -9,6 +9,7 @@
 @_exported import MSBRemote
 @_exported import MSBRegion
 @_exported import MSBPackageHooks
+@_exported import MSBBackupSet
 @_exported import MSBExpire
 @_exported import MSBVerify
 @_exported import MSBBackup

@@ -122,7 +122,7 @@ struct CatalogPruneTests {
         let dir = try UnitFixture.tempDir("keep")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let paths = try (1...5).map { try Self.make(dir, ageDays: Double($0)) }  // paths[0] newest
-        let (keep, remove) = Prune.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 2), now: Self.now)
+        let (keep, remove) = Retention.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 2), now: Self.now)
         #expect(Self.names(keep) == Self.base(Array(paths[0...1])))
         #expect(Self.names(remove) == Self.base(Array(paths[2...4])))
         #expect(remove.allSatisfy { $0.1 == "beyond keep (2)" })
@@ -134,7 +134,7 @@ struct CatalogPruneTests {
         let dir = try UnitFixture.tempDir("keep0")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let paths = try (1...3).map { try Self.make(dir, ageDays: Double($0)) }
-        let (keep, remove) = Prune.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 0), now: Self.now)
+        let (keep, remove) = Retention.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 0), now: Self.now)
         #expect(Self.names(keep) == Self.base([paths[0]]) && remove.count == 2)
     }
 
@@ -144,7 +144,7 @@ struct CatalogPruneTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let ordinary = try [1.0, 3, 5].map { try Self.make(dir, ageDays: $0) }
         let pre = try [2.0, 4, 6, 8].map { try Self.make(dir, ageDays: $0, reason: "pre-upgrade maas 3.4 -> 3.5") }
-        let (keep, remove) = Prune.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 2, keepPreUpgrade: 2),
+        let (keep, remove) = Retention.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 2, keepPreUpgrade: 2),
                                         now: Self.now)
         #expect(Set(Self.names(keep)) == Set(Self.base([ordinary[0], ordinary[1], pre[0], pre[1]])))
         #expect(Set(Self.names(remove)) == Set(Self.base([ordinary[2], pre[2], pre[3]])))
@@ -157,7 +157,7 @@ struct CatalogPruneTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Self.make(dir, ageDays: 1)
         let pre = try [50.0, 60].map { try Self.make(dir, ageDays: $0, reason: "pre-upgrade x") }
-        let (keep, remove) = Prune.plan(Catalog.entries(destination: dir),
+        let (keep, remove) = Retention.plan(Catalog.entries(destination: dir),
                                         retention: Self.retention(keep: 5, keepPreUpgrade: 0, maxAgeDays: 30), now: Self.now)
         #expect(Self.names(keep).contains(Self.base([pre[0]])[0]))
         #expect(Self.names(remove) == Self.base([pre[1]]))
@@ -170,14 +170,14 @@ struct CatalogPruneTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let paths = try [40.0, 45, 10.0 * 365].map { try Self.make(dir, ageDays: $0) }
         let entries = Catalog.entries(destination: dir)
-        let (keep, remove) = Prune.plan(entries, retention: Self.retention(keep: 10, maxAgeDays: 30), now: Self.now)
+        let (keep, remove) = Retention.plan(entries, retention: Self.retention(keep: 10, maxAgeDays: 30), now: Self.now)
         #expect(Self.names(keep) == Self.base([paths[0]]), "the newest stays although it is 40 days old")
         #expect(Self.names(remove) == Self.base([paths[1], paths[2]]))
         #expect(remove.allSatisfy { $0.1 == "older than max_age_days (30)" })
-        let none = Prune.plan(entries, retention: Self.retention(keep: 10, maxAgeDays: 0), now: Self.now)
+        let none = Retention.plan(entries, retention: Self.retention(keep: 10, maxAgeDays: 0), now: Self.now)
         #expect(none.remove.isEmpty)
         // Just inside the limit stays.
-        let edge = Prune.plan(entries, retention: Self.retention(keep: 10, maxAgeDays: 45), now: Self.now)
+        let edge = Retention.plan(entries, retention: Self.retention(keep: 10, maxAgeDays: 45), now: Self.now)
         #expect(Self.names(edge.remove) == Self.base([paths[2]]))
     }
 
@@ -189,7 +189,7 @@ struct CatalogPruneTests {
         try Self.make(dir, ageDays: 2)
         let v = try Self.make(dir, ageDays: 100, verified: true)
         let olderVerified = try Self.make(dir, ageDays: 200, verified: true)
-        let (keep, remove) = Prune.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 1, maxAgeDays: 30),
+        let (keep, remove) = Retention.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 1, maxAgeDays: 30),
                                         now: Self.now)
         #expect(Self.names(keep).contains(Self.base([v])[0]))
         #expect(keep.contains { $0.1 == "newest verified backup" })
@@ -201,7 +201,7 @@ struct CatalogPruneTests {
         let dir = try UnitFixture.tempDir("both")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Self.make(dir, ageDays: 1, verified: true)
-        let (keep, _) = Prune.plan(Catalog.entries(destination: dir), retention: Self.retention(), now: Self.now)
+        let (keep, _) = Retention.plan(Catalog.entries(destination: dir), retention: Self.retention(), now: Self.now)
         #expect(keep.first?.1 == "newest backup, newest verified")
     }
 
@@ -213,20 +213,20 @@ struct CatalogPruneTests {
         let bare = try Self.make(dir, ageDays: 2, sidecar: false)
         let b = try Self.make(dir, ageDays: 3)
         let c = try Self.make(dir, ageDays: 400)
-        let (keep, remove) = Prune.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 2, maxAgeDays: 30),
+        let (keep, remove) = Retention.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 2, maxAgeDays: 30),
                                         now: Self.now)
         #expect(Set(Self.names(keep)) == Set(Self.base([a, bare, b])))
         #expect(Self.names(remove) == Self.base([c]))
         #expect(keep.contains { $0.1 == "no sidecar manifest: left alone" })
         // Even a very old one without a sidecar.
-        let (_, remove2) = Prune.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 0, maxAgeDays: 1),
+        let (_, remove2) = Retention.plan(Catalog.entries(destination: dir), retention: Self.retention(keep: 0, maxAgeDays: 1),
                                       now: Self.now.addingTimeInterval(1000 * Self.day))
         #expect(!Self.names(remove2).contains(Self.base([bare])[0]))
     }
 
     @Test("an empty destination plans nothing")
     func empty() {
-        let (keep, remove) = Prune.plan([], retention: Self.retention(), now: Self.now)
+        let (keep, remove) = Retention.plan([], retention: Self.retention(), now: Self.now)
         #expect(keep.isEmpty && remove.isEmpty)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import MSBKit
+import MSBBackupSet
 import MSBSnapshot
 import MSBDatabase
 import MSBServices
@@ -47,7 +48,7 @@ extension RunState {
 
         let name = uniqueArchiveName(host: Self.hostName())
         let final = config.destination + "/" + name
-        let partial = final + ".partial"
+        let partial = BackupFiles(archive: final).partial
         partialPath = partial
         try journal.update { $0.partialArchive = partial }
 

@@ -1,5 +1,6 @@
 import Foundation
 import MSBKit
+import MSBBackupSet
 import MSBSnapshot
 import MSBDatabase
 import MSBServices
@@ -56,7 +57,7 @@ extension RunState {
         try FaultPoint.hit("manifest")
         try Interruption.check()
 
-        let sidecar = a.final + ".manifest.json"
+        let sidecar = BackupFiles(archive: a.final).sidecar
         do {
             try AtomicFile.write(manifestBytes, to: sidecar, mode: 0o600)
         } catch {
@@ -83,15 +84,15 @@ extension RunState {
         var d = Date()
         while true {
             let n = ArchiveName.make(host: host, date: d)
-            let p = config.destination + "/" + n
-            if !FileManager.default.fileExists(atPath: p) && !FileManager.default.fileExists(atPath: p + ".partial") { return n }
+            let files = BackupFiles(destination: config.destination, name: n)
+            if !FileManager.default.fileExists(atPath: files.archive) && !FileManager.default.fileExists(atPath: files.partial) { return n }
             d = d.addingTimeInterval(1)
         }
     }
 
     /// Copies the .debs beside the archive; returns package -> `<name>.debs/<file>` and package -> SHA-256.
     package func saveDebs(_ debs: [String: String], archiveName: String) throws -> (paths: [String: String], sha256: [String: String]) {
-        let folder = config.destination + "/" + archiveName.replacingOccurrences(of: ArchiveName.suffix, with: ".debs")
+        let folder = BackupFiles(destination: config.destination, name: archiveName).debs
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var out: [String: String] = [:], sums: [String: String] = [:]
         for (pkg, src) in debs.sorted(by: { $0.key < $1.key }) {

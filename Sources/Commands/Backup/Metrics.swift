@@ -1,5 +1,6 @@
 import Foundation
 import MSBKit
+import MSBBackupSet
 import MSBSnapshot
 import MSBDatabase
 import MSBServices
@@ -36,7 +37,7 @@ package enum Metrics {
             v["last_run_exit_code"] = r.failedSteps.isEmpty ? 0 : Double(ExitCode.partial.rawValue)
             v["last_run_duration_seconds"] = r.durationMs / 1000
             v["last_success_timestamp_seconds"] = Double(now)
-            v[r.reason.hasPrefix("pre-upgrade") ? "last_pre_upgrade_success_timestamp_seconds" : "last_scheduled_success_timestamp_seconds"] = Double(now)
+            v[BackupReason(recorded: r.reason) == .preUpgrade ? "last_pre_upgrade_success_timestamp_seconds" : "last_scheduled_success_timestamp_seconds"] = Double(now)
             v["downtime_seconds"] = r.downtimeMs / 1000
             v["archive_bytes"] = Double(r.sizeBytes)
             v["duration_seconds"] = r.durationMs / 1000

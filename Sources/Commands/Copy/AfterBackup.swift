@@ -1,5 +1,6 @@
 import Foundation
 import MSBKit
+import MSBBackupSet
 import MSBRemote
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +18,8 @@ public enum AfterBackupCopy {
     public static func run(config: Config, archive: String, reason: String, command: CopyCommand?,
                            log: LogSink?) async -> CopyReport {
         let repository = config.remote.map { ResticErrorReporter.maskURLPassword($0.repository) } ?? "-"
-        if reason.lowercased().hasPrefix("pre-upgrade"), let command {
+        // Case-insensitive here alone, as before (a `--reason PRE-UPGRADE` copy is detached too).
+        if BackupReason(recorded: reason.lowercased()) == .preUpgrade, let command {
             do {
                 return try await schedule(config: config, archive: archive, command: command, log: log)
             } catch {

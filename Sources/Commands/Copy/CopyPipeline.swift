@@ -1,7 +1,7 @@
 import Foundation
 import MSBKit
 import MSBArchive
-import MSBExpire
+import MSBBackupSet
 import MSBRemote
 #if canImport(Glibc)
 import Glibc
@@ -113,7 +113,7 @@ public struct CopyPipeline: Sendable {
                     guard FileManager.default.fileExists(atPath: path) else {
                         throw BackupError(.usage, "the archive \(archive) does not exist", hint: "run `maas-snapshot-backup list` to see the backups")
                     }
-                    let m = FileManager.default.contents(atPath: path + ".manifest.json").flatMap { try? Manifest.decode(Array($0)) }
+                    let m = FileManager.default.contents(atPath: BackupFiles(archive: path).sidecar).flatMap { try? Manifest.decode(Array($0)) }
                     chosen = Target(archive: path, reason: m?.reason ?? "manual", maasVersion: m?.maasVersion, time: Date().timeIntervalSince1970)
                 }
             } else {

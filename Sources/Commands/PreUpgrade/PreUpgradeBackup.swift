@@ -1,5 +1,6 @@
 import Foundation
 import MSBKit
+import MSBBackupSet
 import MSBServices
 import MSBPackages
 import MSBRegion
@@ -43,7 +44,7 @@ public enum PreUpgradeBackup {
             var opts = template
             opts.reason = reason
             opts.debsToSave = debs
-            opts.pruneWhenShort = reason.hasPrefix("pre-upgrade")
+            opts.pruneWhenShort = BackupReason(recorded: reason) == .preUpgrade
             opts.lockTimeout = 300
             let r = try await BackupPipeline(config: config, options: opts).run()
             log(.info, "maas-snapshot-backup: backup written: \(r.archive ?? "-") (MAAS stopped \(Int(r.downtimeMs)) ms)")

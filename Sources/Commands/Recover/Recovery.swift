@@ -5,7 +5,7 @@ import MSBRestore
 import MSBSnapshot
 import MSBServices
 import MSBDatabase
-import MSBExpire
+import MSBBackupSet
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -88,7 +88,7 @@ public enum Recovery {
         }
         if let part = r.partialArchive {
             let base = (part as NSString).lastPathComponent
-            if base.hasPrefix("maas-backup-") && base.hasSuffix(ArchiveName.partialSuffix) {
+            if BackupFiles.isPartial(base) {
                 if unlink(part) == 0 { actions.append("removed \(part)") } else if errno != ENOENT {
                     errors.append("cannot remove \(part): \(Errno.last.description)")
                 }

@@ -5,7 +5,7 @@ import MSBRestore
 import MSBSnapshot
 import MSBServices
 import MSBDatabase
-import MSBExpire
+import MSBBackupSet
 import MSBCopy
 import MSBRemote
 #if canImport(Glibc)
@@ -131,7 +131,7 @@ public enum StatusCheck {
         }
         let entries = Catalog.entries(destination: config.destination)
         let partials = ((try? FileManager.default.contentsOfDirectory(atPath: config.destination)) ?? [])
-            .filter { $0.hasPrefix("maas-backup-") && $0.hasSuffix(ArchiveName.partialSuffix) }.sorted()
+            .filter(BackupFiles.isPartial).sorted()
             .map { config.destination + "/" + $0 }
         var leftovers: [StatusReport.Leftover] = []
         for j in RunJournal.leftovers(stateDir: config.stateDir) {

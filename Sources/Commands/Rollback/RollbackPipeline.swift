@@ -1,7 +1,7 @@
 import Foundation
 import MSBKit
 import MSBRestore
-import MSBExpire
+import MSBBackupSet
 import MSBArchive
 import MSBPackages
 #if canImport(Glibc)

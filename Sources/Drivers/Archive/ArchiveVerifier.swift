@@ -103,7 +103,7 @@ public enum ArchiveVerifier {
 
         // The sidecar copy (for `list` and `prune`) must say the same.
         var sidecarState = "missing"
-        let sidecar = path + ".manifest.json"
+        let sidecar = path + ArchiveName.sidecarExtension
         if let data = FileManager.default.contents(atPath: sidecar) {
             let same = (try? Manifest.decode(Array(data))) == manifest
             guard same else {
@@ -122,7 +122,7 @@ public enum ArchiveVerifier {
 
     /// Writes the sidecar when it is missing (after a successful verify).
     static package func restoreSidecar(archive: String, manifest: Manifest) {
-        let sidecar = archive + ".manifest.json"
+        let sidecar = archive + ArchiveName.sidecarExtension
         guard !FileManager.default.fileExists(atPath: sidecar), let bytes = try? manifest.encoded() else { return }
         try? AtomicFile.write(bytes, to: sidecar, mode: 0o600)
     }

@@ -10,8 +10,12 @@ public enum ToolInfo {
 /// Archive names: maas-backup-<host>-<UTC yyyymmddTHHMMSSZ>.tar.gz
 public enum ArchiveName {
     public static let suffix = ".tar.gz"
-    public static let partialSuffix = ".tar.gz.partial"
-    public static let manifestSuffix = ".tar.gz.manifest.json"
+    /// What a partial archive's and a sidecar manifest's names add to the archive's
+    /// (BackupSet's BackupFiles names them for a destination's archives).
+    public static let partialExtension = ".partial"
+    public static let sidecarExtension = ".manifest.json"
+    public static let partialSuffix = suffix + partialExtension
+    public static let manifestSuffix = suffix + sidecarExtension
 
     public static func make(host: String, date: Date) -> String {
         "maas-backup-\(host)-\(timestamp(date))\(suffix)"

@@ -24,7 +24,7 @@ public struct BackupEntry: Sendable, Codable {
     public var savedDebs: [String: String]?
     public var maasPackages: [String: String]?
 
-    public var isPreUpgrade: Bool { reason.hasPrefix("pre-upgrade") }
+    public var isPreUpgrade: Bool { BackupReason(recorded: reason) == .preUpgrade }
 
     /// Seconds since 1970 of createdAt (0 when unreadable).
     public var time: TimeInterval { Catalog.parseTime(createdAt) ?? 0 }
@@ -42,7 +42,7 @@ public enum Catalog {
             var e = BackupEntry(archive: path, name: name, createdAt: nameTime(name) ?? "", reason: "?", sizeBytes: Int64(st.st_size),
                                 maasVersion: nil, host: nil, verified: false, verifiedAt: nil, deepVerified: false,
                                 hasManifest: false, savedDebs: nil, maasPackages: nil)
-            if let data = FileManager.default.contents(atPath: path + ".manifest.json"),
+            if let data = FileManager.default.contents(atPath: BackupFiles(archive: path).sidecar),
                let m = try? Manifest.decode(Array(data)) {
                 e.createdAt = m.createdAt
                 e.reason = m.reason
@@ -76,7 +76,5 @@ public enum Catalog {
     }
 
     /// The `<name>.debs/` folder of an archive.
-    static package func debsFolder(_ archive: String) -> String {
-        String(archive.dropLast(ArchiveName.suffix.count)) + ".debs"
-    }
+    static package func debsFolder(_ archive: String) -> String { BackupFiles(archive: archive).debs }
 }

@@ -1,0 +1,3 @@
+import A
+
+public let b = a + 1
