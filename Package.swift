@@ -80,7 +80,7 @@ let package = Package(
                 path: "Sources/BackupSet", swiftSettings: swift6),
 
         // Commands: one folder (and target) each; they use drivers, and only the ones listed call each other.
-        .target(name: "MSBExpire", dependencies: ["MSBKit", "MSBBackupSet"],
+        .target(name: "MSBExpire", dependencies: ["MSBKit", "MSBBackupSet", "MSBCopy"],
                 path: "Sources/Commands/Expire", swiftSettings: swift6),
         .target(name: "MSBVerify", dependencies: ["MSBKit", "MSBArchive", "MSBDatabase", "MSBCopy"],
                 path: "Sources/Commands/Verify", swiftSettings: swift6),

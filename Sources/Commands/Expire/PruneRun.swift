@@ -1,6 +1,6 @@
 import Foundation
 import MSBKit
-import MSBExpire
+import MSBCopy
 
 /// `prune`: the local retention, then (with `remote:`) the repository's; the result is recorded
 /// for `status` and the metrics (PruneMetrics) unless it is a dry run.
