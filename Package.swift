@@ -29,12 +29,12 @@ let package = Package(
 
         // Thin typed wrappers: one Swift function per C call, errors carry errno or the library's message.
         .target(name: "LibPQ", dependencies: ["CLibPQ"], path: "Sources/Wrappers/LibPQ", swiftSettings: swift6),
-        .target(name: "LibBtrfsUtil", dependencies: ["CBtrfsUtil"], path: "Sources/Wrappers/LibBtrfsUtil", swiftSettings: swift6),
+        .target(name: "LibBtrfsUtil", dependencies: ["CBtrfsUtil", .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Wrappers/LibBtrfsUtil", swiftSettings: swift6),
         .target(name: "LibLVM2Cmd", dependencies: ["CLVM2Cmd"], path: "Sources/Wrappers/LibLVM2Cmd", swiftSettings: swift6),
         .target(name: "LibArchive", dependencies: ["CArchive"], path: "Sources/Wrappers/LibArchive", swiftSettings: swift6),
         .target(name: "Digest", dependencies: ["CCrypto"], path: "Sources/Wrappers/Digest", swiftSettings: swift6),
         // Byte streams and compression filters (gzip, parallel gzip).
-        .target(name: "Streams", dependencies: ["CZlib", "Digest"], path: "Sources/Streams", swiftSettings: swift6),
+        .target(name: "Streams", dependencies: ["CZlib", "Digest", .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Streams", swiftSettings: swift6),
 
         // The kit: the model (config, manifest, archive names, errors, records) and the platform
         // (atomic files, private folders, the run lock, interruption, commands, file systems, fault points).

@@ -1,3 +1,4 @@
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -27,7 +28,7 @@ public enum StreamError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .system(let op, let e, let path):
             let what = path.map { "\(op) \($0)" } ?? op
-            return "\(what): \(String(cString: strerror(e))) (errno \(e))"
+            return "\(what): \(Errno(rawValue: e).description) (errno \(e))"
         case .zlib(let op, let code, let message):
             return "\(op): zlib error \(code)\(message.map { ": \($0)" } ?? "")"
         case .alreadyFinished:

@@ -26,7 +26,7 @@ final class FreezeTests {
         let ok = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(busFD, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
         } && listen(busFD, 64) == 0
-        guard ok else { throw TestFailure("cannot make the stand-in system bus: \(String(cString: strerror(errno)))") }
+        guard ok else { throw TestFailure("cannot make the stand-in system bus: \(Errno.last.description)") }
     }
 
     deinit {

@@ -89,39 +89,14 @@ enum RT {
         return try launch(argv, env: env, stdout: devnull, stderr: devnull)
     }
 
-    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    static let addCloseFrom: AddCloseFrom? = {
-        guard let h = dlopen(nil, RTLD_NOW), let sym = dlsym(h, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(sym, to: AddCloseFrom.self)
-    }()
-
     static func launch(_ argv: [String], env: [String: String]?, stdout: Int32, stderr: Int32) throws -> pid_t {
-        var fa = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fa)
-        defer { posix_spawn_file_actions_destroy(&fa) }
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&fa, stdout, 1)
-        posix_spawn_file_actions_adddup2(&fa, stderr, 2)
-        // glibc 2.34+: close every other descriptor in the child (Swift does not import it).
-        guard let closeFrom = RT.addCloseFrom else { throw TestFailure("posix_spawn_file_actions_addclosefrom_np is missing (glibc < 2.34)") }
-        _ = closeFrom(&fa, 3)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let environment = env ?? ProcessInfo.processInfo.environment
-        let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (cArgs + cEnv).forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &fa, &attr, cArgs, cEnv)
-        guard rc == 0 else { throw TestFailure("posix_spawn \(argv[0]): \(String(cString: strerror(rc)))") }
-        return pid
+        // glibc 2.34+: every other descriptor closed in the child.
+        guard Spawn.closesOtherDescriptors else { throw TestFailure("posix_spawn_file_actions_addclosefrom_np is missing (glibc < 2.34)") }
+        do {
+            return try Spawn.start(argv, env: env ?? ProcessInfo.processInfo.environment, .init(stdin: .null, stdout: .fd(stdout), stderr: .fd(stderr)))
+        } catch {
+            throw TestFailure("posix_spawn \(argv[0]): \(error.description)")
+        }
     }
 
     static func json(_ r: TestEnv.Result) -> [String: Any] {

@@ -218,53 +218,20 @@ final package class PsqlSession {
         while true {
             let n = chunk.withUnsafeMutableBytes { pread(ownLog, $0.baseAddress, $0.count, at) }
             guard n > 0 else { break }
-            var off = 0
-            while off < n {
-                let w = chunk.withUnsafeBytes { Glibc.write(runLog, $0.baseAddress! + off, n - off) }
-                if w < 0 && errno == EINTR { continue }
-                guard w > 0 else { return }
-                off += w
-            }
+            do { try Errno.writeAll(runLog, Array(chunk[0..<n])) } catch { return }
             at += off_t(n)
         }
     }
-
-    package typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    static package let addCloseFrom: AddCloseFrom? = {
-        guard let h = dlopen(nil, RTLD_NOW), let sym = dlsym(h, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(sym, to: AddCloseFrom.self)
-    }()
 
     /// posix_spawn (no fork of this multi-threaded process): stdin from the pipe, stdout discarded,
     /// stderr to the log, no other descriptor, default signals, its own process group (a terminal's
     /// Ctrl-C reaches us, not psql).
     static package func spawn(_ argv: [String], env: [String: String], stdin: Int32, stderr: Int32) throws -> pid_t {
-        var fa = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fa)
-        defer { posix_spawn_file_actions_destroy(&fa) }
-        posix_spawn_file_actions_adddup2(&fa, stdin, 0)
-        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&fa, stderr, 2)
-        if let closeFrom = addCloseFrom { _ = closeFrom(&fa, 3) }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (cArgs + cEnv).forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &fa, &attr, cArgs, cEnv)
-        guard rc == 0 else {
-            throw BackupError.unavailable("cannot run \(argv[0]): \(Errno(rawValue: rc).description)", hint: "install util-linux and the PostgreSQL client")
+        do {
+            return try Spawn.start(argv, env: env, .init(stdin: .fd(stdin), stdout: .null, stderr: .fd(stderr), ownProcessGroup: true))
+        } catch {
+            throw BackupError.unavailable("cannot run \(argv[0]): \(error.description)", hint: "install util-linux and the PostgreSQL client")
         }
-        return pid
     }
 }
 

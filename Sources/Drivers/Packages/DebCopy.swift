@@ -37,14 +37,8 @@ package enum DebCopy {
             if n == 0 { break }
             let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
             try digest.update(chunk)
-            var off = 0
-            while off < n {
-                let w = write(dst, chunk.baseAddress! + off, n - off)
-                if w < 0 {
-                    if errno == EINTR { continue }
-                    throw BackupError.failed("cannot write \(destination): \(Errno.last.description)")
-                }
-                off += w
+            do { try Errno.writeAll(dst, chunk) } catch {
+                throw BackupError.failed("cannot write \(destination): \(error.description)")
             }
         }
         guard fsync(dst) == 0 else { throw BackupError.failed("cannot write \(destination): \(Errno.last.description)") }

@@ -25,15 +25,9 @@ enum GzipToPipe {
     }
 
     static func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer) throws {
-        var off = 0
-        while off < chunk.count {
-            let n = write(fd, chunk.baseAddress! + off, chunk.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == EPIPE { throw BackupError.failed("restic stopped reading the archive stream") }
-                throw BackupError.failed("cannot write the archive stream to restic: \(Errno.last.description)")
-            }
-            off += n
+        do { try Errno.writeAll(fd, chunk) } catch {
+            if error == .brokenPipe { throw BackupError.failed("restic stopped reading the archive stream") }
+            throw BackupError.failed("cannot write the archive stream to restic: \(error.description)")
         }
     }
 }

@@ -75,12 +75,12 @@ public struct ResticCopier: Sendable {
         let tags = ResticCopier.tags(reason: reason, maasVersion: maasVersion, archiveName: name)
         let input = open(archive, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard input >= 0 else {
-            throw BackupError.failed("cannot open \(archive): \(String(cString: strerror(errno)))", hint: "check that the archive exists")
+            throw BackupError.failed("cannot open \(archive): \(Errno.last.description)", hint: "check that the archive exists")
         }
         defer { close(input) }
         var ends: [Int32] = [0, 0]
         guard pipe(&ends) == 0 else {
-            throw BackupError.failed("cannot make a pipe for restic: \(String(cString: strerror(errno)))")
+            throw BackupError.failed("cannot make a pipe for restic: \(Errno.last.description)")
         }
         // Neither end may leak into restic (or another child) beyond its stdin: the write end
         // held open elsewhere would keep restic from ever seeing the end of the stream.

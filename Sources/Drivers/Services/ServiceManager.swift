@@ -152,7 +152,7 @@ public struct Systemctl: ServiceManager {
             path = String(a[r.upperBound...].prefix { $0 != "," && $0 != ";" })
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return "cannot make a socket: \(String(cString: strerror(errno)))" }
+        guard fd >= 0 else { return "cannot make a socket: \(Errno.last.description)" }
         defer { close(fd) }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
@@ -165,7 +165,7 @@ public struct Systemctl: ServiceManager {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard rc == 0 else {
-            return "the D-Bus system bus (\(path)) is not reachable: \(String(cString: strerror(errno))); systemctl freeze needs it (install dbus)"
+            return "the D-Bus system bus (\(path)) is not reachable: \(Errno.last.description); systemctl freeze needs it (install dbus)"
         }
         return nil
     }

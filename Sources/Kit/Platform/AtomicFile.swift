@@ -30,15 +30,7 @@ public enum AtomicFile {
         }
         guard fchmod(fd, mode & 0o7777) == 0 else { throw err("fchmod", tmp) }
         if let (uid, gid) = owner, fchown(fd, uid, gid) != 0 { throw err("fchown", tmp) }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw err("write", tmp)
-            }
-            off += n
-        }
+        do { try Errno.writeAll(fd, bytes) } catch { throw err("write", tmp, error) }
         guard fsync(fd) == 0 else { throw err("fsync", tmp) }
         guard close(fd) == 0 else { fd = -1; throw err("close", tmp) }
         fd = -1
@@ -58,8 +50,7 @@ public enum AtomicFile {
         return String(format: "%016llx", g.next() as UInt64)
     }
 
-    private static func err(_ call: String, _ path: String) -> SystemCallError {
-        let e = errno
-        return SystemCallError(call, errno: e, message: "\(path): \(Errno(rawValue: e).description)")
+    private static func err(_ call: String, _ path: String, _ e: Errno = .last) -> SystemCallError {
+        SystemCallError(call, errno: e.rawValue, message: "\(path): \(e.description)")
     }
 }

@@ -29,9 +29,9 @@ public enum FileSystem {
     @discardableResult
     public static func sync(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY)
-        guard fd >= 0 else { return "cannot open \(path): \(String(cString: strerror(errno)))" }
+        guard fd >= 0 else { return "cannot open \(path): \(Errno.last.description)" }
         defer { close(fd) }
-        return CLinux.syncfs(fd) == 0 ? nil : "syncfs \(path): \(String(cString: strerror(errno)))"
+        return CLinux.syncfs(fd) == 0 ? nil : "syncfs \(path): \(Errno.last.description)"
     }
 
     public static func freeBytes(_ path: String) -> Int64? {

@@ -1,4 +1,5 @@
 import CBtrfsUtil
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,7 +11,7 @@ public struct BtrfsUtilError: Error, Sendable, CustomStringConvertible {
     public var errno: Int32
     public var message: String
     public var description: String {
-        "\(function): \(message)" + (errno != 0 ? " (\(String(cString: strerror(errno))))" : "")
+        "\(function): \(message)" + (errno != 0 ? " (\(Errno(rawValue: errno).description))" : "")
     }
     /// True when the error is BTRFS_UTIL_ERROR_NOT_BTRFS or BTRFS_UTIL_ERROR_NOT_SUBVOLUME.
     public var isNotBtrfsOrNotSubvolume: Bool {
