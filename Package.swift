@@ -31,7 +31,10 @@ let package = Package(
         .target(name: "LibPQ", dependencies: ["CLibPQ"], path: "Sources/Wrappers/LibPQ", swiftSettings: swift6),
         .target(name: "LibBtrfsUtil", dependencies: ["CBtrfsUtil", .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Wrappers/LibBtrfsUtil", swiftSettings: swift6),
         .target(name: "LibLVM2Cmd", dependencies: ["CLVM2Cmd"], path: "Sources/Wrappers/LibLVM2Cmd", swiftSettings: swift6),
-        .target(name: "LibArchive", dependencies: ["CArchive"], path: "Sources/Wrappers/LibArchive", swiftSettings: swift6),
+        // Names as bytes (readable and reversible forms) and the kind of a tar member: shared by the
+        // libarchive wrapper and the kit, below both.
+        .target(name: "PathNames", path: "Sources/PathNames", swiftSettings: swift6),
+        .target(name: "LibArchive", dependencies: ["CArchive", "PathNames"], path: "Sources/Wrappers/LibArchive", swiftSettings: swift6),
         .target(name: "Digest", dependencies: ["CCrypto"], path: "Sources/Wrappers/Digest", swiftSettings: swift6),
         // Byte streams and compression filters (gzip, parallel gzip).
         .target(name: "Streams", dependencies: ["CZlib", "Digest", .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Streams", swiftSettings: swift6),
@@ -41,7 +44,7 @@ let package = Package(
         .target(
             name: "MSBKit",
             dependencies: [
-                "CLinux", "LibArchive",
+                "CLinux", "PathNames",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
@@ -59,7 +62,7 @@ let package = Package(
                 path: "Sources/Drivers/Database", swiftSettings: swift6),
         .target(name: "MSBServices", dependencies: ["MSBKit", "CLinux", .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/Drivers/Services", swiftSettings: swift6),
-        .target(name: "MSBArchive", dependencies: ["MSBKit", "LibArchive", "Streams", "Digest", "CZlib"],
+        .target(name: "MSBArchive", dependencies: ["MSBKit", "LibArchive", "PathNames", "Streams", "Digest", "CZlib"],
                 path: "Sources/Drivers/Archive", swiftSettings: swift6),
         .target(name: "MSBPackages", dependencies: ["MSBKit", "Digest"],
                 path: "Sources/Drivers/Packages", swiftSettings: swift6),
@@ -132,7 +135,7 @@ let package = Package(
         // What the test targets share: the seeded generator and the built tool's path.
         .target(name: "TestSupport", path: "Tests/Shared", swiftSettings: swift6),
         .testTarget(name: "StreamsTests", dependencies: ["Streams", "CZlib", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive", "TestSupport", .product(name: "Yams", package: "Yams")], swiftSettings: swift6),
+        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive", "PathNames", "TestSupport", .product(name: "Yams", package: "Yams")], swiftSettings: swift6),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["MaasBackupCore", "LibPQ", "LibArchive", "TestSupport",

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import LibArchive
+import PathNames
 import MaasBackupCore
 
 /// Test helpers: a throwaway folder, and a manifest with just the fields the catalogue, retention

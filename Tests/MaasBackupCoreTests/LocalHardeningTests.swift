@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 @testable import MaasBackupCore
-import LibArchive
+import PathNames
 #if canImport(Glibc)
 import Glibc
 #endif

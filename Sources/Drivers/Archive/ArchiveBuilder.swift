@@ -1,6 +1,7 @@
 import Foundation
 import MSBKit
 import LibArchive
+import PathNames
 import Digest
 import Streams
 #if canImport(Glibc)

@@ -1,5 +1,5 @@
 import Foundation
-import LibArchive
+import PathNames
 #if canImport(Glibc)
 import Glibc
 #endif
