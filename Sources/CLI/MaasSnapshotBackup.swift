@@ -86,7 +86,7 @@ struct GlobalOptions: ParsableArguments {
 /// line gets the priority its writer passed with it (LogLevel: `<2>` critical, `<3>` error, `<4>`
 /// warning, `<6>` info, `<7>` a step), so that `journalctl -p err -u maas-snapshot-backup` finds
 /// the failures. A terminal, apt's output or a pipe gets the lines as they are.
-enum Journal {
+enum JournalStream {
     static let isJournal: Bool = {
         guard let v = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] else { return false }
         let parts = v.split(separator: ":")
@@ -157,7 +157,7 @@ enum Output {
     /// One message on stderr with the priority its writer chose (shown unless `-q` or `-v` leave it out).
     static func log(_ level: LogLevel, _ s: String) {
         guard verbosity.shows(level) else { return }
-        FileHandle.standardError.write(Data((Journal.prefixed(s, level) + "\n").utf8))
+        FileHandle.standardError.write(Data((JournalStream.prefixed(s, level) + "\n").utf8))
     }
 
     /// What the core's pipelines log through.

@@ -165,6 +165,6 @@ enum Confirmation {
 extension Output {
     /// The confirmation's question: always shown (-q too), at `notice` on the journal.
     static func prompt(_ s: String, newline: Bool) {
-        FileHandle.standardError.write(Data((Journal.prefixed(s, .notice) + (newline ? "\n" : "")).utf8))
+        FileHandle.standardError.write(Data((JournalStream.prefixed(s, .notice) + (newline ? "\n" : "")).utf8))
     }
 }
