@@ -82,7 +82,7 @@ public struct CopyPipeline: Sendable {
         return b.hasSuffix(ArchiveName.suffix) ? String(b.dropLast(ArchiveName.suffix.count)) : b
     }
 
-    struct Target { var archive: String; var reason: String; var maasVersion: String?; var time: TimeInterval }
+    typealias Target = CopyQueue.Target
 
     var copyLock: String { ((config.lockFile as NSString).deletingLastPathComponent) + "/copy.lock" }
 
@@ -103,103 +103,101 @@ public struct CopyPipeline: Sendable {
             defer { lock.release() }
             let entries = Catalog.entries(destination: config.destination).filter(\.hasManifest)
                 .map { Target(archive: $0.archive, reason: $0.reason, maasVersion: $0.maasVersion, time: $0.time) }
-            var chosen: Target?
-            if let archive {
-                let path = archive.contains("/") ? archive : config.destination + "/" + archive
-                _ = try ResticCopier.name(ofArchive: path)
-                if let e = entries.first(where: { $0.archive == path }) {
-                    chosen = e
-                } else {
-                    guard FileManager.default.fileExists(atPath: path) else {
-                        throw BackupError(.usage, "the archive \(archive) does not exist", hint: "run `maas-snapshot-backup list` to see the backups")
-                    }
-                    let m = FileManager.default.contents(atPath: BackupFiles(archive: path).sidecar).flatMap { try? Manifest.decode(Array($0)) }
-                    chosen = Target(archive: path, reason: m?.reason ?? "manual", maasVersion: m?.maasVersion, time: Date().timeIntervalSince1970)
-                }
-            } else {
-                chosen = entries.first
-            }
-            guard let chosen else {
+            guard let chosen = try chooseTarget(archive, entries: entries) else {
                 report.status = "nothing"
                 log?(.info, "no complete backup in \(config.destination): nothing to copy")
                 return report
             }
             wanted = CopyPipeline.baseName(chosen.archive)
             current = wanted
-            // In the repository: the snapshot recorded when its copy finished (CopyState.copied);
-            // without a record, any snapshot of it, unless its copy was begun and never finished
-            // here (pending): a copy cut off by SIGKILL may have left a snapshot of part of the tar.
-            var byArchive: [String: [RemoteSnapshot]] = [:]
-            for snap in try await repo.snapshots(tags: [ResticCopier.toolTag]) {
-                if let n = snap.tagValue("archive") { byArchive[n, default: []].append(snap) }
-            }
-            let present = Set(byArchive.compactMap { n, snaps -> String? in
-                if let id = state.copied[n] { return snaps.contains { $0.id.hasPrefix(id) || $0.shortID == id } ? n : nil }
-                return state.pending.contains(n) ? nil : n
-            })
-            let newestPresent = entries.filter { present.contains(CopyPipeline.baseName($0.archive)) }.map(\.time).max()
-            let pending = Set(state.pending)
-            for e in entries.reversed() where e.archive != chosen.archive {
-                let n = CopyPipeline.baseName(e.archive)
-                if present.contains(n) { continue }
-                if pending.contains(n) || (newestPresent.map { e.time > $0 } ?? false) { todo.append(e) }
-            }
-            if present.contains(CopyPipeline.baseName(chosen.archive)) {
-                report.alreadyCopied.append(CopyPipeline.baseName(chosen.archive))
-            } else {
-                todo.append(chosen)
-            }
+            let plan = CopyQueue.plan(entries: entries, chosen: chosen, snapshots: try await repo.snapshots(tags: [ResticCopier.toolTag]), state: state)
+            todo = plan.todo
+            if let done = plan.alreadyCopied { report.alreadyCopied.append(done) }
             current = nil
             let copier = ResticCopier(repository: repo)
             let host = CopyPipeline.hostName()
             while let e = todo.first {
                 current = CopyPipeline.baseName(e.archive)
-                // Pending until restic has finished: a run killed now leaves it to be copied again.
-                if !state.pending.contains(current!) {
-                    state.pending.append(current!)
-                    try? state.save(stateDir: config.stateDir)
-                }
-                log?(.info, "copying \(current!) to \(repo.displayName)")
-                // The daily unit's reason is "scheduled": tagged timer.
-                let reason = e.reason.lowercased().hasPrefix("scheduled") ? "timer" : e.reason
-                let c = try await copier.copy(archive: e.archive, reason: reason, maasVersion: e.maasVersion, host: host)
-                state.copied[current!] = c.snapshotID
-                state.pending.removeAll { $0 == current! }
-                try? state.save(stateDir: config.stateDir)
-                // Snapshots of it that never counted (a cut-off copy's part of the tar) go, so that
-                // `restore --from-remote` never picks one; `prune` frees their data.
-                let stale = (byArchive[current!] ?? []).filter { !present.contains(current!) && $0.hostname == host && !$0.id.hasPrefix(c.snapshotID) }
-                if !stale.isEmpty {
-                    do {
-                        try await repo.forget(snapshotIDs: stale.map(\.id))
-                        log?(.info, "forgot \(stale.count) unfinished copy(ies) of \(current!): \(stale.map(\.shortID).joined(separator: " "))")
-                    } catch {
-                        log?(.warning, "warning: cannot forget the unfinished copies of \(current!) (\(stale.map(\.shortID).joined(separator: " "))): \(error)")
-                    }
-                }
-                report.copied.append(.init(archive: current!, snapshotId: c.snapshotID, tags: c.tags, compressedBytes: c.compressedBytes,
-                                           uncompressedBytes: c.uncompressedBytes, durationMs: c.durationMs))
-                log?(.info, String(format: "copied %@ as snapshot %@: %lld bytes of tar in %.1f s", current!, c.snapshotID, c.uncompressedBytes, c.durationMs / 1000))
+                try await copyOne(e, name: current!, plan: plan, repo: repo, copier: copier, host: host, state: &state, report: &report)
                 todo.removeFirst()
                 current = nil
             }
         } catch {
-            let e = error as? BackupError ?? BackupError.failed("\(error)")
-            report.status = "failed"
-            report.failedArchive = current
-            report.error = "copy\(current.map { " of " + $0 } ?? "") failed: \(e.description)"
-            report.exitCode = e.code.rawValue
-            report.durationMs = clock.elapsedMs.ms2
-            var names = todo.map { CopyPipeline.baseName($0.archive) }
-            if let wanted, !names.contains(wanted), !report.alreadyCopied.contains(wanted), !report.copied.contains(where: { $0.archive == wanted }) {
-                names.append(wanted)
-            }
-            state.pending = Array(Set(state.pending).union(names)).sorted()
-            state.pending.removeAll { n in report.copied.contains { $0.archive == n } }
-            state.last = .init(status: "failed", at: ArchiveName.iso8601(Date()), archives: current.map { [$0] } ?? names, error: report.error)
-            record(state, success: false, report: report)
-            throw CopyFailure(report: report, error: BackupError(e.code, report.error!))
+            throw recordFailure(error, current: current, wanted: wanted, todo: todo, state: &state, report: &report, clock: clock)
         }
+        recordSuccess(state: &state, report: &report, clock: clock)
+        return report
+    }
+
+    /// The archive to copy: the one named (a path, or a name in the destination; one the catalog
+    /// does not list is read from its sidecar), else the newest complete backup; nil when there is none.
+    func chooseTarget(_ archive: String?, entries: [Target]) throws -> Target? {
+        guard let archive else { return entries.first }
+        let path = archive.contains("/") ? archive : config.destination + "/" + archive
+        _ = try ResticCopier.name(ofArchive: path)
+        if let e = entries.first(where: { $0.archive == path }) { return e }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw BackupError(.usage, "the archive \(archive) does not exist", hint: "run `maas-snapshot-backup list` to see the backups")
+        }
+        let m = FileManager.default.contents(atPath: BackupFiles(archive: path).sidecar).flatMap { try? Manifest.decode(Array($0)) }
+        return Target(archive: path, reason: m?.reason ?? "manual", maasVersion: m?.maasVersion, time: Date().timeIntervalSince1970)
+    }
+
+    /// Copies one archive (`name` its base name): pending in the state until restic has finished,
+    /// then recorded with its snapshot; the unfinished copies of it this host left are forgotten.
+    func copyOne(_ e: Target, name: String, plan: CopyQueue.Plan, repo: any RemoteRepository, copier: ResticCopier, host: String,
+                 state: inout CopyState, report: inout CopyReport) async throws {
+        // Pending until restic has finished: a run killed now leaves it to be copied again.
+        if !state.pending.contains(name) {
+            state.pending.append(name)
+            try? state.save(stateDir: config.stateDir)
+        }
+        log?(.info, "copying \(name) to \(repo.displayName)")
+        // The daily unit's reason is "scheduled": tagged timer.
+        let reason = e.reason.lowercased().hasPrefix("scheduled") ? "timer" : e.reason
+        let c = try await copier.copy(archive: e.archive, reason: reason, maasVersion: e.maasVersion, host: host)
+        state.copied[name] = c.snapshotID
+        state.pending.removeAll { $0 == name }
+        try? state.save(stateDir: config.stateDir)
+        // Snapshots of it that never counted (a cut-off copy's part of the tar) go, so that
+        // `restore --from-remote` never picks one; `prune` frees their data.
+        let stale = (plan.byArchive[name] ?? []).filter { !plan.present.contains(name) && $0.hostname == host && !$0.id.hasPrefix(c.snapshotID) }
+        if !stale.isEmpty {
+            do {
+                try await repo.forget(snapshotIDs: stale.map(\.id))
+                log?(.info, "forgot \(stale.count) unfinished copy(ies) of \(name): \(stale.map(\.shortID).joined(separator: " "))")
+            } catch {
+                log?(.warning, "warning: cannot forget the unfinished copies of \(name) (\(stale.map(\.shortID).joined(separator: " "))): \(error)")
+            }
+        }
+        report.copied.append(.init(archive: name, snapshotId: c.snapshotID, tags: c.tags, compressedBytes: c.compressedBytes,
+                                   uncompressedBytes: c.uncompressedBytes, durationMs: c.durationMs))
+        log?(.info, String(format: "copied %@ as snapshot %@: %lld bytes of tar in %.1f s", name, c.snapshotID, c.uncompressedBytes, c.durationMs / 1000))
+    }
+
+    /// A failed run: what it did not copy stays pending for the next one; recorded (state file,
+    /// metrics); the error to throw.
+    func recordFailure(_ error: any Error, current: String?, wanted: String?, todo: [Target],
+                       state: inout CopyState, report: inout CopyReport, clock: Stopwatch) -> CopyFailure {
+        let e = error as? BackupError ?? BackupError.failed("\(error)")
+        report.status = "failed"
+        report.failedArchive = current
+        report.error = "copy\(current.map { " of " + $0 } ?? "") failed: \(e.description)"
+        report.exitCode = e.code.rawValue
+        report.durationMs = clock.elapsedMs.ms2
+        var names = todo.map { CopyPipeline.baseName($0.archive) }
+        if let wanted, !names.contains(wanted), !report.alreadyCopied.contains(wanted), !report.copied.contains(where: { $0.archive == wanted }) {
+            names.append(wanted)
+        }
+        state.pending = Array(Set(state.pending).union(names)).sorted()
+        state.pending.removeAll { n in report.copied.contains { $0.archive == n } }
+        state.last = .init(status: "failed", at: ArchiveName.iso8601(Date()), archives: current.map { [$0] } ?? names, error: report.error)
+        record(state, success: false, report: report)
+        return CopyFailure(report: report, error: BackupError(e.code, report.error!))
+    }
+
+    /// A run that copied everything: archives gone from the destination (pruned) leave the state.
+    func recordSuccess(state: inout CopyState, report: inout CopyReport, clock: Stopwatch) {
         report.durationMs = clock.elapsedMs.ms2
         let now = ArchiveName.iso8601(Date())
         let done = Set(report.copied.map(\.archive) + report.alreadyCopied)
@@ -209,7 +207,6 @@ public struct CopyPipeline: Sendable {
         state.last = .init(status: "ok", at: now, archives: report.copied.map(\.archive) + report.alreadyCopied)
         state.lastSuccessAt = now
         record(state, success: true, report: report)
-        return report
     }
 
     func record(_ state: CopyState, success: Bool, report: CopyReport) {
