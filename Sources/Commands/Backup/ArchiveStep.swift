@@ -34,71 +34,22 @@ extension RunState {
     mutating package func archiveStep(pg: PostgresAdapter) async throws -> Archived {
         guard let dir = privateDir else { throw BackupError.failed("the run has no private folder") }
         try journal.update { $0.phase = "archive" }
-        for i in snapshots.indices {
-            do {
-                snapshots[i] = try driver(for: snapshots[i].volume.method)!.expose(snapshots[i], privateDir: dir.path)
-            } catch {
-                // An LVM snapshot that overflowed already cannot be mounted (EIO): say so.
-                try validateSnapshots()
-                throw error
-            }
-        }
-        let snapshotsNow = snapshots
-        try journal.update { $0.snapshots = snapshotsNow }
-
-        let name = uniqueArchiveName(host: Self.hostName())
-        let final = config.destination + "/" + name
-        let partial = BackupFiles(archive: final).partial
-        partialPath = partial
-        try journal.update { $0.partialArchive = partial }
+        try exposeSnapshots(privateDir: dir.path)
+        let (name, final, partial) = try startPartial()
 
         // The dump streams through a pipe into its own compressor (a raw deflate spool, 0600)
         // while the files are archived; it is spliced into the archive after them.
         let level = config.compressionLevel, threads = config.compressionThreads
         let spoolBox = MemberSpoolBox(try MemberSpool(path: dir.path + "/dump.sql.spool", level: level, threads: threads))
-        signal(SIGPIPE, SIG_IGN)  // a failed spool closes the pipe: pg_dump and our writes get EPIPE, not a signal
-        // Close-on-exec at once (no other program is being started now): only pg_dump's stdout holds it.
-        let (readEnd, writeEnd) = try FileDescriptor.pipe()
-        _ = fcntl(readEnd.rawValue, F_SETFD, FD_CLOEXEC)
-        _ = fcntl(writeEnd.rawValue, F_SETFD, FD_CLOEXEC)
-        let pinsNow = pins
-        let dbPlan = plan.database
-        let pass = passfile
         let progress = pipeline.options.progress
         let total = plan.items.reduce(Int64(0)) { $0 + $1.sizeBytes } + plan.database.sizeBytes
         let sum = ProgressSum(total: total, report: progress)
-        let dumpTask = Task {
-            defer { try? writeEnd.close() }  // EOF for the spool, however the dump ends
-            try await pg.dump(dbPlan, pins: pinsNow, to: writeEnd, passfile: pass)
-        }
-        let spoolTask = Task {
-            try await Blocking.run { () throws -> MemberSpool.Result in
-                defer { try? readEnd.close() }
-                try spoolBox.spool.drain(fd: readEnd.rawValue, checkInterrupted: { try Interruption.check() },
-                                         onProgress: progress == nil ? nil : { sum.set(dump: $0) })
-                return try spoolBox.spool.finish()
-            }
-        }
+        let (dumpTask, spoolTask) = try startDump(pg: pg, into: spoolBox, sum: sum, reportProgress: progress != nil)
 
         let sources = plan.items.map { item -> (String, String) in (sourcePath(item, stagingRoot: dir.path + "/staging"), pipeline.member(of: item.livePath)) }
         let skip = pipeline.skipper(leftOut: imagesLeftOut)
-        if let files = imageFiles, !imagesLeftOut.isEmpty {
-            let out = BootImages.leftOut(files, mode: config.images)
-            log(.info, "images: \(out.count) of \(files.count) boot image file(s) left out (\(Human.bytes(files.filter { out.contains($0.name) }.reduce(0) { $0 + $1.size }))), images: \(config.images.rawValue); MAAS downloads synced ones again")
-        }
-        // Row counts and the schema head, in the same pinned snapshots as the dump, also concurrently.
-        let maasDB = target.maasDatabase
-        let countsTask = Task { () throws -> DatabaseFacts in
-            try await Blocking.run {
-                var facts = DatabaseFacts()
-                for p in pinsNow {
-                    facts.ids[p.database] = p.snapshotID
-                    facts.counts[p.database] = try pg.rowCounts(p)
-                    if p.database == maasDB { facts.head = try pg.schemaHead(p) }
-                }
-                return facts
-            }
-        }
+        logImagesLeftOut()
+        let countsTask = startFacts(pg: pg)
         let builderBox: (ArchiveBuilderBox, [FileRecord])
         let facts: DatabaseFacts
         do {
@@ -141,6 +92,82 @@ extension RunState {
         let dumpRecord = try await Blocking.run { try builder.addSpooled(spoolBox.spool, header: dumpHeader) }
         return Archived(builder: builder, files: builderBox.1, dump: dumpRecord, facts: facts,
                         images: manifestImages(records: builderBox.1), name: name, final: final, partial: partial, now: now)
+    }
+
+    /// Each snapshot mounted (or opened) under the private folder, recorded in the journal.
+    private mutating func exposeSnapshots(privateDir: String) throws {
+        for i in snapshots.indices {
+            do {
+                snapshots[i] = try driver(for: snapshots[i].volume.method)!.expose(snapshots[i], privateDir: privateDir)
+            } catch {
+                // An LVM snapshot that overflowed already cannot be mounted (EIO): say so.
+                try validateSnapshots()
+                throw error
+            }
+        }
+        let snapshotsNow = snapshots
+        try journal.update { $0.snapshots = snapshotsNow }
+    }
+
+    /// The archive's name, its final path and its `.partial` path, recorded in the journal before it is written.
+    private mutating func startPartial() throws -> (name: String, final: String, partial: String) {
+        let name = uniqueArchiveName(host: Self.hostName())
+        let final = config.destination + "/" + name
+        let partial = BackupFiles(archive: final).partial
+        partialPath = partial
+        try journal.update { $0.partialArchive = partial }
+        return (name, final, partial)
+    }
+
+    /// pg_dump on the pinned snapshots, its output through a pipe into the spool's compressor: the
+    /// two tasks (the spool's ends when pg_dump closes its end of the pipe).
+    private func startDump(pg: PostgresAdapter, into spoolBox: MemberSpoolBox, sum: ProgressSum, reportProgress: Bool)
+        throws -> (dump: Task<Void, any Error>, spool: Task<MemberSpool.Result, any Error>) {
+        signal(SIGPIPE, SIG_IGN)  // a failed spool closes the pipe: pg_dump and our writes get EPIPE, not a signal
+        // Close-on-exec at once (no other program is being started now): only pg_dump's stdout holds it.
+        let (readEnd, writeEnd) = try FileDescriptor.pipe()
+        _ = fcntl(readEnd.rawValue, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(writeEnd.rawValue, F_SETFD, FD_CLOEXEC)
+        let pinsNow = pins
+        let dbPlan = plan.database
+        let pass = passfile
+        let dumpTask = Task {
+            defer { try? writeEnd.close() }  // EOF for the spool, however the dump ends
+            try await pg.dump(dbPlan, pins: pinsNow, to: writeEnd, passfile: pass)
+        }
+        let spoolTask = Task {
+            try await Blocking.run { () throws -> MemberSpool.Result in
+                defer { try? readEnd.close() }
+                try spoolBox.spool.drain(fd: readEnd.rawValue, checkInterrupted: { try Interruption.check() },
+                                         onProgress: reportProgress ? { sum.set(dump: $0) } : nil)
+                return try spoolBox.spool.finish()
+            }
+        }
+        return (dumpTask, spoolTask)
+    }
+
+    /// Row counts and the schema head, in the same pinned snapshots as the dump, also concurrently.
+    private func startFacts(pg: PostgresAdapter) -> Task<DatabaseFacts, any Error> {
+        let pinsNow = pins
+        let maasDB = target.maasDatabase
+        return Task { () throws -> DatabaseFacts in
+            try await Blocking.run {
+                var facts = DatabaseFacts()
+                for p in pinsNow {
+                    facts.ids[p.database] = p.snapshotID
+                    facts.counts[p.database] = try pg.rowCounts(p)
+                    if p.database == maasDB { facts.head = try pg.schemaHead(p) }
+                }
+                return facts
+            }
+        }
+    }
+
+    /// The log line of the boot image files left out of the archive (images: in the config).
+    private func logImagesLeftOut() {
+        guard let files = imageFiles, !imagesLeftOut.isEmpty else { return }
+        let out = BootImages.leftOut(files, mode: config.images)
+        log(.info, "images: \(out.count) of \(files.count) boot image file(s) left out (\(Human.bytes(files.filter { out.contains($0.name) }.reduce(0) { $0 + $1.size }))), images: \(config.images.rawValue); MAAS downloads synced ones again")
     }
 }
 
