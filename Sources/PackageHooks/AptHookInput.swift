@@ -132,63 +132,10 @@ public struct AptHookInput: Sendable, Equatable {
     public var decision: HookDecision { HookDecision.decide(actions.map(\.change)) }
 }
 
-/// Malformed apt hook input: one line saying what is wrong. Maps to exit code 65.
-public enum AptHookInputError: Error, Sendable, Equatable, CustomStringConvertible {
-    case empty
-    case badHeader(String)
-    case unsupportedVersion(String)
-    case nulByte(line: Int)
-    case lineTooLong(line: Int)
-    case tooLarge
-    case invalidUTF8(line: Int)
-    case truncated(String)
-    case malformedConfig(line: Int, String)
-    case malformedPackage(line: Int, String)
-    case infoFDMissing
-    case infoFDInvalid(String)
-    case readFailed(errno: Int32)
-
-    public var description: String {
-        let hint = "configure the hook with DPkg::Tools::Options::<hook>::Version \"3\""
-        switch self {
-        case .empty: return "apt hook input is empty (\(hint))"
-        case .badHeader(let s): return "apt hook input does not start with VERSION 3 (first line \(Self.show(s)))"
-        case .unsupportedVersion(let v): return "apt hook protocol version \(Self.show(v)) is not supported, only 3 (\(hint))"
-        case .nulByte(let l): return "apt hook input line \(l): contains a NUL byte"
-        case .lineTooLong(let l): return "apt hook input line \(l): longer than \(AptHookInput.maxLineLength) bytes"
-        case .tooLarge: return "apt hook input is larger than \(AptHookInput.maxInputSize) bytes"
-        case .invalidUTF8(let l): return "apt hook input line \(l): not valid UTF-8"
-        case .truncated(let s): return "apt hook input is truncated: \(s)"
-        case .malformedConfig(let l, let s): return "apt hook input line \(l): bad configuration line: \(s)"
-        case .malformedPackage(let l, let s): return "apt hook input line \(l): bad package line: \(s)"
-        case .infoFDMissing: return "APT_HOOK_INFO_FD is not set: apt-hook must be run by apt as a DPkg::Pre-Install-Pkgs hook"
-        case .infoFDInvalid(let s): return "APT_HOOK_INFO_FD \(s)"
-        case .readFailed(let e): return "reading the apt hook input failed (errno \(e))"
-        }
-    }
-
-    /// As the tool's error (exit code 65, bad input data).
-    public var backupError: BackupError { .data(description) }
-
-    /// A short, printable excerpt of untrusted text for an error message.
-    static package func show(_ s: String) -> String {
-        var out = ""
-        for scalar in s.unicodeScalars.prefix(40) {
-            if scalar.value < 0x20 || scalar.value == 0x7F { out += "?" } else { out.unicodeScalars.append(scalar) }
-        }
-        if s.unicodeScalars.count > 40 { out += "..." }
-        return "\"" + out + "\""
-    }
-}
-
 extension AptHookInput {
-    /// Parses the whole input. Never traps: anything malformed throws `AptHookInputError`.
-    public static func parse(bytes: some Collection<UInt8>) throws(AptHookInputError) -> AptHookInput {
-        let data = Array(bytes)
-        if data.isEmpty { throw .empty }
-        if data.count > maxInputSize { throw .tooLarge }
-
-        // Split into lines; every line apt writes ends with "\n".
+    /// The input's lines (every line apt writes ends with "\n"), whether text follows the last
+    /// newline, and the number of the line after the last complete one.
+    static func splitLines(_ data: [UInt8]) throws(AptHookInputError) -> (lines: [ArraySlice<UInt8>], unterminated: Bool, lineNo: Int) {
         var lines: [ArraySlice<UInt8>] = []
         var start = 0
         var lineNo = 1
@@ -204,7 +151,16 @@ extension AptHookInput {
                 throw .lineTooLong(line: lineNo)
             }
         }
-        let unterminated = start < data.count
+        return (lines, start < data.count, lineNo)
+    }
+
+    /// Parses the whole input. Never traps: anything malformed throws `AptHookInputError`.
+    public static func parse(bytes: some Collection<UInt8>) throws(AptHookInputError) -> AptHookInput {
+        let data = Array(bytes)
+        if data.isEmpty { throw .empty }
+        if data.count > maxInputSize { throw .tooLarge }
+
+        let (lines, unterminated, lineNo) = try splitLines(data)
 
         func text(_ slice: ArraySlice<UInt8>, _ line: Int) throws(AptHookInputError) -> String {
             guard let s = String(validating: slice, as: UTF8.self) else { throw .invalidUTF8(line: line) }

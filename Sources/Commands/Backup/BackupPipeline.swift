@@ -130,26 +130,7 @@ public struct BackupPipeline: Sendable {
                 throw BackupError.unavailable("\(live) does not exist", hint: "check paths and root in the config")
             }
             let size = treeSize(live, skip: { skip(member(of: $0)) })
-            var method: SnapshotMethod
-            var volume: Volume?
-            if choice == .none {
-                method = .none
-            } else {
-                let usable = drivers.filter { choice == .auto || $0.method.rawValue == choice.rawValue }
-                for d in usable {
-                    if let v = try d.probe(path: live) { volume = v; break }
-                }
-                if let v = volume {
-                    method = v.method
-                    if !volumes.contains(v) { volumes.append(v) }
-                } else if size <= config.copyInWindowMax {
-                    method = .copy
-                } else {
-                    throw BackupError.unavailable(
-                        "\(live) (\(Human.bytes(size))) is not on a \(choice == .auto ? "Btrfs subvolume or LVM volume" : choice.rawValue + " volume") and is over copy_in_window_max (\(Human.bytes(config.copyInWindowMax)))",
-                        hint: "put it on Btrfs or LVM, raise copy_in_window_max, or run with --snapshot none (services stay stopped for the whole run)")
-                }
-            }
+            let (method, volume) = try snapshotMethod(live, size: size, choice: choice, volumes: &volumes)
             items.append(.init(path: p, livePath: live, method: method, volume: volume, sizeBytes: size))
         }
         for d in drivers {
@@ -194,6 +175,26 @@ public struct BackupPipeline: Sendable {
         (plan.maasId, plan.otherRegions, plan.vaultUrl, plan.warnings) = region
         if !imagesOut.isEmpty { (plan.imageFilesLeftOut, plan.imageBytesLeftOut) = (imagesOut.count, imagesOutBytes) }
         return plan
+    }
+
+    /// How the path `live` (`size` bytes) is taken: its volume's snapshot (the volume added to
+    /// `volumes` once), a copy in the window when it is on no volume a driver can snapshot and
+    /// small enough, or none (`--snapshot none`).
+    func snapshotMethod(_ live: String, size: Int64, choice: Config.SnapshotChoice, volumes: inout [Volume]) throws -> (SnapshotMethod, Volume?) {
+        if choice == .none { return (.none, nil) }
+        var volume: Volume?
+        let usable = drivers.filter { choice == .auto || $0.method.rawValue == choice.rawValue }
+        for d in usable {
+            if let v = try d.probe(path: live) { volume = v; break }
+        }
+        if let v = volume {
+            if !volumes.contains(v) { volumes.append(v) }
+            return (v.method, v)
+        }
+        if size <= config.copyInWindowMax { return (.copy, nil) }
+        throw BackupError.unavailable(
+            "\(live) (\(Human.bytes(size))) is not on a \(choice == .auto ? "Btrfs subvolume or LVM volume" : choice.rawValue + " volume") and is over copy_in_window_max (\(Human.bytes(config.copyInWindowMax)))",
+            hint: "put it on Btrfs or LVM, raise copy_in_window_max, or run with --snapshot none (services stay stopped for the whole run)")
     }
 
     /// Freeze or stop, and why (`quiesce`, `--quiesce`): `auto` freezes when every active unit can be
@@ -342,32 +343,7 @@ public struct BackupPipeline: Sendable {
         }
         result.pruned = prunedInPreflight.get()
         // Retention, now that a newer complete backup exists (the lock is still held).
-        if config.retention.afterBackup {
-            do {
-                let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
-                // `status` and the metrics show the retention as the last prune.
-                if let w = PruneMetrics.record(config: config, code: report.errors.isEmpty ? .success : .failed,
-                                               removed: report.removed.count, freedBytes: report.freedBytes) {
-                    result.warnings.append(w)
-                }
-                if !report.removed.isEmpty {
-                    log(.info, "retention removed \(report.removed.count) old backup(s): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
-                }
-                result.failedSteps += report.errors.map { "retention: \($0)" }
-                if var before = result.pruned {
-                    before.removed += report.removed
-                    before.kept = report.kept
-                    before.freedBytes += report.freedBytes
-                    before.errors += report.errors
-                    result.pruned = before
-                } else {
-                    result.pruned = report
-                }
-            } catch {
-                PruneMetrics.record(config: config, code: (error as? BackupError)?.code ?? .failed, removed: 0, freedBytes: 0)
-                result.failedSteps.append("retention after the backup failed: \(error)")
-            }
-        }
+        if config.retention.afterBackup { applyRetention(to: &result) }
         // The off-host copy (the lock is still held, so the retention cannot remove the archive under it).
         if let remote = config.remote, remote.copy == .afterBackup, let archive = result.archive {
             let copy = await AfterBackupCopy.run(config: config, archive: archive, reason: options.reason, command: options.copyCommand, log: options.log)
@@ -391,5 +367,33 @@ extension BackupPipeline {
         return BackupError(.cantCreate, "the destination \(destination) filled up while the backup was written (\(error)); nothing was kept",
                            hint: "free space there, prune old backups, or set destination in the config")
     }
-}
 
+    /// Retention after a backup (the lock still held): recorded as the last prune for `status`
+    /// and the metrics, added to what the preflight pruned; a failure is a failed step.
+    func applyRetention(to result: inout BackupResult) {
+        do {
+            let report = try Prune.run(config: config, dryRun: false, lockHeld: true)
+            // `status` and the metrics show the retention as the last prune.
+            if let w = PruneMetrics.record(config: config, code: report.errors.isEmpty ? .success : .failed,
+                                           removed: report.removed.count, freedBytes: report.freedBytes) {
+                result.warnings.append(w)
+            }
+            if !report.removed.isEmpty {
+                log(.info, "retention removed \(report.removed.count) old backup(s): \(report.removed.map { ($0.archive as NSString).lastPathComponent }.joined(separator: ", "))")
+            }
+            result.failedSteps += report.errors.map { "retention: \($0)" }
+            if var before = result.pruned {
+                before.removed += report.removed
+                before.kept = report.kept
+                before.freedBytes += report.freedBytes
+                before.errors += report.errors
+                result.pruned = before
+            } else {
+                result.pruned = report
+            }
+        } catch {
+            PruneMetrics.record(config: config, code: (error as? BackupError)?.code ?? .failed, removed: 0, freedBytes: 0)
+            result.failedSteps.append("retention after the backup failed: \(error)")
+        }
+    }
+}

@@ -30,9 +30,9 @@ package enum DeepVerify {
         }
     }
 
-    static package func run(archive: String, display: String, manifest: Manifest, config: Config, scratchDir: String? = nil,
-                            log: LogSink?) async throws -> DeepVerifyResult {
-        let clock = Stopwatch()
+    /// The folder of the dump's PostgreSQL major's initdb, pg_ctl and psql, and the postgres user's
+    /// uid and gid (the throwaway cluster runs as it).
+    static func serverBinaries(manifest: Manifest, config: Config) throws -> (bin: String, uid: uid_t, gid: gid_t) {
         let major = manifest.database.serverVersion.prefix(while: { $0.isNumber })
         let bin = config.database.binDir ?? "/usr/lib/postgresql/\(major)/bin"
         for tool in ["initdb", "pg_ctl", "psql"] where !FileManager.default.isExecutableFile(atPath: bin + "/" + tool) {
@@ -42,7 +42,13 @@ package enum DeepVerify {
         guard let pw = getpwnam("postgres") else {
             throw BackupError.unavailable("there is no postgres user to run the throwaway cluster as", hint: "install PostgreSQL")
         }
-        let uid = pw.pointee.pw_uid, gid = pw.pointee.pw_gid
+        return (bin, pw.pointee.pw_uid, pw.pointee.pw_gid)
+    }
+
+    static package func run(archive: String, display: String, manifest: Manifest, config: Config, scratchDir: String? = nil,
+                            log: LogSink?) async throws -> DeepVerifyResult {
+        let clock = Stopwatch()
+        let (bin, uid, gid) = try serverBinaries(manifest: manifest, config: config)
         try Privilege.requireRoot("verify --deep", why: "it runs a throwaway cluster as postgres")
         let scratch = scratchDir ?? defaultScratch(config)
         try checkScratch(scratch, manifest: manifest)

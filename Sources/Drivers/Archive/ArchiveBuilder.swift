@@ -163,6 +163,21 @@ public final class ArchiveBuilder {
         package let valid: Bool
     }
 
+    /// The target of the symlink `name` in `dfd` (readlinkat, with a buffer grown until it fits).
+    private func linkTarget(_ dfd: Int32, _ name: [UInt8], sizeHint: Int, what: String) throws -> [UInt8] {
+        var size = max(sizeHint, 255) + 1
+        while true {
+            var buf = [UInt8](repeating: 0, count: size)
+            let n = withCBytes(name) { p in buf.withUnsafeMutableBufferPointer { readlinkat(dfd, p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size) } }
+            guard n >= 0 else {
+                if errno == EINVAL { throw changed(what, "a symlink was replaced by something else") }
+                throw BackupError.failed("cannot read the link \(what): \(Errno.last.description)")
+            }
+            if n < size { return Array(buf[0..<n]) }
+            size *= 2
+        }
+    }
+
     /// Archives one entry; for a folder, returns it open with its entries for the caller to visit.
     private func visit(_ dfd: Int32, _ name: [UInt8], what: String, member: [UInt8], display: String, valid: Bool,
                        _ skip: (String) -> Bool, _ out: inout [FileRecord]) throws -> Folder? {
@@ -210,18 +225,7 @@ public final class ArchiveBuilder {
             handed = true
             return Folder(dir: dir, names: names, what: what, member: member, display: display, valid: valid)
         case S_IFLNK:
-            var size = max(Int(st.st_size), 255) + 1
-            var target: [UInt8] = []
-            while true {
-                var buf = [UInt8](repeating: 0, count: size)
-                let n = withCBytes(name) { p in buf.withUnsafeMutableBufferPointer { readlinkat(dfd, p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size) } }
-                guard n >= 0 else {
-                    if errno == EINVAL { throw changed(what, "a symlink was replaced by something else") }
-                    throw BackupError.failed("cannot read the link \(what): \(Errno.last.description)")
-                }
-                if n < size { target = Array(buf[0..<n]); break }
-                size *= 2
-            }
+            let target = try linkTarget(dfd, name, sizeHint: Int(st.st_size), what: what)
             h.kind = .symlink
             h.setLinkTarget(bytes: target)
             try tar.writeHeader(h)
