@@ -42,6 +42,9 @@ struct StatusRunsTests {
         #expect(r.newestBackupAgeSeconds == nil && r.backupTooOld)
         #expect(r.exitCode(servicesDown: false) == 4)
         #expect(r.exitCode(servicesDown: true) == 1)
+        // A config that does not load comes first: its destination is only the defaults' guess.
+        let broken = StatusCheck.run(config: nil, configPath: "/dev/null", configError: "not valid YAML", now: Self.now)
+        #expect(broken.exitCode(servicesDown: false) == 78)
         #expect([Human.age(45), Human.age(5400), Human.age(200_000), Human.age(7200)] == ["45 s", "1 h 30 min", "2 d 7 h", "2 h"])
     }
 

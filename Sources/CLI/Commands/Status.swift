@@ -10,8 +10,8 @@ struct Status: AsyncParsableCommand {
             Lists the last run of each kind (backup, pre-upgrade backup, copy, verify, prune, restore or rollback) \
             with its result and age. Exit status, the first that applies: 1 MAAS services a dead run left stopped \
             or frozen are still down (run `maas-snapshot-backup recover`), 2 the last backup run failed or was \
-            partial, or the last verify failed, 4 the newest backup is older than status.max_backup_age_hours \
-            (default 36; 0: no bound) or there is none, 78 the config does not load, else 0.
+            partial, or the last verify failed, 78 the config does not load, 4 the newest backup is older than \
+            status.max_backup_age_hours (default 36; 0: no bound) or there is none, else 0.
             """)
 
     @OptionGroup var global: GlobalOptions

@@ -101,13 +101,14 @@ public struct StatusReport: Sendable, Codable {
 
     /// `status`'s exit code (README, "Exit codes"), the first that applies: 1 MAAS services a dead
     /// run left stopped or frozen are still down (`servicesDown`), 2 the last backup run failed or was
-    /// partial or the last verify failed, 4 the newest backup is older than `status.max_backup_age_hours`
-    /// (or there is none), 78 the config does not load, else 0.
+    /// partial or the last verify failed, 78 the config does not load (then the destination, and so the
+    /// backups' age, are the defaults' guess), 4 the newest backup is older than
+    /// `status.max_backup_age_hours` (or there is none), else 0.
     public func exitCode(servicesDown: Bool) -> Int32 {
         if servicesDown { return 1 }
         if lastRunFailed || lastVerifyFailed { return 2 }
-        if backupTooOld { return 4 }
         if !config.loads { return ExitCode.config.rawValue }
+        if backupTooOld { return 4 }
         return 0
     }
 }

@@ -34,7 +34,10 @@ msb_fake_maas_all_active || msb_fail "the guard did not start the services after
 guard_s=$((SECONDS - t0))
 msb_log "ok: services active again ${guard_s} s after the SIGKILL (dead-man guard)"
 
-maas-snapshot-backup status --json >"$MSB_RESULTS/status.json"
+# Exit 4: no backup yet (status.max_backup_age_hours); not 1: the guard brought MAAS back.
+st_rc=0
+maas-snapshot-backup status --json >"$MSB_RESULTS/status.json" || st_rc=$?
+msb_assert_eq 4 "$st_rc" "status's exit code after the SIGKILL (no backup yet, MAAS running)"
 msb_assert_eq 1 "$(jq '.leftovers | length' "$MSB_RESULTS/status.json")" "leftovers listed by status"
 [[ -n $(snapshot_lvs) ]] || msb_fail "the killed run's snapshot LV should still be there before recover"
 maas-snapshot-backup recover --json >"$MSB_RESULTS/recover.json" || msb_fail "recover failed: $(cat "$MSB_RESULTS/recover.json")"
