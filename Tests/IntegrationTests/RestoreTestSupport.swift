@@ -136,7 +136,13 @@ enum RT {
             switch fmt {
             case S_IFDIR:
                 e.type = "dir"
-                for n in ((try? FileManager.default.contentsOfDirectory(atPath: p)) ?? []).sorted() where n != ".maas-snapshot-backup" {
+                // Volatile files are looked up by name too: on Btrfs, readdir can miss a file that
+                // is renamed over while the folder is read (FingerprintTests).
+                var names = Set((try? FileManager.default.contentsOfDirectory(atPath: p)) ?? [])
+                for v in volatile where (v as NSString).deletingLastPathComponent == member {
+                    names.insert((v as NSString).lastPathComponent)
+                }
+                for n in names.sorted() where n != ".maas-snapshot-backup" {
                     walk(member + "/" + n)
                 }
             case S_IFLNK:
