@@ -1,4 +1,5 @@
 import Foundation
+import PathNames
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,16 +24,14 @@ public enum RawNames {
         return out.sorted { $0.lexicographicallyPrecedes($1) }
     }
 
-    /// A name for messages: as it is when UTF-8, else with the replacement character and a note.
-    public static func display(_ bytes: [UInt8]) -> String {
-        if let s = String(validating: bytes, as: UTF8.self) { return s }
-        return String(decoding: bytes, as: UTF8.self) + " (a name that is not UTF-8)"
-    }
+    /// A name for messages: PathBytes' readable form (each byte that is not UTF-8 as `\xHH`), the
+    /// one the archive's records and the manifest use.
+    public static func display(_ bytes: [UInt8]) -> String { PathBytes.display(bytes) }
 
     /// The journal's text for a name.
     public static func key(_ bytes: [UInt8]) -> String {
         if let s = String(validating: bytes, as: UTF8.self), !s.hasPrefix("\u{0}") { return s }
-        return "\u{0}" + Data(bytes).base64EncodedString()
+        return "\u{0}" + PathBytes.base64(bytes)
     }
 
     /// The bytes a key names.
