@@ -67,8 +67,7 @@ let package = Package(
         .target(name: "MSBPackages", dependencies: ["MSBKit", "Digest"],
                 path: "Sources/Drivers/Packages", swiftSettings: swift6),
         // Off-host copies: restic repositories (a path, SFTP, REST, S3) and the gzip -> tar copier.
-        .target(name: "MSBRemote", dependencies: ["MSBKit", "Streams", .product(name: "Subprocess", package: "swift-subprocess"),
-                                                  .product(name: "SystemPackage", package: "swift-system")],
+        .target(name: "MSBRemote", dependencies: ["MSBKit", "Streams", .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/Drivers/Remote", swiftSettings: swift6),
         // The region as found on this machine (Vault, other regions, services): database + services.
         .target(name: "MSBRegion", dependencies: ["MSBKit", "MSBDatabase", "MSBServices", "LibPQ",
@@ -135,7 +134,7 @@ let package = Package(
         // What the test targets share: the seeded generator and the built tool's path.
         .target(name: "TestSupport", path: "Tests/Shared", swiftSettings: swift6),
         .testTarget(name: "StreamsTests", dependencies: ["Streams", "CZlib", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive", "PathNames", "TestSupport", .product(name: "Yams", package: "Yams")], swiftSettings: swift6),
+        .testTarget(name: "MaasBackupCoreTests", dependencies: ["MaasBackupCore", "LibArchive", "PathNames", "Streams", "TestSupport", .product(name: "Yams", package: "Yams")], swiftSettings: swift6),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["MaasBackupCore", "LibPQ", "LibArchive", "TestSupport",
