@@ -356,14 +356,11 @@ public struct BackupPipeline: Sendable {
 }
 
 extension BackupPipeline {
-    /// A write that failed with ENOSPC or EDQUOT (the archive, the dump's spool, pg_dump's own
-    /// message) becomes the documented "cannot create the output" error, 73.
+    /// A write that failed with ENOSPC or EDQUOT (the archive, the dump's spool, the sidecar: their
+    /// errors keep the errno, see ErrnoCarrying) becomes the documented "cannot create the output" error, 73.
     static package func destinationFull(_ error: any Error, destination: String) -> any Error {
         if let e = error as? BackupError, e.code != .failed { return error }
-        let full: Bool
-        if let s = error as? StreamError, let e = s.errno { full = e == ENOSPC || e == EDQUOT }
-        else { full = "\(error)".contains(Errno(rawValue: ENOSPC).description) || "\(error)".contains(Errno(rawValue: EDQUOT).description) }
-        guard full else { return error }
+        guard let e = (error as? any ErrnoCarrying)?.carriedErrno, e.isOutOfSpace else { return error }
         return BackupError(.cantCreate, "the destination \(destination) filled up while the backup was written (\(error)); nothing was kept",
                            hint: "free space there, prune old backups, or set destination in the config")
     }

@@ -9,6 +9,11 @@ public struct ArchiveError: Error, Sendable, CustomStringConvertible {
     public var function: String
     public var errno: Int32
     public var message: String
+    public init(function: String, errno: Int32, message: String) {
+        self.function = function
+        self.errno = errno
+        self.message = message
+    }
     public var description: String { "\(function): \(message)" }
 }
 
