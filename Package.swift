@@ -82,8 +82,8 @@ let package = Package(
                 path: "Sources/BackupSet", swiftSettings: swift6),
 
         // Commands: one folder (and target) each; they use drivers, and only the ones listed call each other.
-        .target(name: "MSBExpire", dependencies: ["MSBKit", "MSBBackupSet", "MSBCopy"],
-                path: "Sources/Commands/Expire", swiftSettings: swift6),
+        .target(name: "MSBPrune", dependencies: ["MSBKit", "MSBBackupSet", "MSBCopy"],
+                path: "Sources/Commands/Prune", swiftSettings: swift6),
         .target(name: "MSBVerify", dependencies: ["MSBKit", "MSBArchive", "MSBDatabase", "MSBCopy"],
                 path: "Sources/Commands/Verify", swiftSettings: swift6),
         // Off-host copies: copy, remote-init, list/verify/prune --remote, restore --from-remote.
@@ -91,7 +91,7 @@ let package = Package(
                                                 .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/Commands/Copy", swiftSettings: swift6),
         .target(name: "MSBBackup", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
-                                                  "MSBPackages", "MSBRegion", "MSBBackupSet", "MSBExpire", "MSBCopy", "Streams", "LibArchive",
+                                                  "MSBPackages", "MSBRegion", "MSBBackupSet", "MSBPrune", "MSBCopy", "Streams", "LibArchive",
                                                   .product(name: "SystemPackage", package: "swift-system")],
                 path: "Sources/Commands/Backup", swiftSettings: swift6),
         .target(name: "MSBRestore", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
@@ -99,17 +99,22 @@ let package = Package(
                 path: "Sources/Commands/Restore", swiftSettings: swift6),
         .target(name: "MSBRollback", dependencies: ["MSBKit", "MSBRestore", "MSBBackupSet", "MSBArchive", "MSBPackages"],
                 path: "Sources/Commands/Rollback", swiftSettings: swift6),
+        // `recover`: finishes what killed runs left (services, snapshots, partial archives, restore swaps).
         .target(name: "MSBRecover", dependencies: ["MSBKit", "MSBBackup", "MSBRestore", "MSBSnapshot", "MSBServices",
-                                                   "MSBDatabase", "MSBBackupSet", "MSBCopy", "MSBRemote"],
+                                                   "MSBDatabase", "MSBBackupSet"],
                 path: "Sources/Commands/Recover", swiftSettings: swift6),
+        // `status`: the last runs, leftovers of killed runs (which `recover` finishes), the config, the hooks.
+        .target(name: "MSBStatus", dependencies: ["MSBKit", "MSBBackup", "MSBRestore", "MSBSnapshot", "MSBServices",
+                                                  "MSBDatabase", "MSBBackupSet", "MSBCopy", "MSBRemote"],
+                path: "Sources/Commands/Status", swiftSettings: swift6),
         // The backup the package hooks take before a MAAS package changes.
         .target(name: "MSBPreUpgrade", dependencies: ["MSBKit", "MSBServices", "MSBPackages", "MSBRegion", "MSBPackageHooks", "MSBBackupSet", "MSBBackup"],
                 path: "Sources/Commands/PreUpgrade", swiftSettings: swift6),
         // The commands and policy in one import for the command line, the benchmark and the tests.
         .target(name: "MaasBackupCore", dependencies: ["MSBKit", "MSBSnapshot", "MSBDatabase", "MSBServices", "MSBArchive",
                                                        "MSBPackages", "MSBRemote", "MSBRegion", "MSBPackageHooks", "MSBBackupSet",
-                                                       "MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBExpire",
-                                                       "MSBRecover", "MSBPreUpgrade", "MSBCopy"],
+                                                       "MSBBackup", "MSBRestore", "MSBRollback", "MSBVerify", "MSBPrune",
+                                                       "MSBRecover", "MSBStatus", "MSBPreUpgrade", "MSBCopy"],
                 swiftSettings: swift6),
         // The command line: parses and prints, nothing else.
         .executableTarget(

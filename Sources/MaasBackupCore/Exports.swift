@@ -10,11 +10,12 @@
 @_exported import MSBRegion
 @_exported import MSBPackageHooks
 @_exported import MSBBackupSet
-@_exported import MSBExpire
+@_exported import MSBPrune
 @_exported import MSBVerify
 @_exported import MSBBackup
 @_exported import MSBRestore
 @_exported import MSBRollback
 @_exported import MSBRecover
+@_exported import MSBStatus
 @_exported import MSBPreUpgrade
 @_exported import MSBCopy

@@ -7,7 +7,7 @@ import MSBServices
 import MSBArchive
 import MSBPackages
 import MSBRegion
-import MSBExpire
+import MSBPrune
 import MSBCopy
 #if canImport(Glibc)
 import Glibc

@@ -6,7 +6,7 @@ import MSBServices
 import MSBArchive
 import MSBPackages
 import MSBRegion
-import MSBExpire
+import MSBPrune
 #if canImport(Glibc)
 import Glibc
 #endif
