@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Throwaway restic back-end servers for Tests/IntegrationTests/Restic*.swift (run as root).
+# Throwaway restic back-end servers for Tests/IntegrationTests/Commands/Copy/Restic*.swift (run as root).
 #   restic-servers.sh sshd-up DIR PORT   an sshd on 127.0.0.1:PORT with its own host key, accepting
 #                                        root with DIR/client_key only; DIR/sftp-command is the
 #                                        ssh command line for restic's -o sftp.command=

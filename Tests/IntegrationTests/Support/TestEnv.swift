@@ -9,7 +9,7 @@ import Glibc
 /// MAAS schema, a root tree with var/lib/maas on a Btrfs loop device, and a stand-in systemctl
 /// whose daemons keep writing a counter to the database and to a file.
 final class TestEnv: @unchecked Sendable {
-    static let repo: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repo: URL = URL(fileURLWithPath: RepoRoot.of(#filePath))
     static let pgbin = "/usr/lib/postgresql/15/bin"
 
     let dir: String

@@ -1,14 +1,14 @@
 import Foundation
 import MaasBackupCore
 import Testing
+import TestSupport
 import Yams
 
 /// The shipped alert rules (docs/maas-snapshot-backup.rules.yml) against the gauges the tool
 /// writes: what `promtool check rules` would catch of a renamed metric, without Prometheus.
 @Suite("alert rules")
 struct AlertRulesTests {
-    static let rules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path + "/docs/maas-snapshot-backup.rules.yml"
+    static let rules = RepoRoot.of(#filePath) + "/docs/maas-snapshot-backup.rules.yml"
 
     @Test("every rule has a name and an expression, and every metric it names is one the textfile has")
     func rulesUseRealMetrics() throws {

@@ -1,13 +1,13 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import MaasBackupCore
 
 /// The package step of a rollback: MAAS packages the backup did not have are removed (conffiles
 /// kept) before the backup's versions go back (README "Rollback").
 @Suite("rollback package plan")
 struct RollbackPackagePlanTests {
-    static let packaging = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path + "/shared/fixtures/maas-packaging"
+    static let packaging = (RepoRoot.of(#filePath) as NSString).deletingLastPathComponent + "/shared/fixtures/maas-packaging"
 
     /// The binary packages of MAAS's debian/control for `version`, or nil when the fixture is absent.
     static func packages(_ version: String) -> [String]? {

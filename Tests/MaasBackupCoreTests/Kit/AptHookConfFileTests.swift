@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import MaasBackupCore
 
 /// The shipped /etc/maas-snapshot-backup/config.yaml (etc/config.yaml, a conffile of the package)
@@ -8,7 +9,7 @@ import Testing
 /// in it.
 @Suite("shipped config.yaml")
 struct AptHookConfFileTests {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repo = URL(fileURLWithPath: RepoRoot.of(#filePath))
 
     func shipped() throws -> String {
         try String(contentsOf: Self.repo.appendingPathComponent("etc/config.yaml"), encoding: .utf8)
