@@ -11,11 +11,9 @@ import MSBBackup
 /// to back up (skip switch, snap, Vault without credentials, no region), the installed MAAS .debs
 /// kept beside the archive for a rollback, and a pruning first when space is short.
 public enum PreUpgradeBackup {
-    /// MAAS_SNAPSHOT_BACKUP_SKIP=1 lets one package change go on without a backup (the only documented
-    /// spelling; MAAS_SNAPSHOT_BACKUP_HOOK=skip, which the hook scripts of 0.1.0 read, still works).
+    /// MAAS_SNAPSHOT_BACKUP_SKIP=1 (yes, true, any case) lets one package change go on without a backup.
     public static func skipRequested(_ env: [String: String]) -> Bool {
         env["MAAS_SNAPSHOT_BACKUP_SKIP"].map { ["1", "yes", "true"].contains($0.lowercased()) } == true
-            || env["MAAS_SNAPSHOT_BACKUP_HOOK"] == "skip"
     }
 
     /// The hook's backup: `template` carries what the command line set (log, progress, the guard's

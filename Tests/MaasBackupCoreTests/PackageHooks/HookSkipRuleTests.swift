@@ -3,8 +3,8 @@ import TestSupport
 import Testing
 
 /// The package hooks' skip switch (README "Upgrades"): MAAS_SNAPSHOT_BACKUP_SKIP=1 (also yes/true, any
-/// case) lets one package change go on without a backup; MAAS_SNAPSHOT_BACKUP_HOOK=skip, which the hook
-/// scripts of 0.1.0 read, still works. The rule lives in the command line, so it is checked on the
+/// case) lets one package change go on without a backup, and nothing else does (MAAS_SNAPSHOT_BACKUP_HOOK=skip,
+/// a spelling of builds that never shipped, is gone). The rule lives in the command line, so it is checked on the
 /// built binary, with a config file that does not exist: a hook that skips never reads it (exit 0),
 /// one that does not skip stops on it (exit 78) before any backup could start (dpkg-hook, which decides
 /// from dpkg's arguments before it reads the config, stops with 64 when not run by dpkg).
@@ -35,12 +35,11 @@ struct HookSkipRuleTests {
     static let skips: [[String: String]] = [
         ["MAAS_SNAPSHOT_BACKUP_SKIP": "1"], ["MAAS_SNAPSHOT_BACKUP_SKIP": "yes"], ["MAAS_SNAPSHOT_BACKUP_SKIP": "true"],
         ["MAAS_SNAPSHOT_BACKUP_SKIP": "TRUE"], ["MAAS_SNAPSHOT_BACKUP_SKIP": "Yes"],
-        ["MAAS_SNAPSHOT_BACKUP_HOOK": "skip"],
-        ["MAAS_SNAPSHOT_BACKUP_SKIP": "0", "MAAS_SNAPSHOT_BACKUP_HOOK": "skip"],
     ]
     static let noSkips: [[String: String]] = [
         [:], ["MAAS_SNAPSHOT_BACKUP_SKIP": "0"], ["MAAS_SNAPSHOT_BACKUP_SKIP": ""], ["MAAS_SNAPSHOT_BACKUP_SKIP": "no"],
         ["MAAS_SNAPSHOT_BACKUP_SKIP": "false"], ["MAAS_SNAPSHOT_BACKUP_SKIP": "2"], ["MAAS_SNAPSHOT_BACKUP_SKIP": " 1"],
+        ["MAAS_SNAPSHOT_BACKUP_HOOK": "skip"], ["MAAS_SNAPSHOT_BACKUP_SKIP": "0", "MAAS_SNAPSHOT_BACKUP_HOOK": "skip"],
         ["MAAS_SNAPSHOT_BACKUP_HOOK": "SKIP"], ["MAAS_SNAPSHOT_BACKUP_HOOK": "1"], ["MAAS_SNAPSHOT_BACKUP_HOOK": ""],
         ["MAAS_SNAPSHOT_BACKUP_SKIPPED": "1"],
     ]
