@@ -24,7 +24,7 @@ package enum Metrics {
     }
 
     /// The kind of a backup by its reason: `pre_upgrade` (the apt or dpkg hook) or `scheduled` (the timer or by hand).
-    static package func kind(reason: String) -> String { reason.hasPrefix("pre-upgrade") ? "pre_upgrade" : "scheduled" }
+    static package func kind(reason: String) -> String { BackupReason(recorded: reason) == .preUpgrade ? "pre_upgrade" : "scheduled" }
 
     static package func apply(_ outcome: Outcome, to v: inout [String: Double], now: Int) {
         v["last_run_timestamp_seconds"] = Double(now)

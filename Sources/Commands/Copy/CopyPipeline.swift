@@ -153,9 +153,8 @@ public struct CopyPipeline: Sendable {
             try? state.save(stateDir: config.stateDir)
         }
         log?(.info, "copying \(name) to \(repo.displayName)")
-        // The daily unit's reason is "scheduled": tagged timer.
-        let reason = e.reason.lowercased().hasPrefix("scheduled") ? "timer" : e.reason
-        let c = try await copier.copy(archive: e.archive, reason: reason, maasVersion: e.maasVersion, host: host)
+        let c = try await copier.copy(archive: e.archive, kind: ResticCopier.Kind(BackupReason(recorded: e.reason.lowercased())),
+                                      maasVersion: e.maasVersion, host: host)
         state.copied[name] = c.snapshotID
         state.pending.removeAll { $0 == name }
         try? state.save(stateDir: config.stateDir)
@@ -223,4 +222,15 @@ public struct CopyFailure: Error, CustomStringConvertible {
     public var report: CopyReport
     public var error: BackupError
     public var description: String { error.description }
+}
+
+extension ResticCopier.Kind {
+    /// The repository's tag for a backup's reason: the daily unit's `scheduled` is `timer`.
+    package init(_ reason: BackupReason) {
+        switch reason {
+        case .manual: self = .manual
+        case .scheduled: self = .timer
+        case .preUpgrade: self = .preUpgrade
+        }
+    }
 }

@@ -32,7 +32,7 @@ public struct RemoteCopyEntry: Sendable, Codable {
         time = ArchiveName.iso8601(s.time)
         host = s.hostname
         archive = s.tagValue("archive")
-        reason = s.tags.first { ["manual", "timer", "pre-upgrade"].contains($0) } ?? "?"
+        reason = s.tags.first { ResticCopier.Kind(rawValue: $0) != nil } ?? "?"
         maasVersion = s.tags.first { $0.hasPrefix("maas-") && $0 != ResticCopier.toolTag }.map { String($0.dropFirst(5)) }
         tags = s.tags
     }

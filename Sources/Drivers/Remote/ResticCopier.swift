@@ -38,11 +38,16 @@ public struct ResticCopier: Sendable {
         return String(base.dropLast(7))
     }
 
-    /// `maas-snapshot-backup`, the reason (manual, timer or pre-upgrade), `maas-VERSION`, `archive=NAME`.
-    public static func tags(reason: String, maasVersion: String?, archiveName: String) -> [String] {
-        let r = reason.lowercased()
-        let kind = r.hasPrefix("pre-upgrade") ? "pre-upgrade" : (r.hasPrefix("timer") ? "timer" : "manual")
-        var tags = [toolTag, kind]
+    /// The tag that tells a copy's kind in the repository (the copy command maps a backup's
+    /// reason to it: the daily unit's `scheduled` is `timer`).
+    public enum Kind: String, Sendable, CaseIterable {
+        case manual, timer
+        case preUpgrade = "pre-upgrade"
+    }
+
+    /// `maas-snapshot-backup`, the kind (manual, timer or pre-upgrade), `maas-VERSION`, `archive=NAME`.
+    public static func tags(kind: Kind, maasVersion: String?, archiveName: String) -> [String] {
+        var tags = [toolTag, kind.rawValue]
         if let v = maasVersion.map(clean), !v.isEmpty { tags.append("maas-" + v) }
         tags.append("archive=" + clean(archiveName))
         return tags
@@ -60,19 +65,19 @@ public struct ResticCopier: Sendable {
 
     /// Copies `archive`; when the repository is locked (a stale lock of a killed run), runs
     /// `restic unlock` once and copies again.
-    public func copy(archive: String, reason: String, maasVersion: String?, host: String) async throws -> CopyResult {
+    public func copy(archive: String, kind: Kind, maasVersion: String?, host: String) async throws -> CopyResult {
         do {
-            return try await copyOnce(archive: archive, reason: reason, maasVersion: maasVersion, host: host)
+            return try await copyOnce(archive: archive, kind: kind, maasVersion: maasVersion, host: host)
         } catch let e as BackupError where e.code == .locked {
             try await repository.unlock()
-            return try await copyOnce(archive: archive, reason: reason, maasVersion: maasVersion, host: host)
+            return try await copyOnce(archive: archive, kind: kind, maasVersion: maasVersion, host: host)
         }
     }
 
-    func copyOnce(archive: String, reason: String, maasVersion: String?, host: String) async throws -> CopyResult {
+    func copyOnce(archive: String, kind: Kind, maasVersion: String?, host: String) async throws -> CopyResult {
         let started = ContinuousClock.now
         let name = try ResticCopier.name(ofArchive: archive)
-        let tags = ResticCopier.tags(reason: reason, maasVersion: maasVersion, archiveName: name)
+        let tags = ResticCopier.tags(kind: kind, maasVersion: maasVersion, archiveName: name)
         let input = open(archive, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard input >= 0 else {
             throw BackupError.failed("cannot open \(archive): \(Errno.last.description)", hint: "check that the archive exists")

@@ -20,7 +20,7 @@ struct ResticLocalTests {
         let tree = try fx.makeTree("tree")
         let first = try fx.makeArchive("maas-backup-day1", of: tree)
         let copier = ResticCopier(repository: repo)
-        let c1 = try await copier.copy(archive: first, reason: "timer", maasVersion: "3.4.0", host: ResticFixture.host)
+        let c1 = try await copier.copy(archive: first, kind: .timer, maasVersion: "3.4.0", host: ResticFixture.host)
         #expect(c1.fileName == "maas-backup-day1.tar")
         #expect(c1.compressedBytes == ResticFixture.size(first))
         #expect(c1.durationMs > 0)
@@ -41,7 +41,7 @@ struct ResticLocalTests {
         // The next day's archive of unchanged data adds almost nothing.
         let before = try await repo.stats()
         let second = try fx.makeArchive("maas-backup-day2", of: tree)
-        let c2 = try await copier.copy(archive: second, reason: "pre-upgrade: maas 3.4 to 3.5", maasVersion: "3.4.0", host: ResticFixture.host)
+        let c2 = try await copier.copy(archive: second, kind: .preUpgrade, maasVersion: "3.4.0", host: ResticFixture.host)
         let after = try await repo.stats()
         print("restic raw size after the first copy: \(before.totalSize) bytes; after a second copy of the same data: \(after.totalSize) bytes (+\(after.totalSize - before.totalSize))")
         #expect(before.totalSize > 3 << 20, "the first copy stored the data")
@@ -59,9 +59,9 @@ struct ResticLocalTests {
         try await repo.initialize()
         let tree = try fx.makeTree("tree", files: 4)
         let copier = ResticCopier(repository: repo)
-        for (day, reason) in [(1, "timer"), (2, "pre-upgrade: maas 3.4 to 3.5"), (3, "manual")] {
+        for (day, kind) in [(1, ResticCopier.Kind.timer), (2, .preUpgrade), (3, .manual)] {
             let archive = try fx.makeArchive("maas-backup-day\(day)", of: tree)
-            _ = try await copier.copy(archive: archive, reason: reason, maasVersion: "3.4.0", host: ResticFixture.host)
+            _ = try await copier.copy(archive: archive, kind: kind, maasVersion: "3.4.0", host: ResticFixture.host)
         }
         #expect(try await repo.snapshots(tags: [ResticCopier.toolTag]).count == 3)
         // Retention. The remote retention with keep 1, keep_pre_upgrade 0 forgets day 1 and keeps
@@ -89,7 +89,7 @@ struct ResticLocalTests {
         // A copy says the same (restic's error, not the broken pipe the gunzip thread then sees).
         let archive = try fx.makeArchive("maas-x", of: try fx.makeTree("tree", files: 2))
         e = await ResticFixture.backupError {
-            _ = try await ResticCopier(repository: repo).copy(archive: archive, reason: "timer", maasVersion: nil, host: ResticFixture.host)
+            _ = try await ResticCopier(repository: repo).copy(archive: archive, kind: .timer, maasVersion: nil, host: ResticFixture.host)
         }
         #expect(e?.message == "restic backup on \(repoPath) failed: the repository is not initialised")
 
@@ -117,7 +117,7 @@ struct ResticLocalTests {
         let truncated = fx.dir + "/archives/maas-truncated.tar.gz"
         try bytes.prefix(bytes.count * 2 / 3).write(to: URL(fileURLWithPath: truncated))
         var e = await ResticFixture.backupError {
-            _ = try await ResticCopier(repository: repo).copy(archive: truncated, reason: "timer", maasVersion: nil, host: ResticFixture.host)
+            _ = try await ResticCopier(repository: repo).copy(archive: truncated, kind: .timer, maasVersion: nil, host: ResticFixture.host)
         }
         #expect(e?.code == .dataError)
         #expect(e?.message == "\(truncated) is damaged: the gzip stream ends early (truncated); nothing was copied")
@@ -127,7 +127,7 @@ struct ResticLocalTests {
         let badCRC = fx.dir + "/archives/maas-badcrc.tar.gz"
         try corrupt.write(to: URL(fileURLWithPath: badCRC))
         e = await ResticFixture.backupError {
-            _ = try await ResticCopier(repository: repo).copy(archive: badCRC, reason: "timer", maasVersion: nil, host: ResticFixture.host)
+            _ = try await ResticCopier(repository: repo).copy(archive: badCRC, kind: .timer, maasVersion: nil, host: ResticFixture.host)
         }
         #expect(e?.code == .dataError)
         #expect(e?.message.contains("gzip CRC-32 mismatch") == true, "\(e?.description ?? "no error")")
@@ -138,7 +138,7 @@ struct ResticLocalTests {
                 "restic was stopped before it completed a snapshot")
         #expect(ResticFixture.locks(repoPath).isEmpty, "the interrupted restic removed its lock")
         // The repository is fine afterwards.
-        _ = try await ResticCopier(repository: repo).copy(archive: good, reason: "timer", maasVersion: nil, host: ResticFixture.host)
+        _ = try await ResticCopier(repository: repo).copy(archive: good, kind: .timer, maasVersion: nil, host: ResticFixture.host)
         #expect(try await repo.snapshots(tags: []).count == 1)
     }
 
@@ -166,7 +166,7 @@ struct ResticLocalTests {
         }
         writer.start()
         let copy = Task {
-            try await ResticCopier(repository: repo).copy(archive: fifo, reason: "timer", maasVersion: nil, host: ResticFixture.host)
+            try await ResticCopier(repository: repo).copy(archive: fifo, kind: .timer, maasVersion: nil, host: ResticFixture.host)
         }
         var killed = false
         for _ in 0..<200 where !killed {
@@ -194,7 +194,7 @@ struct ResticLocalTests {
 
         // The next copy works, and so does an operation that needs the repository to itself
         // (forget), after the driver's `restic unlock`.
-        _ = try await ResticCopier(repository: repo).copy(archive: good, reason: "timer", maasVersion: nil, host: ResticFixture.host)
+        _ = try await ResticCopier(repository: repo).copy(archive: good, kind: .timer, maasVersion: nil, host: ResticFixture.host)
         try await repo.forget(keepLast: 1, tags: [ResticCopier.toolTag], host: ResticFixture.host)
         #expect(ResticFixture.locks(repoPath).isEmpty, "the stale lock is gone")
         #expect(try await repo.snapshots(tags: []).count == 1)

@@ -18,7 +18,7 @@ struct ResticServerTests {
     func roundTrip(_ fx: ResticFixture, _ repo: ResticRepository) async throws {
         #expect(try await repo.initialize() == true)
         let archive = try fx.makeArchive("maas-remote", of: try fx.makeTree("tree", files: 8))
-        let c = try await ResticCopier(repository: repo).copy(archive: archive, reason: "manual", maasVersion: "3.5.1", host: ResticFixture.host)
+        let c = try await ResticCopier(repository: repo).copy(archive: archive, kind: .manual, maasVersion: "3.5.1", host: ResticFixture.host)
         let snaps = try await repo.snapshots(tags: [ResticCopier.toolTag, "archive=maas-remote"])
         #expect(snaps.count == 1)
         #expect(snaps.first?.id.hasPrefix(c.snapshotID) == true)

@@ -104,10 +104,14 @@ import Testing
     }
 
     @Test func copyTags() throws {
-        #expect(ResticCopier.tags(reason: "pre-upgrade: maas 3.4 to 3.5", maasVersion: "1:3.5.0-15000 ubuntu", archiveName: "maas-x")
+        #expect(ResticCopier.tags(kind: .preUpgrade, maasVersion: "1:3.5.0-15000 ubuntu", archiveName: "maas-x")
                 == ["maas-snapshot-backup", "pre-upgrade", "maas-1:3.5.0-15000_ubuntu", "archive=maas-x"])
-        #expect(ResticCopier.tags(reason: "timer", maasVersion: nil, archiveName: "n") == ["maas-snapshot-backup", "timer", "archive=n"])
-        #expect(ResticCopier.tags(reason: "", maasVersion: "", archiveName: "n") == ["maas-snapshot-backup", "manual", "archive=n"])
+        #expect(ResticCopier.tags(kind: .timer, maasVersion: nil, archiveName: "n") == ["maas-snapshot-backup", "timer", "archive=n"])
+        #expect(ResticCopier.tags(kind: .manual, maasVersion: "", archiveName: "n") == ["maas-snapshot-backup", "manual", "archive=n"])
+        // The copy's kind from a backup's recorded reason (CopyPipeline): the daily unit's is timer.
+        #expect(ResticCopier.Kind(BackupReason(recorded: "scheduled")) == .timer)
+        #expect(ResticCopier.Kind(BackupReason(recorded: "pre-upgrade maas-region-controller 3.4 -> 3.5")) == .preUpgrade)
+        #expect(ResticCopier.Kind(BackupReason(recorded: "before the switch")) == .manual)
         #expect(throws: BackupError.self) { try ResticCopier.name(ofArchive: "/x/notes.txt") }
         #expect(try ResticCopier.name(ofArchive: "/x/maas-2026.tar.gz") == "maas-2026")
     }
