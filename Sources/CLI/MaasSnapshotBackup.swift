@@ -262,7 +262,6 @@ func runBackup(config: Config, reason: String, snapshot: Config.SnapshotChoice?,
     opts.quiesce = quiesce
     opts.dryRun = dryRun
     opts.lockTimeout = lockTimeout
-    opts.pruneWhenShort = BackupReason(recorded: reason) == .preUpgrade
     return try await BackupPipeline(config: config, options: opts).run()
 }
 

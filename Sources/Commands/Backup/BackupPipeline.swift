@@ -1,5 +1,6 @@
 import Foundation
 import MSBKit
+import MSBBackupSet
 import MSBSnapshot
 import MSBDatabase
 import MSBServices
@@ -32,9 +33,9 @@ public struct BackupOptions: Sendable {
     public var progressDone: (@Sendable () -> Void)?
     /// .deb files to keep beside the archive (pre-upgrade backups): package -> path.
     public var debsToSave: [String: String] = [:]
-    /// When the destination is short of space, apply the retention first (pre-upgrade backups,
-    /// which would otherwise block the upgrade) and say what it removed.
-    public var pruneWhenShort = false
+    /// When the destination is short of space, apply the retention first and say what it removed:
+    /// a pre-upgrade backup's rule (it would otherwise block the upgrade), decided here only.
+    public var pruneWhenShort: Bool { BackupReason(recorded: reason) == .preUpgrade }
     /// How to run `copy` detached (the copy of a pre-upgrade backup, `remote.copy: after-backup`).
     public var copyCommand: CopyCommand?
     public init() {}

@@ -42,7 +42,6 @@ public enum PreUpgradeBackup {
             var opts = template
             opts.reason = reason
             opts.debsToSave = debs
-            opts.pruneWhenShort = BackupReason(recorded: reason) == .preUpgrade
             opts.lockTimeout = 300
             let r = try await BackupPipeline(config: config, options: opts).run()
             log(.info, "maas-snapshot-backup: backup written: \(r.archive ?? "-") (MAAS stopped \(Int(r.downtimeMs)) ms)")

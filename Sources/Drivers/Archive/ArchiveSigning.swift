@@ -85,12 +85,13 @@ public struct HostKey: Sendable {
                               hint: "set signing_key in the config to a path in a folder only root can write")
         }
         let line = Array((prefix + Data(seed).base64EncodedString() + "\n").utf8)
-        let ok = write(fd, line, line.count) == line.count && fsync(fd) == 0
-        let e = errno
+        var failure: Errno?
+        do { try Errno.writeAll(fd, line) } catch { failure = error }
+        if failure == nil, fsync(fd) != 0 { failure = .last }
         close(fd)
-        guard ok else {
+        if let failure {
             unlink(path)
-            throw BackupError(.cantCreate, "cannot write the signing key \(path): \(Errno(rawValue: e).description)")
+            throw BackupError(.cantCreate, "cannot write the signing key \(path): \(failure.description)")
         }
         AtomicFile.syncFolder(dir)
         return (try HostKey(path: path, seed: seed), true)

@@ -160,8 +160,9 @@ public struct PostgresTarget: Sendable {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw BackupError.failed("cannot create the passfile \(path): \(Errno.last.description)") }
         defer { close(fd) }
-        let ok = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) == $0.count - 1 }
-        guard ok else { throw BackupError.failed("cannot write the passfile \(path)") }
+        do { try Errno.writeAll(fd, Array(line.utf8)) } catch {
+            throw BackupError.failed("cannot write the passfile \(path): \(error.description)")
+        }
         if let os = osUser { _ = fchown(fd, os.uid, os.gid) }
         return path
     }
