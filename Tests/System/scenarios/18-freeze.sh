@@ -95,15 +95,17 @@ left=$(systemctl list-units --all --no-legend --plain 'maas-snapshot-backup-guar
 [[ -z $left ]] || msb_fail "recover left the killed run's guard timer armed: $left"
 msb_check_no_leftovers
 
-# --- the guard killed too: its systemd-run timer thaws (window_timeout 10 s, timer at 40 s) -------
+# --- the guard killed too: its systemd-run timer thaws (window_timeout 30 s, timer at 60 s) -------
+# 30 s, not less: the guard process thaws by itself that long after it was armed (before the
+# snapshot), and under a loaded TCG host the snapshot and this script's pgrep took over 10 s.
 msb_write_config <<'YAML'
-window_timeout: 10
+window_timeout: 30
 YAML
 paused_backup snapshot 300
-# At once (the guard process would thaw by itself 10 s after it was armed): the guard, then the run.
+# At once (the guard process would thaw by itself 30 s after it was armed): the guard, then the run.
 # (swift-subprocess spawns it in its own session, not necessarily as a direct child: found by its
 # arguments, which name this window's timeout and the thaw)
-guard=$(pgrep -f -- ' guard --timeout 10 --thaw -- ' | head -n1 || true)
+guard=$(pgrep -f -- ' guard --timeout 30 --thaw -- ' | head -n1 || true)
 [[ -n $guard ]] || msb_fail "no guard process of the run $pid: $(ps -eo pid,ppid,args | grep -i guard)"
 kill -KILL "$guard" "$pid"; wait "$pid" 2>/dev/null || true
 t_kill=$SECONDS
