@@ -36,7 +36,7 @@ public enum RawNames {
 
     /// The bytes a key names.
     public static func bytes(_ key: String) -> [UInt8] {
-        if key.hasPrefix("\u{0}"), let d = Data(base64Encoded: String(key.dropFirst())) { return Array(d) }
+        if key.hasPrefix("\u{0}"), let b = PathBytes.unbase64(String(key.dropFirst())) { return b }
         return Array(key.utf8)
     }
 
