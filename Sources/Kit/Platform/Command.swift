@@ -55,11 +55,9 @@ public enum Command {
             executable = runuser
         }
         let opts = PlatformOptions()
-        var env: [Environment.Key: String?] = [:]
-        for (k, v) in environment { env[Environment.Key(stringLiteral: k)] = v }
         let exe = Executable.path(FilePath(executable))
         let args = Arguments(arguments)
-        let environ = Environment.inherit.updating(env)
+        let environ = inherited(updating: environment)
         let cwd = workingDirectory.map { FilePath($0) }
         do {
             if let fd {
@@ -79,6 +77,13 @@ public enum Command {
         } catch let e as SubprocessError {
             throw BackupError(.unavailable, "cannot run \(executable): \(e)", hint: "check that it is installed and executable")
         }
+    }
+
+    /// This process's environment with `changes` applied (a nil value removes the variable).
+    static package func inherited(updating changes: [String: String?]) -> Environment {
+        var env: [Environment.Key: String?] = [:]
+        for (k, v) in changes { env[Environment.Key(stringLiteral: k)] = v }
+        return Environment.inherit.updating(env)
     }
 
     static package func code(_ t: TerminationStatus) -> Int32 {

@@ -24,10 +24,8 @@ extension Command {
         feed: (@Sendable () async throws -> Void)? = nil,
         limit: Int = 16 << 20, hint: String
     ) async throws -> FedRun {
-        var env: [Environment.Key: String?] = [:]
-        for (k, v) in environment { env[Environment.Key(stringLiteral: k)] = v }
         let config = Configuration(executable: .path(FilePath(executable)), arguments: Arguments(arguments),
-                                   environment: Environment.inherit.updating(env))
+                                   environment: inherited(updating: environment))
         let body: @Sendable (_ interrupt: @Sendable () -> Void) async -> (any Error)? = { interrupt in
             guard let feed else { return nil }
             do {
