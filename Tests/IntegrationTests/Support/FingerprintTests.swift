@@ -30,12 +30,14 @@ struct FingerprintTests {
         try "0\n".write(toFile: maas + "/counter", atomically: false, encoding: .utf8)
 
         let stop = ManagedAtomicFlag()
+        let writerDone = DispatchSemaphore(value: 0)
         let writer = Thread {
             while !stop.isSet {
                 let fd = open(maas + "/counter.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
                 if fd >= 0 { close(fd) }
                 rename(maas + "/counter.tmp", maas + "/counter")
             }
+            writerDone.signal()
         }
         writer.start()
         var missed = 0
@@ -43,7 +45,8 @@ struct FingerprintTests {
             missed += 1
         }
         stop.set()
-        usleep(50_000)
+        // The writer has ended before the file system is unmounted (a busy umount would leave it mounted).
+        writerDone.wait()
         #expect(missed == 0, "counter missing from \(missed) of 400 fingerprints")
     }
 }
